@@ -1,0 +1,53 @@
+"""Running services: each in a thread, one metrics/health endpoint per process, clean shutdown."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Protocol
+
+from shared.health import HealthServer
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Service(Protocol):
+    """What the runtime needs of a service (``WorkerRunner`` and ``IngestorService`` fit)."""
+
+    def run(self) -> None: ...
+
+    def healthy(self) -> bool: ...
+
+
+def start_services(
+    services: dict[str, Service], settings: Settings, stop: threading.Event
+) -> tuple[HealthServer, list[threading.Thread]]:
+    """Start the health endpoint and one thread per service; a crashed service stops the process."""
+    health = HealthServer(settings.metrics_host, settings.metrics_port).start()
+    threads = []
+    for name, service in services.items():
+        health.add_check(name, service.healthy)
+        thread = threading.Thread(target=_guarded, args=(name, service, stop), name=name)
+        thread.start()
+        threads.append(thread)
+    return health, threads
+
+
+def _guarded(name: str, service: Service, stop: threading.Event) -> None:
+    try:
+        service.run()
+    except Exception:
+        log.exception("%s crashed; stopping the process so that it is restarted", name)
+        stop.set()
+
+
+def wait_and_stop(
+    health: HealthServer, threads: list[threading.Thread], stop: threading.Event
+) -> None:
+    """Block until ``stop`` is set, then let every service finish its batch and exit."""
+    while not stop.wait(0.5):
+        pass
+    for thread in threads:
+        thread.join(timeout=30)
+    health.stop()

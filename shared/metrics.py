@@ -1,0 +1,76 @@
+"""Prometheus metrics shared by every service.
+
+All services in one process (the embedded default) share one registry, so every metric carries a
+``service`` label instead of having per-service metric names. Grafana dashboards and tests refer to
+these names; keep ``METRIC_NAMES`` in step when adding one.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+FRAMES_IN = Counter(
+    "facestream_frames_in_total", "Messages consumed by a service.", ["service", "topic"]
+)
+FRAMES_OUT = Counter(
+    "facestream_frames_out_total", "Messages published by a service.", ["service", "topic"]
+)
+PROCESSING_SECONDS = Histogram(
+    "facestream_processing_seconds",
+    "Time spent processing one message (or capturing and publishing one frame).",
+    ["service"],
+    buckets=LATENCY_BUCKETS,
+)
+ERRORS = Counter("facestream_errors_total", "Errors by service and reason.", ["service", "reason"])
+DEAD_LETTERS = Counter(
+    "facestream_dead_letters_total",
+    "Messages sent to the dead-letter topic, by reason.",
+    ["service", "reason"],
+)
+CONSUMER_LAG = Gauge(
+    "facestream_consumer_lag",
+    "Messages not yet consumed by the service's consumer group, per topic.",
+    ["service", "topic"],
+)
+CAMERA_FRAMES_CAPTURED = Counter(
+    "facestream_camera_frames_captured_total", "Frames read from a camera.", ["camera"]
+)
+CAMERA_FRAMES_PUBLISHED = Counter(
+    "facestream_camera_frames_published_total", "Frames published for a camera.", ["camera"]
+)
+CAMERA_FRAMES_DROPPED = Counter(
+    "facestream_camera_frames_dropped_total",
+    "Captured frames not published, by reason (pacing, encode, publish).",
+    ["camera", "reason"],
+)
+CAMERA_RECONNECTS = Counter(
+    "facestream_camera_reconnects_total",
+    "Camera reconnect attempts, by the reason the stream was dropped.",
+    ["camera", "reason"],
+)
+CAMERA_FPS = Gauge(
+    "facestream_camera_fps", "Published frames per second, per camera (moving average).", ["camera"]
+)
+CAMERA_UP = Gauge("facestream_camera_up", "1 while a camera delivers frames, else 0.", ["camera"])
+
+METRIC_NAMES = frozenset(
+    {
+        "facestream_frames_in_total",
+        "facestream_frames_out_total",
+        "facestream_processing_seconds_bucket",
+        "facestream_processing_seconds_count",
+        "facestream_processing_seconds_sum",
+        "facestream_errors_total",
+        "facestream_dead_letters_total",
+        "facestream_consumer_lag",
+        "facestream_camera_frames_captured_total",
+        "facestream_camera_frames_published_total",
+        "facestream_camera_frames_dropped_total",
+        "facestream_camera_reconnects_total",
+        "facestream_camera_fps",
+        "facestream_camera_up",
+    }
+)
+"""Every series name the services export; the Grafana dashboard may query only these."""

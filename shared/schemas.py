@@ -1,0 +1,213 @@
+"""Topics and the versioned message schemas that travel on them.
+
+Every message carries a ``schema`` header, ``NAME/VERSION``. Frames (raw and styled) are JPEG bytes
+with their metadata in headers, so a consumer can route or drop a frame without decoding it; all
+other messages are JSON bodies validated by pydantic. A consumer accepts only the versions it knows
+and dead-letters the rest (reason ``unsupported_schema``) instead of guessing.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.bus.base import Message
+from shared.errors import ProcessingError
+
+SCHEMA_HEADER = "schema"
+
+
+class Topics:
+    """Kafka topic names (the in-memory bus uses the same ones)."""
+
+    FRAMES = "facestream.frames"
+    FACES = "facestream.faces"
+    EMBEDDINGS = "facestream.embeddings"
+    LIVENESS = "facestream.liveness"
+    EVENTS = "facestream.events"
+    STYLED_FRAMES = "facestream.frames.styled"
+    DEAD_LETTERS = "facestream.deadletters"
+
+    ALL: ClassVar[tuple[str, ...]] = (
+        FRAMES,
+        FACES,
+        EMBEDDINGS,
+        LIVENESS,
+        EVENTS,
+        STYLED_FRAMES,
+        DEAD_LETTERS,
+    )
+
+
+class SchemaError(ProcessingError):
+    """A message whose headers or body do not match the schema it must have."""
+
+
+def require_schema(message: Message, expected: str) -> None:
+    """Raise ``SchemaError`` unless the message declares exactly the ``expected`` schema."""
+    declared = message.headers.get(SCHEMA_HEADER)
+    if declared is None:
+        raise SchemaError("missing_header", f"no '{SCHEMA_HEADER}' header")
+    if declared != expected:
+        raise SchemaError(
+            "unsupported_schema", f"got {declared!r}, this consumer reads {expected!r}"
+        )
+
+
+class FrameMeta(BaseModel):
+    """Metadata of one camera frame; the message value is the JPEG image. Key: ``camera_id``."""
+
+    SCHEMA: ClassVar[str] = "frame/1"
+    model_config = ConfigDict(frozen=True)
+
+    camera_id: str = Field(min_length=1)
+    seq: int = Field(ge=0)
+    """Index of the frame as captured (dropped frames leave gaps; pacing drops are counted)."""
+    capture_ts: float
+    """Wall-clock time (Unix seconds) at which the frame was read from the camera."""
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    style: str | None = None
+    """Set on styled frames only: the style the frame was rendered in."""
+
+    def to_headers(self, schema: str | None = None) -> dict[str, str]:
+        headers = {SCHEMA_HEADER: schema or self.SCHEMA, "content-type": "image/jpeg"}
+        for name, value in self.model_dump(exclude_none=True).items():
+            headers[name] = repr(value) if isinstance(value, float) else str(value)
+        return headers
+
+    @classmethod
+    def from_message(cls, message: Message, schema: str | None = None) -> FrameMeta:
+        """Validate a frame message's headers; raise ``SchemaError`` with the reason otherwise."""
+        require_schema(message, schema or cls.SCHEMA)
+        try:
+            return cls.model_validate(message.headers)
+        except ValidationError as error:
+            fields = ", ".join(".".join(map(str, e["loc"])) for e in error.errors())
+            raise SchemaError(
+                "missing_header", f"invalid or missing frame headers: {fields}"
+            ) from None
+
+
+STYLED_FRAME_SCHEMA = "styled-frame/1"
+"""Styled frames reuse ``FrameMeta`` (with ``style`` set) under their own schema name."""
+
+
+class JsonMessage(BaseModel):
+    """Base of JSON messages: a ``SCHEMA`` name, and (de)serialisation that checks it."""
+
+    SCHEMA: ClassVar[str]
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    def headers(self) -> dict[str, str]:
+        return {SCHEMA_HEADER: self.SCHEMA, "content-type": "application/json"}
+
+    @classmethod
+    def from_message(cls: type[M], message: Message) -> M:
+        require_schema(message, cls.SCHEMA)
+        try:
+            return cls.model_validate_json(message.value)
+        except ValidationError as error:
+            raise SchemaError(
+                "malformed_payload", f"{error.error_count()} invalid field(s)"
+            ) from None
+
+
+M = TypeVar("M", bound=JsonMessage)
+
+
+class Box(BaseModel):
+    """Axis-aligned box in pixels of the source frame."""
+
+    x: float
+    y: float
+    w: float = Field(ge=0)
+    h: float = Field(ge=0)
+
+
+class DetectedFace(BaseModel):
+    box: Box
+    score: float = Field(ge=0, le=1)
+    landmarks: list[tuple[float, float]] = []
+    """Facial landmarks in frame pixels (5 points: eyes, nose, mouth corners) where the detector gives them."""
+    track_id: int | None = None
+    chip_jpeg_b64: str | None = None
+    """The aligned face chip, JPEG in base64, for the encoder and the liveness model."""
+
+
+class FacesMessage(JsonMessage):
+    """Faces found in one frame. Key: ``camera_id``."""
+
+    SCHEMA: ClassVar[str] = "faces/1"
+
+    camera_id: str
+    seq: int
+    capture_ts: float
+    frame_width: int
+    frame_height: int
+    detector: str
+    faces: list[DetectedFace]
+
+
+class FaceEmbedding(BaseModel):
+    track_id: int | None
+    box: Box
+    quality: float
+    embedding: list[float] = Field(min_length=1)
+
+
+class EmbeddingsMessage(JsonMessage):
+    """Encodings of the faces of one frame. Key: ``camera_id``."""
+
+    SCHEMA: ClassVar[str] = "embeddings/1"
+
+    camera_id: str
+    seq: int
+    capture_ts: float
+    model: str
+    faces: list[FaceEmbedding]
+
+
+class LivenessVerdict(JsonMessage):
+    """Liveness of one track over a window of its frames. Key: ``camera_id``."""
+
+    SCHEMA: ClassVar[str] = "liveness/1"
+
+    camera_id: str
+    track_id: int
+    live: bool
+    score: float
+    window_frames: int
+    model: str
+    ts: float
+
+
+class RecognitionEvent(JsonMessage):
+    """What happened on a track: emitted per track state change, never per frame. Key: ``camera_id``."""
+
+    SCHEMA: ClassVar[str] = "event/1"
+
+    event_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    type: Literal["started", "identified", "unknown", "spoof", "ended"]
+    camera_id: str
+    track_id: int
+    person_id: str | None = None
+    person_name: str | None = None
+    distance: float | None = None
+    threshold: float | None = None
+    confidence: float | None = None
+    box: Box | None = None
+    first_seen_ts: float
+    last_seen_ts: float
+    frames: int = 0
+    ts: float = Field(default_factory=time.time)
+
+
+DEAD_LETTER_SCHEMA = "deadletter/1"
+"""Dead letters keep the original key, value and headers and add ``dlq.*`` headers (see worker)."""

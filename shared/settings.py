@@ -1,0 +1,91 @@
+"""Settings for every facestream process, read from ``FACESTREAM_*`` environment variables.
+
+One prefix for the whole system; nested groups use ``__`` (``FACESTREAM_KAFKA__BOOTSTRAP_SERVERS``).
+Secrets are ``SecretStr`` so they never appear in logs or reprs.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseModel):
+    """Connection to the Kafka cluster; credentials and TLS are optional."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    client_id: str = "facestream"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    max_message_bytes: int = 16 * 1024 * 1024
+    """Frames at 1080p and high JPEG quality exceed Kafka's 1 MB default."""
+    partitions: int = 3
+    """Partitions per topic created by ``facestream topics create``: the ceiling on consumers per group."""
+    replication_factor: int = 1
+    request_timeout_ms: int = 30_000
+
+
+class RedisSettings(BaseModel):
+    """Connection to Redis; ``rediss://`` URLs switch TLS on."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    username: str | None = None
+    password: SecretStr | None = None
+    ssl_ca_certs: Path | None = None
+    key_prefix: str = "facestream"
+    socket_timeout_s: float = 5.0
+
+
+class IngestSettings(BaseModel):
+    """Camera reading, pacing and the watchdog."""
+
+    default_fps: float = 15.0
+    jpeg_quality: int = Field(85, ge=10, le=100)
+    open_timeout_s: float = 10.0
+    read_timeout_s: float = 5.0
+    """A stream that delivers no frame for this long is dropped and reconnected."""
+    frozen_timeout_s: float = 10.0
+    """A stream that delivers identical frames for this long is treated as frozen and reconnected."""
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 10.0
+    file_realtime: bool = True
+    """Play video files at their native rate, as a camera would; False reads them as fast as possible."""
+    registry_poll_s: float = 1.0
+
+
+class Settings(BaseSettings):
+    """Everything a facestream process can be configured with."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FACESTREAM_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    bus: Literal["memory", "kafka"] = "memory"
+    """``memory`` is the embedded single-process default; ``kafka`` for real deployments."""
+    store: Literal["file", "redis"] = "file"
+    """Where the camera registry (and the gallery) live: files under ``data_dir``, or Redis."""
+    data_dir: Path = Path.home() / ".local" / "share" / "facestream"
+    shared_data: Path = Path("../shared/data")
+    """Real test and benchmark data; read from here, never copied into the repository."""
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9100
+    """Port of the /metrics and /healthz endpoint; 0 picks a free one."""
+    log_level: str = "INFO"
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+    ingest: IngestSettings = IngestSettings()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
