@@ -8,6 +8,8 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
 from services.detector.detectors import HaarCascadeDetector
 from services.detector.worker import DetectorWorker
 from services.ingestor.service import IngestorService
@@ -77,7 +79,7 @@ def cmd_cameras(args: argparse.Namespace, settings: Settings) -> None:
     registry = create_camera_registry(settings)
     try:
         if args.action == "add":
-            camera = CameraSpec(id=args.id, url=args.url, fps=args.fps, loop=args.loop)
+            camera = _camera_spec(args)
             if not args.no_check:
                 width, height, fps = probe(Source(camera.url), settings.ingest.open_timeout_s)
                 print(f"{camera.id}: {width}x{height} at {fps:.2f} fps")
@@ -92,6 +94,16 @@ def cmd_cameras(args: argparse.Namespace, settings: Settings) -> None:
                 print(f"{camera.id}\t{Source(camera.url).display()}\tfps={camera.fps or 'default'}")
     except (SourceError, RegistryError) as error:
         raise CliError(str(error)) from None
+
+
+def _camera_spec(args: argparse.Namespace) -> CameraSpec:
+    try:
+        return CameraSpec(id=args.id, url=args.url, fps=args.fps, loop=args.loop)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise CliError(
+            f"invalid camera ({problems}); a camera id is 1-64 letters, digits, _.-"
+        ) from None
 
 
 def parser() -> argparse.ArgumentParser:

@@ -95,9 +95,16 @@ YML
 }
 
 start_rtsp() {
-  [ -f "$FACESTREAM_LOCAL_RTSP_VIDEO" ] || { log "no video to serve at $FACESTREAM_LOCAL_RTSP_VIDEO; RTSP server not started"; return 0; }
+  local video="$FACESTREAM_LOCAL_RTSP_VIDEO" loop="$RUN/rtsp/loop.mp4"
+  [ -f "$video" ] || { log "no video to serve at $video; RTSP server not started"; return 0; }
+  # A camera that never ends: the clip concatenated 60 times, stream-copied (no re-encoding),
+  # so timestamps run on across the joins, which GStreamer's demuxer needs.
+  mkdir -p "$RUN/rtsp"
+  if [ ! -f "$loop" ] || [ "$video" -nt "$loop" ]; then
+    ffmpeg -v error -y -stream_loop 59 -i "$video" -map 0:v:0 -c copy "$loop.tmp.mp4" && mv "$loop.tmp.mp4" "$loop"
+  fi
   launch rtsp "$FACESTREAM_LOCAL_RTSP_PORT" /usr/bin/python3 "$FACESTREAM_ROOT/deploy/local/rtsp_server.py" \
-    "$FACESTREAM_LOCAL_RTSP_VIDEO" --host 127.0.0.1 --port "$FACESTREAM_LOCAL_RTSP_PORT"
+    --mount "/cam=$video" --mount "/loop=$loop" --host 127.0.0.1 --port "$FACESTREAM_LOCAL_RTSP_PORT"
 }
 
 stop_one() {

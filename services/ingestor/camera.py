@@ -117,10 +117,15 @@ class CameraReader(threading.Thread):
         realtime = self.source.is_file and self.settings.file_realtime
         started = time.monotonic()
         while not self._stop_event.is_set():
+            asked = time.monotonic()
             ok, frame = capture.read()
             now = time.monotonic()
             if not ok or frame is None:
-                return "end_of_file" if self.source.is_file else "read_timeout"
+                return self._read_failure(now - asked)
+            if self.source.live and now - asked >= self.settings.read_timeout_s:
+                # FFmpeg retries after its own timeout and may still hand out buffered frames;
+                # a live stream silent this long has stalled whatever comes back.
+                return "read_timeout"
             self.seq += 1
             self._set_state("up")
             self._backoff.reset()
@@ -136,6 +141,12 @@ class CameraReader(threading.Thread):
                 continue
             self._publish(frame, self.seq - 1)
         return "stopped"
+
+    def _read_failure(self, waited_s: float) -> str:
+        """Why a read returned no frame: a file's end, a stream that went silent, or one that ended."""
+        if self.source.is_file:
+            return "end_of_file"
+        return "read_timeout" if waited_s >= 0.9 * self.settings.read_timeout_s else "stream_ended"
 
     def _publish(self, frame: np.ndarray, seq: int) -> None:
         cam = self.camera.id

@@ -74,11 +74,14 @@ class IngestorService:
         reader.start()
 
     def _stop_reader(self, camera_id: str) -> None:
-        reader = self.readers.pop(camera_id)
+        reader = self.readers[camera_id]
         log.info("ingestor: stopping camera %s", camera_id)
         reader.stop()
-        reader.join(timeout=self.settings.read_timeout_s + 2)
+        reader.join(timeout=self.settings.open_timeout_s + self.settings.read_timeout_s)
+        if reader.is_alive():
+            log.warning("ingestor: camera %s is stuck in a blocking call; abandoning it", camera_id)
         reader.publisher.close()
+        del self.readers[camera_id]
         metrics.CAMERA_UP.labels(camera_id).set(0)
 
     def healthy(self) -> bool:

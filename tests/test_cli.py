@@ -1,0 +1,72 @@
+"""The ``facestream`` command as a user runs it: clear errors, and the embedded main job."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def facestream(*args: str, tmp_path: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "FACESTREAM_DATA_DIR": str(tmp_path / "data"),
+        "FACESTREAM_METRICS_PORT": "0",
+        "FACESTREAM_BUS": "memory",
+        "FACESTREAM_STORE": "file",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_adding_a_file_that_is_not_a_video_is_refused(tmp_path: Path) -> None:
+    bogus = tmp_path / "door.mp4"
+    bogus.write_text("not a video")
+    result = facestream("cameras", "add", "door", str(bogus), tmp_path=tmp_path)
+    assert result.returncode == 2
+    assert "not a readable video" in result.stderr
+    assert "Traceback" not in result.stderr
+    listed = facestream("cameras", "list", tmp_path=tmp_path)
+    assert "door" not in listed.stdout
+
+
+def test_adding_an_unreachable_camera_is_refused(tmp_path: Path) -> None:
+    result = facestream("cameras", "add", "gate", "rtsp://127.0.0.1:9/x", tmp_path=tmp_path)
+    assert result.returncode == 2
+    assert "unreachable" in result.stderr
+
+
+def test_cameras_add_list_remove(tmp_path: Path, hamilton: Path) -> None:
+    assert (
+        facestream(
+            "cameras", "add", "ham", str(hamilton), "--fps", "10", tmp_path=tmp_path
+        ).returncode
+        == 0
+    )
+    assert "ham\t" in facestream("cameras", "list", tmp_path=tmp_path).stdout
+    assert facestream("cameras", "remove", "ham", tmp_path=tmp_path).returncode == 0
+    assert facestream("cameras", "remove", "ham", tmp_path=tmp_path).returncode == 2
+
+
+def test_an_invalid_camera_id_is_a_clear_error(tmp_path: Path) -> None:
+    result = facestream("cameras", "add", "bad id", "0", "--no-check", tmp_path=tmp_path)
+    assert result.returncode == 2
+    assert "camera id" in result.stderr.lower()
+
+
+@pytest.mark.data
+def test_the_embedded_pipeline_runs_the_sample_video(tmp_path: Path, hamilton: Path) -> None:
+    result = facestream("run", "--fast", str(hamilton), tmp_path=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    summary = result.stdout.split("summary:")[1]
+    assert "hamilton_clip_640x360: 138 frames through the detector" in summary
+    faces = int(summary.split("frames through the detector, ")[1].split(" faces")[0])
+    assert faces > 100  # the clip shows a face in most frames

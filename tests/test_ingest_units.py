@@ -1,0 +1,89 @@
+"""Pacing, source handling and the frozen-stream detector."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.ingestor.camera import FrozenStreamDetector
+from services.ingestor.pacer import Pacer
+from services.ingestor.source import Source, SourceError, open_capture, probe
+
+
+def test_pacer_halves_a_29_97_fps_source_to_15_fps() -> None:
+    pacer = Pacer(15)
+    timestamps = [i / 29.97 for i in range(300)]  # ten seconds of source frames
+    kept = [ts for ts in timestamps if pacer.admit(ts)]
+    assert len(kept) == 150
+    gaps = np.diff(kept)
+    assert gaps.min() > 1 / 15 - 0.002 and gaps.max() < 2 / 29.97 + 0.002
+
+
+def test_pacer_keeps_every_frame_of_a_slower_source() -> None:
+    pacer = Pacer(15)
+    assert all(pacer.admit(i / 10) for i in range(50))
+
+
+def test_pacer_does_not_burst_after_a_stall() -> None:
+    pacer = Pacer(10)
+    assert pacer.admit(0.0)
+    assert pacer.admit(5.0)  # five seconds without frames
+    assert not pacer.admit(5.05)  # no catch-up burst
+    assert pacer.admit(5.1)
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        ("rtsp://cam.local/stream", "stream"),
+        ("0", "device"),
+        ("/videos/door.mp4", "file"),
+    ],
+)
+def test_sources_are_classified(url: str, kind: str) -> None:
+    source = Source(url)
+    assert (source.is_stream, source.device_index is not None, source.is_file) == (
+        kind == "stream",
+        kind == "device",
+        kind == "file",
+    )
+    assert source.live == (kind != "file")
+
+
+def test_credentials_are_hidden_in_displayed_urls() -> None:
+    source = Source("rtsp://admin:secret@10.0.0.5:554/stream1")
+    assert source.display() == "rtsp://***@10.0.0.5:554/stream1"
+
+
+def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="no such video file") as error:
+        open_capture(Source(str(tmp_path / "nope.mp4")), 1, 1)
+    assert error.value.reason == "not_found"
+
+
+def test_a_file_that_is_not_a_video_is_a_clear_error(tmp_path: Path) -> None:
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video\n" * 100)
+    with pytest.raises(SourceError, match="not a readable video"):
+        probe(Source(str(text)))
+
+
+def test_an_unreachable_stream_fails_within_its_open_timeout() -> None:
+    started = time.monotonic()
+    with pytest.raises(SourceError, match="unreachable"):
+        open_capture(Source("rtsp://127.0.0.1:9/none"), open_timeout_s=2, read_timeout_s=2)
+    assert time.monotonic() - started < 10
+
+
+def test_frozen_stream_is_flagged_only_after_the_timeout() -> None:
+    detector = FrozenStreamDetector(timeout_s=2.0)
+    still = np.zeros((36, 64, 3), np.uint8)
+    assert not detector.frozen(still, 0.0)
+    assert not detector.frozen(still, 1.9)
+    assert detector.frozen(still, 2.1)
+    noisy = still.copy()
+    noisy[0, 0] = 255
+    assert not detector.frozen(noisy, 2.2)  # any change restarts the clock
