@@ -89,4 +89,4 @@ class IngestorService:
         return self.registry_ok
 
     def camera_states(self) -> dict[str, str]:
-        return {camera_id: reader.state for camera_id, reader in self.readers.items()}
+        return {camera_id: reader.state for camera_id, reader in list(self.readers.items())}
