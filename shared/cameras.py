@@ -20,6 +20,7 @@ from pathlib import Path
 import redis
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.redis_client import redis_errors
 from shared.settings import Settings
 
 
@@ -64,25 +65,17 @@ class RedisCameraRegistry(CameraRegistry):
         self._key = f"{key_prefix}:cameras"
 
     def put(self, camera: CameraSpec) -> None:
-        with _redis_errors():
+        with redis_errors(RegistryError, "camera registry"):
             self._client.hset(self._key, camera.id, camera.model_dump_json())
 
     def remove(self, camera_id: str) -> bool:
-        with _redis_errors():
+        with redis_errors(RegistryError, "camera registry"):
             return bool(self._client.hdel(self._key, camera_id))
 
     def list(self) -> list[CameraSpec]:
-        with _redis_errors():
+        with redis_errors(RegistryError, "camera registry"):
             raw = self._client.hgetall(self._key)
         return sorted((CameraSpec.model_validate_json(v) for v in raw.values()), key=lambda c: c.id)
-
-
-@contextmanager
-def _redis_errors() -> Iterator[None]:
-    try:
-        yield
-    except redis.RedisError as error:
-        raise RegistryError(f"camera registry unavailable: {error}") from error
 
 
 class FileCameraRegistry(CameraRegistry):

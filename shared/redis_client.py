@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import redis
 
 from shared.settings import RedisSettings
@@ -22,3 +25,12 @@ def create_redis(settings: RedisSettings) -> redis.Redis:
     if settings.ssl_ca_certs is not None:
         options["ssl_ca_certs"] = str(settings.ssl_ca_certs)
     return redis.Redis.from_url(settings.url, **options)
+
+
+@contextmanager
+def redis_errors(error_type: type[Exception], what: str) -> Iterator[None]:
+    """Re-raise Redis outages as ``error_type`` ("<what> unavailable: ..."), for callers to retry."""
+    try:
+        yield
+    except redis.RedisError as error:
+        raise error_type(f"{what} unavailable: {error}") from error

@@ -62,6 +62,16 @@ class IngestSettings(BaseModel):
     registry_poll_s: float = 1.0
 
 
+class FaceSettings(BaseModel):
+    """Face models and decision thresholds."""
+
+    detector: Literal["mtcnn", "haar", "dlib-hog"] = "mtcnn"
+    min_face_px: int = 40
+    """Faces smaller than this (box side, pixels) are ignored: too few pixels to recognise."""
+    models_dir: Path = Path.home() / ".cache" / "facestream" / "models"
+    """Converted model weights (fetched from registry packages at set-up, converted once)."""
+
+
 class Settings(BaseSettings):
     """Everything a facestream process can be configured with."""
 
@@ -83,6 +93,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
     ingest: IngestSettings = IngestSettings()
+    face: FaceSettings = FaceSettings()
 
 
 @lru_cache(maxsize=1)

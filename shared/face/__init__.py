@@ -1,0 +1,1 @@
+"""Face identity: detection with landmarks, alignment, the 128-d encoder, verification."""

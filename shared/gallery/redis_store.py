@@ -1,0 +1,199 @@
+"""Gallery in Redis, shared by every recognizer, the API and the CLI.
+
+Keys under ``<prefix>:gallery``:
+
+    people                 hash  person_id -> {"name", "created_ts"}
+    names                  hash  name -> person_id            (names are unique)
+    person:<id>:encodings  set   the person's encoding ids
+    owner                  hash  encoding_id -> person_id
+    vectors                hash  encoding_id -> 128 float32, little-endian
+    image:<encoding_id>    string  the enrollment photo
+    changes                stream  the change feed: {op, encoding_ids[, person_id]}
+
+Every write is one MULTI/EXEC transaction. Deleting a person removes their keys, hash fields and
+earlier feed entries; the feed keeps only a "delete" entry with the (random) encoding ids,
+which followers need to drop those rows, and which the stream's length cap trims in time.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import redis
+
+from shared.gallery.base import (
+    Change,
+    Encoding,
+    Gallery,
+    GalleryError,
+    Person,
+    PersonNotFoundError,
+    new_id,
+    now,
+    validate_name,
+    validate_vector,
+)
+from shared.redis_client import redis_errors
+
+FEED_MAX_LENGTH = 100_000
+
+
+class RedisGallery(Gallery):
+    def __init__(self, client: redis.Redis, key_prefix: str = "facestream") -> None:
+        self.client = client
+        self.prefix = f"{key_prefix}:gallery"
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    def add_person(self, name: str) -> Person:
+        name = validate_name(name)
+        person = Person(new_id(), name, now())
+        with redis_errors(GalleryError, "gallery"):
+            if not self.client.hsetnx(self._key("names"), name, person.id):
+                raise ValueError(f"a person named {name!r} is already enrolled")
+            meta = json.dumps({"name": name, "created_ts": person.created_ts})
+            self.client.hset(self._key("people"), person.id, meta)
+        return person
+
+    def add_encoding(self, person_id: str, vector: np.ndarray, image: bytes) -> str:
+        vector = validate_vector(vector)
+        self.person(person_id)
+        encoding_id = new_id()
+        with redis_errors(GalleryError, "gallery"):
+            pipe = self.client.pipeline(transaction=True)
+            pipe.sadd(self._key("person", person_id, "encodings"), encoding_id)
+            pipe.hset(self._key("owner"), encoding_id, person_id)
+            pipe.hset(self._key("vectors"), encoding_id, vector.astype("<f4").tobytes())
+            pipe.set(self._key("image", encoding_id), image)
+            pipe.xadd(
+                self._key("changes"),
+                {"op": "add", "person_id": person_id, "encoding_ids": encoding_id},
+                maxlen=FEED_MAX_LENGTH,
+                approximate=True,
+            )
+            pipe.execute()
+        return encoding_id
+
+    def delete_person(self, person_id: str) -> bool:
+        try:
+            person = self.person(person_id)
+        except PersonNotFoundError:
+            return False
+        encoding_ids = list(person.encoding_ids)
+        with redis_errors(GalleryError, "gallery"):
+            earlier = [
+                entry_id
+                for entry_id, fields in self.client.xrange(self._key("changes"))
+                if fields.get(b"person_id") == person_id.encode()
+            ]
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hdel(self._key("people"), person_id)
+            pipe.hdel(self._key("names"), person.name)
+            pipe.delete(self._key("person", person_id, "encodings"))
+            if encoding_ids:
+                pipe.hdel(self._key("owner"), *encoding_ids)
+                pipe.hdel(self._key("vectors"), *encoding_ids)
+                pipe.delete(*(self._key("image", e) for e in encoding_ids))
+            if earlier:
+                pipe.xdel(self._key("changes"), *earlier)
+            pipe.xadd(
+                self._key("changes"),
+                {"op": "delete", "encoding_ids": ",".join(encoding_ids)},
+                maxlen=FEED_MAX_LENGTH,
+                approximate=True,
+            )
+            pipe.execute()
+        return True
+
+    def people(self) -> list[Person]:
+        with redis_errors(GalleryError, "gallery"):
+            raw = self.client.hgetall(self._key("people"))
+            pipe = self.client.pipeline(transaction=False)
+            ids = [pid.decode() for pid in raw]
+            for pid in ids:
+                pipe.smembers(self._key("person", pid, "encodings"))
+            members = pipe.execute()
+        people = [_person(pid, raw[pid.encode()], m) for pid, m in zip(ids, members, strict=True)]
+        return sorted(people, key=lambda p: p.name)
+
+    def person(self, person_id: str) -> Person:
+        with redis_errors(GalleryError, "gallery"):
+            meta = self.client.hget(self._key("people"), person_id)
+            if meta is None:
+                raise PersonNotFoundError(person_id)
+            members = self.client.smembers(self._key("person", person_id, "encodings"))
+        return _person(person_id, meta, members)
+
+    def find(self, name: str) -> Person | None:
+        with redis_errors(GalleryError, "gallery"):
+            person_id = self.client.hget(self._key("names"), name)
+        return self.person(person_id.decode()) if person_id else None
+
+    def encodings(self, encoding_ids: list[str] | None = None) -> list[Encoding]:
+        with redis_errors(GalleryError, "gallery"):
+            if encoding_ids is None:
+                owners = {
+                    k.decode(): v.decode()
+                    for k, v in self.client.hscan_iter(self._key("owner"), count=10_000)
+                }
+                vectors = dict(self.client.hscan_iter(self._key("vectors"), count=10_000))
+                items = [(eid, owners.get(eid), vectors.get(eid.encode())) for eid in owners]
+            else:
+                owner_values = (
+                    self.client.hmget(self._key("owner"), encoding_ids) if encoding_ids else []
+                )
+                vector_values = (
+                    self.client.hmget(self._key("vectors"), encoding_ids) if encoding_ids else []
+                )
+                items = [
+                    (eid, o.decode() if o else None, v)
+                    for eid, o, v in zip(encoding_ids, owner_values, vector_values, strict=True)
+                ]
+        return [
+            Encoding(eid, owner, np.frombuffer(vector, dtype="<f4").astype(np.float32))
+            for eid, owner, vector in items
+            if owner is not None and vector is not None
+        ]
+
+    def image(self, encoding_id: str) -> bytes:
+        with redis_errors(GalleryError, "gallery"):
+            data = self.client.get(self._key("image", encoding_id))
+        if data is None:
+            raise KeyError(encoding_id)
+        return data
+
+    def cursor(self) -> str:
+        with redis_errors(GalleryError, "gallery"):
+            entries = self.client.xrevrange(self._key("changes"), count=1)
+        return entries[0][0].decode() if entries else "0-0"
+
+    def changes(self, cursor: str) -> tuple[str, list[Change]] | None:
+        with redis_errors(GalleryError, "gallery"):
+            first = self.client.xrange(self._key("changes"), count=1)
+            if cursor != "0-0" and (
+                not first or _stream_id(first[0][0].decode()) > _stream_id(cursor)
+            ):
+                return None  # the feed was trimmed or lost past our position: reload
+            entries = self.client.xrange(self._key("changes"), min=f"({cursor}", count=10_000)
+        changes = [
+            Change(
+                op=fields[b"op"].decode(),
+                person_id=fields.get(b"person_id", b"").decode(),
+                encoding_ids=tuple(e for e in fields[b"encoding_ids"].decode().split(",") if e),
+            )
+            for _, fields in entries
+        ]
+        return (entries[-1][0].decode() if entries else cursor), changes
+
+
+def _person(person_id: str, meta: bytes, members: set[bytes]) -> Person:
+    data = json.loads(meta)
+    encodings = tuple(sorted(m.decode() for m in members))
+    return Person(person_id, data["name"], data["created_ts"], encodings)
+
+
+def _stream_id(value: str) -> tuple[int, int]:
+    millis, _, sequence = value.partition("-")
+    return int(millis), int(sequence or 0)

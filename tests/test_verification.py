@@ -1,0 +1,68 @@
+"""Distances, threshold selection and confidence calibration on hand-made data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shared.face.verification import (
+    Calibration,
+    best_threshold,
+    calibrate,
+    fit_logistic,
+    squared_distances,
+    verify,
+)
+
+
+def test_squared_distances_match_the_definition() -> None:
+    rng = np.random.default_rng(0)
+    q, r = rng.normal(size=(3, 128)), rng.normal(size=(5, 128))
+    expected = ((q[:, None, :] - r[None, :, :]) ** 2).sum(-1)
+    assert np.allclose(squared_distances(q, r), expected, rtol=1e-4, atol=1e-3)
+
+
+def test_best_threshold_separates_separable_pairs() -> None:
+    distances = np.array([0.1, 0.2, 0.3, 0.5, 0.6, 0.9])
+    same = np.array([1, 1, 1, 0, 0, 0])
+    threshold, accuracy = best_threshold(distances, same)
+    assert threshold == pytest.approx(0.4)
+    assert accuracy == 1.0
+
+
+def test_best_threshold_maximises_accuracy_with_overlap() -> None:
+    distances = np.array([0.1, 0.2, 0.45, 0.4, 0.6, 0.9])
+    same = np.array([1, 1, 1, 0, 0, 0])
+    _, accuracy = best_threshold(distances, same)
+    assert accuracy == pytest.approx(5 / 6)
+
+
+def test_logistic_confidence_is_high_for_close_and_low_for_far_pairs() -> None:
+    rng = np.random.default_rng(1)
+    same_d = rng.normal(0.2, 0.1, 500)
+    diff_d = rng.normal(0.6, 0.1, 500)
+    d = np.concatenate([same_d, diff_d])
+    y = np.concatenate([np.ones(500), np.zeros(500)])
+    slope, intercept = fit_logistic(d, y)
+    assert slope < 0
+    p = 1 / (1 + np.exp(-(intercept + slope * np.array([0.2, 0.4, 0.6]))))
+    assert p[0] > 0.95 and 0.3 < p[1] < 0.7 and p[2] < 0.05
+
+
+def test_verify_reports_distance_threshold_decision_and_confidence() -> None:
+    calibration = calibrate(
+        np.array([0.1, 0.2, 0.3, 0.5, 0.6, 0.7]), np.array([1, 1, 1, 0, 0, 0]), "m", "test"
+    )
+    a = np.zeros(128, np.float32)
+    b = a.copy()
+    b[0] = 0.5  # squared distance 0.25
+    verdict = verify(a, b, calibration)
+    assert verdict.distance == pytest.approx(0.25)
+    assert verdict.same and verdict.threshold == pytest.approx(0.4)
+    assert verdict.confidence > 0.5
+
+
+def test_calibration_round_trips_through_its_file(tmp_path) -> None:
+    calibration = Calibration(0.36, -20.0, 7.0, "m", "s", 0.99)
+    calibration.save(tmp_path / "c.json")
+    assert Calibration.load(tmp_path / "c.json") == calibration
