@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
 
 from pydantic import ValidationError
 
-from services.detector.detectors import HaarCascadeDetector
-from services.detector.worker import DetectorWorker
 from services.ingestor.service import IngestorService
 from services.ingestor.source import Source, SourceError, probe
 from services.runtime import Service, start_services, wait_and_stop
 from shared.bus.base import BusError
 from shared.bus.factory import create_bus
 from shared.cameras import CameraSpec, RegistryError, create_camera_registry
+from shared.errors import ProcessingError
+from shared.face.model_files import ModelFileError
+from shared.gallery.base import GalleryError
 from shared.schemas import Topics
 from shared.settings import Settings, get_settings
 from shared.worker import WorkerRunner, stop_on_signals
+
+SERVICES = ("ingestor", "detector", "recognizer")
 
 
 class CliError(Exception):
@@ -35,7 +41,23 @@ def build_services(names: Sequence[str], settings: Settings, bus, stop) -> dict[
             registry = create_camera_registry(settings)
             services[name] = IngestorService(bus, registry, settings.ingest, stop)
         elif name == "detector":
-            services[name] = WorkerRunner(DetectorWorker(HaarCascadeDetector()), bus, stop)
+            from services.detector.worker import DetectorWorker
+            from shared.face.detection import create_detector
+
+            worker = DetectorWorker(
+                create_detector(settings.face.detector), settings.face.min_face_px
+            )
+            services[name] = WorkerRunner(worker, bus, stop)
+        elif name == "recognizer":
+            from services.recognizer.worker import RecognizerWorker
+            from shared.face.encoder import load_encoder
+            from shared.face.verification import Calibration
+            from shared.gallery.factory import create_gallery
+
+            worker = RecognizerWorker(
+                load_encoder(settings.face.models_dir), create_gallery(settings), Calibration.load()
+            )
+            services[name] = WorkerRunner(worker, bus, stop, batch_size=8)
         else:
             raise CliError(f"unknown service {name!r}")
     return services
@@ -96,6 +118,113 @@ def cmd_cameras(args: argparse.Namespace, settings: Settings) -> None:
         raise CliError(str(error)) from None
 
 
+def cmd_enroll(args: argparse.Namespace, settings: Settings) -> None:
+    identity = _identity(settings)
+    if args.folder:
+        enrolled, skipped = identity.enroll_folder(Path(args.image))
+        for photo, why in skipped:
+            print(f"skipped {photo}: {why}")
+        print(f"enrolled {len(enrolled)} photo(s) of {len({e.person.id for e in enrolled})} people")
+        return
+    if not args.name:
+        raise CliError("give NAME IMAGE, or --folder DIR")
+    enrolled = identity.enroll(args.name, _read(args.image), args.face)
+    print(
+        f"enrolled {enrolled.person.name} ({enrolled.person.id}), {len(enrolled.person.encoding_ids)} photo(s)"
+    )
+
+
+def cmd_verify(args: argparse.Namespace, settings: Settings) -> None:
+    identity = _identity(settings)
+    if args.person:
+        verdict = identity.verify_person(_read(args.image), identity.resolve(args.person).id)
+    elif args.other:
+        verdict = identity.verify(_read(args.image), _read(args.other))
+    else:
+        raise CliError("give a second image or --person NAME")
+    answer = "same person" if verdict.same else "different people"
+    print(
+        f"{answer}: distance {verdict.distance:.4f} (threshold {verdict.threshold:.4f}), "
+        f"confidence {verdict.confidence:.3f}"
+    )
+
+
+def cmd_identify(args: argparse.Namespace, settings: Settings) -> None:
+    faces = _identity(settings).identify(_read(args.image), top_k=args.top_k)
+    if args.json:
+        print(json.dumps([asdict(f) for f in faces], indent=2))
+        return
+    if not faces:
+        print("no face found")
+    for face in faces:
+        b = face.box
+        who = face.name or "unknown"
+        distance = f"{face.distance:.4f}" if face.distance is not None else "-"
+        print(f"{b.w:.0f}x{b.h:.0f} at ({b.x:.0f},{b.y:.0f}): {who} (distance {distance})")
+
+
+def cmd_people(args: argparse.Namespace, settings: Settings) -> None:
+    from shared.gallery.factory import create_gallery
+
+    gallery = create_gallery(settings)
+    if args.action == "list":
+        for person in gallery.people():
+            print(f"{person.id}\t{person.name}\t{len(person.encoding_ids)} photo(s)")
+        return
+    person = gallery.find(args.name) or _person_by_id(gallery, args.name)
+    gallery.delete_person(person.id)
+    print(f"deleted {person.name}: every encoding and photo")
+
+
+def cmd_models(args: argparse.Namespace, settings: Settings) -> None:
+    from shared.face.detection import create_detector
+    from shared.face.encoder import load_encoder
+
+    load_encoder(settings.face.models_dir)
+    create_detector(settings.face.detector)
+    print(f"models ready in {settings.face.models_dir}")
+
+
+def cmd_api(args: argparse.Namespace, settings: Settings) -> None:
+    import uvicorn
+
+    from services.api.app import create_app
+
+    if settings.api.token is None:
+        raise CliError(
+            "set FACESTREAM_API__TOKEN: the API does not serve biometric data without one"
+        )
+    app = create_app(
+        _identity(settings),
+        create_camera_registry(settings),
+        settings.api.token.get_secret_value(),
+        settings.api.max_upload_bytes,
+    )
+    uvicorn.run(app, host=settings.api.host, port=settings.api.port, log_level="warning")
+
+
+def _identity(settings: Settings):
+    from shared.face.factory import build_identity
+
+    return build_identity(settings)
+
+
+def _person_by_id(gallery, person_id: str):
+    from shared.gallery.base import PersonNotFoundError
+
+    try:
+        return gallery.person(person_id)
+    except PersonNotFoundError:
+        raise CliError(f"no person named or with id {person_id!r}") from None
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise CliError(f"cannot read {path}: {error.strerror}") from None
+
+
 def _camera_spec(args: argparse.Namespace) -> CameraSpec:
     try:
         return CameraSpec(id=args.id, url=args.url, fps=args.fps, loop=args.loop)
@@ -119,7 +248,7 @@ def parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=cmd_run)
 
-    for name in ("ingestor", "detector"):
+    for name in SERVICES:
         commands.add_parser(name, help=f"run the {name} service").set_defaults(handler=cmd_service)
 
     topics = commands.add_parser("topics", help="Kafka topics")
@@ -137,6 +266,41 @@ def parser() -> argparse.ArgumentParser:
     actions.add_parser("remove").add_argument("id")
     actions.add_parser("list")
     cameras.set_defaults(handler=cmd_cameras)
+
+    enroll = commands.add_parser("enroll", help="enroll a person from one photo (or a folder tree)")
+    enroll.add_argument("name", nargs="?", help="the person's name")
+    enroll.add_argument("image", help="the photo; with --folder, a folder of NAME/photos")
+    enroll.add_argument(
+        "--face", type=int, default=None, help="which face, if the photo has several"
+    )
+    enroll.add_argument("--folder", action="store_true", help="bulk: IMAGE is a folder NAME/*.jpg")
+    enroll.set_defaults(handler=cmd_enroll)
+
+    verify = commands.add_parser("verify", help="1:1: two photos, or a photo against --person")
+    verify.add_argument("image")
+    verify.add_argument("other", nargs="?")
+    verify.add_argument("--person", help="name or id of the claimed identity")
+    verify.set_defaults(handler=cmd_verify)
+
+    identify = commands.add_parser("identify", help="1:K: who is in this photo")
+    identify.add_argument("image")
+    identify.add_argument("--top-k", type=int, default=1)
+    identify.add_argument("--json", action="store_true")
+    identify.set_defaults(handler=cmd_identify)
+
+    people = commands.add_parser("people", help="enrolled people")
+    people_actions = people.add_subparsers(dest="action", required=True)
+    people_actions.add_parser("list")
+    people_actions.add_parser("delete", help="delete a person and all their data").add_argument(
+        "name"
+    )
+    people.set_defaults(handler=cmd_people)
+
+    models = commands.add_parser("models", help="convert and check the face models")
+    models.add_argument("action", choices=["prepare"])
+    models.set_defaults(handler=cmd_models)
+
+    commands.add_parser("api", help="serve the HTTP API").set_defaults(handler=cmd_api)
     return root
 
 
@@ -148,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         args.handler(args, settings)
-    except CliError as error:
+    except (CliError, ProcessingError, GalleryError, ModelFileError, ValueError, KeyError) as error:
         print(f"facestream: error: {error}", file=sys.stderr)
         return 2
     return 0

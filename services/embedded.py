@@ -1,8 +1,9 @@
 """The embedded default: every service in one process over the in-memory bus.
 
 This is what ``facestream run`` starts on a machine with nothing else installed: the same service
-classes as a Kafka deployment, wired to a ``MemoryBus`` and a camera registry in a temporary file,
-with a small report of what flowed through the pipeline.
+classes as a Kafka deployment (ingestor, detector, recognizer), wired to a ``MemoryBus``, the
+file-backed gallery under ``data_dir`` (enroll with ``facestream enroll``) and a camera registry
+in a temporary file; it prints the recognition events as they happen and a summary at the end.
 """
 
 from __future__ import annotations
@@ -15,16 +16,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from services.detector.detectors import HaarCascadeDetector
-from services.detector.worker import DetectorWorker
 from services.ingestor.service import IngestorService
 from services.ingestor.source import Source, probe
 from services.runtime import start_services, wait_and_stop
+from shared.bus.base import Subscriber
 from shared.bus.memory import MemoryBus
 from shared.cameras import CameraSpec, FileCameraRegistry
-from shared.schemas import FacesMessage, Topics
+from shared.schemas import FacesMessage, RecognitionEvent, Topics
 from shared.settings import Settings
-from shared.worker import WorkerRunner, stop_on_signals
+from shared.worker import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ def run_embedded(
     max_seconds: float | None = None,
 ) -> dict[str, Counter]:
     """Run the pipeline on ``sources`` until the files end (or ``max_seconds``); return the tallies."""
+    from services.cli import build_services
+
     for source in sources:
         probe(
             Source(source), settings.ingest.open_timeout_s
@@ -50,15 +52,17 @@ def run_embedded(
         stop_on_signals(stop)
     bus = MemoryBus()
     with tempfile.TemporaryDirectory(prefix="facestream-") as tmp:
+        settings = settings.model_copy(update={"store": "file"})
         registry = FileCameraRegistry(Path(tmp) / "cameras.json")
         for index, source in enumerate(sources):
             registry.put(CameraSpec(id=camera_id_for(source, index), url=source, fps=fps))
+        services = build_services(["detector", "recognizer"], settings, bus, stop)
         ingestor = IngestorService(bus, registry, settings.ingest, stop)
-        detector = WorkerRunner(DetectorWorker(HaarCascadeDetector()), bus, stop)
-        report = bus.subscriber([Topics.FACES, Topics.DEAD_LETTERS], "facestream-embedded-report")
-        health, threads = start_services(
-            {"ingestor": ingestor, "detector": detector}, settings, stop
+        services = {"ingestor": ingestor, **services}
+        report = bus.subscriber(
+            [Topics.FACES, Topics.EVENTS, Topics.DEAD_LETTERS], "facestream-embedded-report"
         )
+        health, threads = start_services(services, settings, stop)
         tallies = _report_until_done(report, ingestor, stop, max_seconds)
         stop.set()
         wait_and_stop(health, threads, stop)
@@ -67,45 +71,63 @@ def run_embedded(
 
 
 def _report_until_done(
-    report, ingestor: IngestorService, stop: threading.Event, max_seconds
-) -> dict:
+    report: Subscriber, ingestor: IngestorService, stop: threading.Event, max_seconds: float | None
+) -> dict[str, Counter]:
     tallies: dict[str, Counter] = {
         "frames": Counter(),
         "faces": Counter(),
+        "events": Counter(),
         "dead_letters": Counter(),
     }
     started = next_print = time.monotonic()
+    idle_since = None
     while not stop.is_set():
-        for message in report.poll(0.2, 256):
-            if message.topic == Topics.DEAD_LETTERS:
-                tallies["dead_letters"][message.headers.get("dlq.reason", "?")] += 1
-                continue
-            faces = FacesMessage.from_message(message)
-            tallies["frames"][faces.camera_id] += 1
-            tallies["faces"][faces.camera_id] += len(faces.faces)
+        batch = report.poll(0.2, 256)
+        for message in batch:
+            _tally(message, tallies)
         report.commit()
         now = time.monotonic()
         if now >= next_print:
-            next_print = now + 1.0
+            next_print = now + 2.0
             print(_progress_line(now - started, tallies, ingestor), flush=True)
         files_done = ingestor.readers and all(r.state == "ended" for r in ingestor.readers.values())
-        if files_done and not any(report.lag().values()) and _drained(ingestor, tallies):
-            break
+        published = sum(reader.published for reader in ingestor.readers.values())
+        seen = sum(tallies["frames"].values())
+        # Done when every frame went through detection and the recognizer has had time to end
+        # its tracks (their timeout) after the last frame.
+        if files_done and seen >= published:
+            idle_since = idle_since or now
+            if now - idle_since > 3.0 and not batch:
+                break
         if max_seconds is not None and now - started >= max_seconds:
             break
     return tallies
 
 
-def _drained(ingestor: IngestorService, tallies: dict[str, Counter]) -> bool:
-    """Every published frame has come out of the detector (or was dead-lettered)."""
-    published = sum(reader.published for reader in ingestor.readers.values())
-    return sum(tallies["frames"].values()) + sum(tallies["dead_letters"].values()) >= published
+def _tally(message, tallies: dict[str, Counter]) -> None:
+    if message.topic == Topics.DEAD_LETTERS:
+        tallies["dead_letters"][message.headers.get("dlq.reason", "?")] += 1
+        if message.headers.get("dlq.source_topic") == Topics.FRAMES:
+            tallies["frames"][message.key or "?"] += 1  # a frame the detector gave up on
+    elif message.topic == Topics.FACES:
+        faces = FacesMessage.from_message(message)
+        tallies["frames"][faces.camera_id] += 1
+        tallies["faces"][faces.camera_id] += len(faces.faces)
+    else:
+        event = RecognitionEvent.from_message(message)
+        tallies["events"][event.type] += 1
+        who = f" {event.person_name} (distance {event.distance:.3f})" if event.person_name else ""
+        print(
+            f"  event: {event.type:<10} camera {event.camera_id} track {event.track_id}{who}",
+            flush=True,
+        )
 
 
 def _progress_line(elapsed: float, tallies: dict[str, Counter], ingestor: IngestorService) -> str:
     cameras = ", ".join(
-        f"{cid} [{reader.state}] {tallies['frames'][cid]} frames, {tallies['faces'][cid]} faces"
-        for cid, reader in ingestor.readers.items()
+        f"{cid} [{reader.state}] {reader.published} frames in, {tallies['frames'][cid]} detected, "
+        f"{tallies['faces'][cid]} faces"
+        for cid, reader in list(ingestor.readers.items())
     )
     return f"{elapsed:6.1f}s  {cameras or 'starting'}"
 
@@ -113,7 +135,8 @@ def _progress_line(elapsed: float, tallies: dict[str, Counter], ingestor: Ingest
 def _print_summary(tallies: dict[str, Counter]) -> None:
     print("summary:")
     for camera, frames in sorted(tallies["frames"].items()):
-        faces = tallies["faces"][camera]
-        print(f"  {camera}: {frames} frames through the detector, {faces} faces")
+        print(f"  {camera}: {frames} frames through the detector, {tallies['faces'][camera]} faces")
+    for kind, count in sorted(tallies["events"].items()):
+        print(f"  events ({kind}): {count}")
     for reason, count in sorted(tallies["dead_letters"].items()):
         print(f"  dead letters ({reason}): {count}")

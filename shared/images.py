@@ -7,8 +7,8 @@ import numpy as np
 
 from shared.errors import ProcessingError
 
-MAX_PIXELS = 50_000_000
-"""Larger images are refused: decoding them would take seconds and gigabytes (decompression bombs)."""
+MAX_PIXELS = 100_000_000
+"""Larger images are refused: decoding them takes seconds and gigabytes (decompression bombs)."""
 
 
 def decode_image(data: bytes) -> np.ndarray:

@@ -72,6 +72,16 @@ class FaceSettings(BaseModel):
     """Converted model weights (fetched from registry packages at set-up, converted once)."""
 
 
+class ApiSettings(BaseModel):
+    """The HTTP API. It refuses to start without a token: biometric data is never served openly."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: SecretStr | None = None
+    """Clients send ``Authorization: Bearer <token>``."""
+    max_upload_bytes: int = 40 * 1024 * 1024
+
+
 class Settings(BaseSettings):
     """Everything a facestream process can be configured with."""
 
@@ -94,6 +104,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     ingest: IngestSettings = IngestSettings()
     face: FaceSettings = FaceSettings()
+    api: ApiSettings = ApiSettings()
 
 
 @lru_cache(maxsize=1)

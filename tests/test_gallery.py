@@ -98,7 +98,9 @@ def test_the_file_store_keeps_deleted_people_nowhere(tmp_path: Path) -> None:
     person = gallery.add_person("Eve")
     gallery.add_encoding(person.id, vector(7), b"eve")
     gallery.delete_person(person.id)
-    leftovers = [p for p in (tmp_path / "g").rglob("*") if p.name not in {"people", "version", ".lock"}]
+    leftovers = [
+        p for p in (tmp_path / "g").rglob("*") if p.name not in {"people", "version", ".lock"}
+    ]
     assert leftovers == []
 
 

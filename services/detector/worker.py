@@ -1,23 +1,42 @@
-"""The detector service: frames in, the faces found in each frame out."""
+"""The detector service: frames in; faces with boxes, landmarks, track ids and aligned chips out.
+
+One tracker per camera. Frames of a camera arrive in order on one partition (they are keyed by
+camera id), so the tracker state of a camera lives on exactly one detector instance.
+"""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable
 
-from services.detector.detectors import FaceDetector
+import cv2
+import numpy as np
+
+from services.detector.tracker import FaceTracker, TrackIds
 from shared.bus.base import Message
 from shared.errors import ProcessingError
+from shared.face.alignment import align_face
+from shared.face.detection import FaceDetector
+from shared.face.types import Detection
 from shared.images import decode_image
-from shared.schemas import FacesMessage, FrameMeta, Topics
+from shared.schemas import Box, DetectedFace, FacesMessage, FrameMeta, Topics
 from shared.worker import Outgoing, Worker
+
+CHIP_JPEG_QUALITY = 95
 
 
 class DetectorWorker(Worker):
     name = "detector"
     topics = (Topics.FRAMES,)
 
-    def __init__(self, detector: FaceDetector) -> None:
+    def __init__(
+        self, detector: FaceDetector, min_face_px: int = 40, camera_idle_s: float = 60.0
+    ) -> None:
         self.detector = detector
+        self.min_face_px = min_face_px
+        self.camera_idle_s = camera_idle_s
+        self.track_ids = TrackIds()
+        self.trackers: dict[str, FaceTracker] = {}
 
     def process(self, message: Message) -> Iterable[Outgoing]:
         meta = FrameMeta.from_message(message)
@@ -27,6 +46,11 @@ class DetectorWorker(Worker):
                 "corrupt_image",
                 f"decoded {image.shape[1]}x{image.shape[0]}, headers say {meta.width}x{meta.height}",
             )
+        detections = [
+            d for d in self.detector.detect(image) if min(d.box[2], d.box[3]) >= self.min_face_px
+        ]
+        tracker = self.trackers.setdefault(meta.camera_id, FaceTracker(self.track_ids))
+        track_ids = tracker.update([d.box for d in detections], meta.capture_ts)
         faces = FacesMessage(
             camera_id=meta.camera_id,
             seq=meta.seq,
@@ -34,6 +58,45 @@ class DetectorWorker(Worker):
             frame_width=meta.width,
             frame_height=meta.height,
             detector=self.detector.name,
-            faces=self.detector.detect(image),
+            faces=[_face(image, d, t) for d, t in zip(detections, track_ids, strict=True)],
         )
         yield Outgoing(Topics.FACES, faces.to_bytes(), meta.camera_id, faces.headers())
+
+    def tick(self, now: float) -> Iterable[Outgoing]:
+        """Forget the trackers of cameras that have sent no frame for ``camera_idle_s``."""
+        for camera_id, tracker in list(self.trackers.items()):
+            latest = max((t.last_seen_ts for t in tracker.tracks), default=tracker.latest_ts)
+            if now - latest > self.camera_idle_s:
+                del self.trackers[camera_id]
+        return ()
+
+
+def _face(image: np.ndarray, detection: Detection, track_id: int) -> DetectedFace:
+    x, y, w, h = detection.box
+    chip = None
+    if detection.landmarks is not None:
+        rgb_chip = align_face(image, detection.landmarks)
+        ok, jpeg = cv2.imencode(
+            ".jpg",
+            cv2.cvtColor(rgb_chip, cv2.COLOR_RGB2BGR),
+            [cv2.IMWRITE_JPEG_QUALITY, CHIP_JPEG_QUALITY],
+        )
+        chip = base64.b64encode(jpeg.tobytes()).decode() if ok else None
+    return DetectedFace(
+        box=Box(x=float(x), y=float(y), w=float(w), h=float(h)),
+        score=float(min(1.0, max(0.0, detection.score))),
+        landmarks=[(float(px), float(py)) for px, py in detection.landmarks]
+        if detection.landmarks is not None
+        else [],
+        track_id=track_id,
+        chip_jpeg_b64=chip,
+    )
+
+
+def decode_chip(chip_jpeg_b64: str) -> np.ndarray:
+    """The RGB chip carried in a faces message; ``ProcessingError`` if it is damaged."""
+    try:
+        data = base64.b64decode(chip_jpeg_b64, validate=True)
+    except ValueError:
+        raise ProcessingError("corrupt_image", "face chip is not valid base64") from None
+    return cv2.cvtColor(decode_image(data), cv2.COLOR_BGR2RGB)

@@ -1,0 +1,130 @@
+"""Per-track identity votes and the events they produce: one per state change, never per frame.
+
+Each frame of a track casts a weighted vote: for the closest enrolled person when the distance is
+within tau, else for "unknown". Weights favour large, confidently detected faces, whose encodings
+are the most reliable. A track is decided once it has ``min_frames`` frames and one side holds a
+majority of the weight; it is re-decided only if another side takes the majority, so a track
+produces started, identified/unknown (rarely twice), and ended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from shared.schemas import Box, RecognitionEvent
+
+UNKNOWN = ""
+
+
+@dataclass
+class TrackVotes:
+    camera_id: str
+    track_id: int
+    first_seen_ts: float
+    last_seen_ts: float
+    box: Box
+    frames: int = 0
+    weights: dict[str, float] = field(default_factory=dict)
+    """Vote weight per person id (``UNKNOWN`` for frames matching nobody)."""
+    distances: dict[str, list[float]] = field(default_factory=dict)
+    decided: str | None = None
+    spoof: bool = False
+
+    def leader(self) -> tuple[str, float]:
+        person = max(self.weights, key=self.weights.get)
+        return person, self.weights[person] / sum(self.weights.values())
+
+
+def face_weight(box: Box, score: float, full_weight_px: float = 112.0) -> float:
+    """Vote weight of one face: its detector score, scaled down for faces smaller than ``full_weight_px``."""
+    return max(1e-3, score) * min(1.0, min(box.w, box.h) / full_weight_px)
+
+
+class TrackVoter:
+    def __init__(
+        self,
+        threshold: float,
+        confidence: Callable[[float], float],
+        names: Callable[[str], str | None],
+        min_frames: int = 3,
+        track_timeout_s: float = 2.0,
+    ) -> None:
+        self.threshold = threshold
+        self.confidence = confidence
+        self.names = names
+        self.min_frames = min_frames
+        self.track_timeout_s = track_timeout_s
+        self.tracks: dict[tuple[str, int], TrackVotes] = {}
+
+    def observe(
+        self,
+        camera_id: str,
+        track_id: int,
+        ts: float,
+        box: Box,
+        weight: float,
+        person_id: str | None,
+        distance: float | None,
+    ) -> list[RecognitionEvent]:
+        """Record one frame of a track; return the events it causes."""
+        events: list[RecognitionEvent] = []
+        track = self.tracks.get((camera_id, track_id))
+        if track is None:
+            track = TrackVotes(camera_id, track_id, ts, ts, box)
+            self.tracks[(camera_id, track_id)] = track
+            events.append(self._event("started", track))
+        track.frames += 1
+        track.last_seen_ts, track.box = max(track.last_seen_ts, ts), box
+        matched = (
+            person_id
+            if person_id is not None and distance is not None and distance <= self.threshold
+            else UNKNOWN
+        )
+        track.weights[matched] = track.weights.get(matched, 0.0) + weight
+        if matched != UNKNOWN:
+            track.distances.setdefault(matched, []).append(float(distance))
+        events.extend(self._decide(track))
+        return events
+
+    def _decide(self, track: TrackVotes) -> list[RecognitionEvent]:
+        if track.frames < self.min_frames or track.spoof:
+            return []
+        leader, share = track.leader()
+        if share <= 0.5 or leader == track.decided:
+            return []
+        track.decided = leader
+        return [self._event("unknown" if leader == UNKNOWN else "identified", track)]
+
+    def mark_spoof(self, camera_id: str, track_id: int) -> list[RecognitionEvent]:
+        """Liveness judged the track an attack: a spoof event, and no identification after it."""
+        track = self.tracks.get((camera_id, track_id))
+        if track is None or track.spoof:
+            return []
+        track.spoof = True
+        return [self._event("spoof", track)]
+
+    def expire(self, now: float) -> list[RecognitionEvent]:
+        """End tracks not seen for ``track_timeout_s``."""
+        ended = [t for t in self.tracks.values() if now - t.last_seen_ts > self.track_timeout_s]
+        for track in ended:
+            del self.tracks[(track.camera_id, track.track_id)]
+        return [self._event("ended", track) for track in ended]
+
+    def _event(self, kind: str, track: TrackVotes) -> RecognitionEvent:
+        person = track.decided if track.decided not in (None, UNKNOWN) else None
+        distance = min(track.distances[person]) if person else None
+        return RecognitionEvent(
+            type=kind,
+            camera_id=track.camera_id,
+            track_id=track.track_id,
+            person_id=person,
+            person_name=self.names(person) if person else None,
+            distance=distance,
+            threshold=self.threshold,
+            confidence=float(self.confidence(distance)) if distance is not None else None,
+            box=track.box,
+            first_seen_ts=track.first_seen_ts,
+            last_seen_ts=track.last_seen_ts,
+            frames=track.frames,
+        )

@@ -1,0 +1,97 @@
+"""The recognizer service: faces in, recognition events per track out.
+
+Chips are encoded in one batch per frame, matched against the in-memory gallery index (kept in
+sync with the store's change feed from ``tick``), and fed to the track voter, which turns a
+stream of per-frame matches into a few events per track.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+import numpy as np
+
+from services.detector.worker import decode_chip
+from services.recognizer.voting import TrackVoter, face_weight
+from shared.bus.base import Message
+from shared.face.encoder import FaceEncoder
+from shared.face.verification import Calibration
+from shared.gallery.base import Gallery, GalleryError, PersonNotFoundError
+from shared.gallery.index import GalleryIndex
+from shared.schemas import FacesMessage, RecognitionEvent, Topics
+from shared.worker import Outgoing, Worker
+
+
+class RecognizerWorker(Worker):
+    name = "recognizer"
+    topics = (Topics.FACES,)
+
+    def __init__(
+        self,
+        encoder: FaceEncoder,
+        gallery: Gallery,
+        calibration: Calibration,
+        min_frames: int = 3,
+        track_timeout_s: float = 2.0,
+        sync_interval_s: float = 1.0,
+    ) -> None:
+        self.encoder = encoder
+        self.gallery = gallery
+        self.index = GalleryIndex(gallery)
+        self.sync_interval_s = sync_interval_s
+        self._next_sync = 0.0
+        self._names: dict[str, str] = {}
+        self._latest_capture: dict[str, float] = {}
+        self.voter = TrackVoter(
+            calibration.threshold,
+            calibration.confidence,
+            self._name,
+            min_frames=min_frames,
+            track_timeout_s=track_timeout_s,
+        )
+
+    def process(self, message: Message) -> Iterable[Outgoing]:
+        faces = FacesMessage.from_message(message)
+        if faces.capture_ts <= self._latest_capture.get(faces.camera_id, float("-inf")):
+            return []  # a replay after a restart (at-least-once): already counted
+        self._latest_capture[faces.camera_id] = faces.capture_ts
+        usable = [f for f in faces.faces if f.chip_jpeg_b64 and f.track_id is not None]
+        if not usable:
+            return []
+        self._sync_if_due()
+        embeddings = self.encoder.encode(np.stack([decode_chip(f.chip_jpeg_b64) for f in usable]))
+        events: list[RecognitionEvent] = []
+        for face, matches in zip(usable, self.index.search(embeddings), strict=True):
+            best = matches[0] if matches else None
+            events += self.voter.observe(
+                faces.camera_id,
+                face.track_id,
+                faces.capture_ts,
+                face.box,
+                face_weight(face.box, face.score),
+                best.person_id if best else None,
+                best.distance if best else None,
+            )
+        return [_outgoing(e) for e in events]
+
+    def tick(self, now: float) -> Iterable[Outgoing]:
+        self._sync_if_due()
+        return [_outgoing(e) for e in self.voter.expire(now)]
+
+    def _sync_if_due(self) -> None:
+        if time.monotonic() >= self._next_sync:
+            self._next_sync = time.monotonic() + self.sync_interval_s
+            self.index.sync()
+
+    def _name(self, person_id: str) -> str | None:
+        if person_id not in self._names:
+            try:
+                self._names[person_id] = self.gallery.person(person_id).name
+            except (PersonNotFoundError, GalleryError):
+                return None  # deleted meanwhile, or the store is down: no name this time
+        return self._names[person_id]
+
+
+def _outgoing(event: RecognitionEvent) -> Outgoing:
+    return Outgoing(Topics.EVENTS, event.to_bytes(), event.camera_id, event.headers())

@@ -1,0 +1,329 @@
+"""Face detectors with 5 landmarks behind one small interface, so services can swap them.
+
+Every detector takes any image OpenCV reads (grayscale, BGR, BGRA; 8 or 16 bit), shrinks images
+larger than ``max_side`` before detecting (an 8000x8000 photo would otherwise take seconds and
+gigabytes) and maps the boxes and landmarks back to the caller's pixels. Detections come best
+first, boxes clipped to the image, and faces smaller than ``min_face_px`` are dropped: they are too
+small to recognise and cost most of the detection time.
+
+Landmarks follow ``shared.face.types.LANDMARK_NAMES`` with left/right taken by image x, because
+the aligner maps them onto a template by position and a mirrored pair would flip the chip.
+
+- ``mtcnn``: MTCNN (``mtcnn==1.0.0``, TensorFlow), measured boxes and 5 landmarks. The default.
+- ``dlib-hog``: dlib's HOG + linear SVM detector and its 5-point shape predictor (2 corners per
+  eye and the base of the nose; no mouth). The 5 landmarks it returns are *inferred*: the MTCNN
+  template of ``shared.face.alignment`` projected through dlib's own 5-point face alignment. They
+  move rigidly with the face (mouth corners do not follow the mouth), so ``align_face`` gives
+  exactly dlib's canonical chip from them, but they are no expression or liveness signal; pass
+  ``landmarks=False`` to get ``None`` instead.
+- ``dlib-cnn``: dlib's CNN (MMOD) detector, same landmarks as ``dlib-hog``; accurate but about a
+  hundred times slower than HOG on a CPU (see docs/detection.md).
+- ``haar``: OpenCV's Viola-Jones frontal-face cascade; fast, no landmarks.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from abc import ABC, abstractmethod
+from typing import Any
+
+import cv2
+import numpy as np
+
+from shared.face.types import Detection
+
+DETECTOR_NAMES = ("mtcnn", "dlib-hog", "dlib-cnn", "haar")
+"""Names ``create_detector`` accepts; the service setting offers the first, second and last."""
+
+DEFAULT_MIN_FACE_PX = 40
+"""Matches ``FaceSettings.min_face_px``: smaller faces have too few pixels to recognise."""
+
+DEFAULT_MAX_SIDE = 1920
+"""Larger images are shrunk to this longest side before detection; 1080p frames run unscaled."""
+
+
+def to_bgr(image: np.ndarray) -> np.ndarray:
+    """A contiguous 3-channel uint8 BGR view of a grayscale, BGR or BGRA, 8- or 16-bit image.
+
+    Cameras send BGR, but files give grayscale and 32-bit PNGs (``cv2.IMREAD_UNCHANGED``) and the
+    networks all want 3 channels. Transparent pixels are composited over black (their colour is
+    undefined); 16-bit images keep their top 8 bits.
+    """
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise TypeError(f"expected a uint8 or uint16 image, got {image.dtype}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise ValueError(f"expected an HxW, HxWx3 or HxWx4 image, got shape {image.shape}")
+    if image.shape[2] == 4:
+        alpha = image[:, :, 3:4]
+        if alpha.min() == 255:
+            return np.ascontiguousarray(image[:, :, :3])
+        blended = image[:, :, :3].astype(np.uint16) * alpha // 255
+        return blended.astype(np.uint8)
+    return np.ascontiguousarray(image)
+
+
+def order_landmarks(points: np.ndarray) -> np.ndarray:
+    """(5, 2) float32 landmarks with each eye pair and mouth pair sorted by image x.
+
+    MTCNN's and dlib's own left/right are the subject's or the network's; ours are the image's.
+    """
+    points = np.asarray(points, dtype=np.float32).reshape(5, 2).copy()
+    for a, b in ((0, 1), (3, 4)):
+        if points[a, 0] > points[b, 0]:
+            points[[a, b]] = points[[b, a]]
+    return points
+
+
+def _sigmoid(value: float) -> float:
+    """Maps an SVM margin or a boosting weight to (0, 1) so every detector's score reads alike."""
+    return float(1.0 / (1.0 + math.exp(-value)))
+
+
+class FaceDetector(ABC):
+    """Finds faces in images; subclasses only implement ``_detect`` on a prepared BGR image."""
+
+    name: str
+    has_landmarks: bool = True
+
+    def __init__(
+        self, min_face_px: int = DEFAULT_MIN_FACE_PX, max_side: int = DEFAULT_MAX_SIDE
+    ) -> None:
+        self.min_face_px = min_face_px
+        self.max_side = max_side
+
+    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
+        """Faces in ``image_bgr`` (see ``to_bgr`` for the accepted layouts), best first.
+
+        Boxes are x, y, width, height in the input's pixels, clipped to the image.
+        """
+        image = to_bgr(image_bgr)
+        height, width = image.shape[:2]
+        scale = min(1.0, self.max_side / max(height, width))
+        if scale < 1.0:
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        found = self._detect(image, self.min_face_px * scale)
+        faces = [_rescale(face, 1.0 / scale, width, height) for face in found]
+        faces = [f for f in faces if max(f.box[2], f.box[3]) >= self.min_face_px]
+        return sorted(faces, key=lambda f: f.score, reverse=True)
+
+    @abstractmethod
+    def _detect(self, image: np.ndarray, min_face: float) -> list[Detection]:
+        """Faces in a contiguous uint8 BGR image, at least about ``min_face`` px, in its pixels."""
+
+
+def _rescale(face: Detection, factor: float, width: int, height: int) -> Detection:
+    """``face`` in the original image's pixels, its box clipped to that image."""
+    x, y, w, h = (v * factor for v in face.box)
+    x0, y0 = min(max(x, 0.0), width), min(max(y, 0.0), height)
+    x1, y1 = min(max(x + w, 0.0), width), min(max(y + h, 0.0), height)
+    landmarks = None if face.landmarks is None else (face.landmarks * factor).astype(np.float32)
+    return Detection((x0, y0, x1 - x0, y1 - y0), face.score, landmarks)
+
+
+class MtcnnDetector(FaceDetector):
+    """MTCNN (Zhang et al. 2016): a cascade of three small CNNs, boxes plus 5 landmarks.
+
+    The pyramid starts at ``12 / min_face`` (PNet's 12-px window), so the minimum face size is
+    the main speed knob: 40 px runs about 3x faster than the library's default of 20.
+    """
+
+    name = "mtcnn"
+
+    def __init__(
+        self,
+        min_face_px: int = DEFAULT_MIN_FACE_PX,
+        max_side: int = DEFAULT_MAX_SIDE,
+        thresholds: tuple[float, float, float] = (0.6, 0.7, 0.8),
+    ) -> None:
+        super().__init__(min_face_px, max_side)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from mtcnn import MTCNN
+
+        self._mtcnn = MTCNN(device="CPU:0")
+        self.thresholds = thresholds
+
+    def _detect(self, image: np.ndarray, min_face: float) -> list[Detection]:
+        if min(image.shape[:2]) < 12:
+            return []
+        rows = self._mtcnn.detect_faces(
+            cv2.cvtColor(image, cv2.COLOR_BGR2RGB),
+            box_format="xyxy",
+            output_type="numpy",
+            min_face_size=max(12.0, min_face),
+            threshold_pnet=self.thresholds[0],
+            threshold_rnet=self.thresholds[1],
+            threshold_onet=self.thresholds[2],
+        )
+        return [self._to_detection(row) for row in np.asarray(rows).reshape(-1, 16)]
+
+    @staticmethod
+    def _to_detection(row: np.ndarray) -> Detection:
+        """One row of MTCNN's numpy output: image id, x1 y1 x2 y2, score, 5 x then 5 y."""
+        x1, y1, x2, y2, score = (float(v) for v in row[1:6])
+        points = np.stack([row[6:11], row[11:16]], axis=1)
+        return Detection((x1, y1, x2 - x1, y2 - y1), score, order_landmarks(points))
+
+
+class _DlibDetector(FaceDetector):
+    """Shared by dlib's two detectors: RGB input, upsampling for small faces, 5-point shapes."""
+
+    native_min_face = 80
+    """Both dlib detectors scan an 80x80 window; smaller faces need the image upsampled."""
+
+    def __init__(
+        self,
+        min_face_px: int = DEFAULT_MIN_FACE_PX,
+        max_side: int = DEFAULT_MAX_SIDE,
+        landmarks: bool = True,
+        max_upsample: int = 1,
+    ) -> None:
+        super().__init__(min_face_px, max_side)
+        import dlib
+        import face_recognition_models
+
+        self._dlib = dlib
+        self.has_landmarks = landmarks
+        self.max_upsample = max_upsample
+        self._shapes = (
+            dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location())
+            if landmarks
+            else None
+        )
+
+    def _upsample(self, min_face: float) -> int:
+        """Pyramid doublings so that ``min_face`` reaches the 80-px window (capped: each costs 4x)."""
+        if min_face >= self.native_min_face:
+            return 0
+        return min(self.max_upsample, math.ceil(math.log2(self.native_min_face / max(min_face, 1))))
+
+    def _detect(self, image: np.ndarray, min_face: float) -> list[Detection]:
+        rgb = np.ascontiguousarray(image[:, :, ::-1])
+        return [
+            Detection(
+                (r.left(), r.top(), r.width(), r.height()),
+                _sigmoid(score),
+                self._landmarks(rgb, r),
+            )
+            for r, score in self._rectangles(rgb, self._upsample(min_face))
+        ]
+
+    @abstractmethod
+    def _rectangles(self, rgb: np.ndarray, upsample: int) -> list[tuple[Any, float]]:
+        """dlib rectangles and raw scores (margins, 0 at the detector's threshold)."""
+
+    def _landmarks(self, rgb: np.ndarray, rect: Any) -> np.ndarray | None:
+        if self._shapes is None:
+            return None
+        shape = self._shapes(rgb, rect)
+        return dlib_shape_to_landmarks(np.array([(p.x, p.y) for p in shape.parts()], np.float64))
+
+
+def dlib_shape_to_landmarks(parts: np.ndarray) -> np.ndarray:
+    """Our 5 landmarks inferred from dlib's 5 points (eye corners, nose base), in image pixels.
+
+    dlib's canonical chip is a similarity fit of those points to dlib's template; its inverse maps
+    our alignment template (MTCNN's mean landmarks in that chip) back into the image. Averaging
+    eye corners would give eyes and a nose, but no mouth corners, and a nose base a few pixels
+    below MTCNN's nose tip.
+    """
+    from shared.face.alignment import dlib_chip_transform_from_parts, load_template
+
+    to_chip = dlib_chip_transform_from_parts(parts)
+    to_image = cv2.invertAffineTransform(to_chip)
+    template = load_template().points.astype(np.float64)
+    points = template @ to_image[:, :2].T + to_image[:, 2]
+    return order_landmarks(points)
+
+
+class DlibHogDetector(_DlibDetector):
+    """dlib's frontal-face HOG + linear SVM detector (the one ``face_recognition`` uses by default)."""
+
+    name = "dlib-hog"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._detector = self._dlib.get_frontal_face_detector()
+
+    def _rectangles(self, rgb: np.ndarray, upsample: int) -> list[tuple[Any, float]]:
+        rects, scores, _ = self._detector.run(rgb, upsample, 0.0)
+        return list(zip(rects, scores, strict=True))
+
+
+class DlibCnnDetector(_DlibDetector):
+    """dlib's CNN face detector (max-margin object detection, ``mmod_human_face_detector.dat``)."""
+
+    name = "dlib-cnn"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        import face_recognition_models
+
+        path = face_recognition_models.cnn_face_detector_model_location()
+        self._detector = self._dlib.cnn_face_detection_model_v1(path)
+
+    def _rectangles(self, rgb: np.ndarray, upsample: int) -> list[tuple[Any, float]]:
+        return [(d.rect, d.confidence) for d in self._detector(rgb, upsample)]
+
+
+class HaarCascadeDetector(FaceDetector):
+    """OpenCV's pretrained frontal-face Haar cascade (Viola-Jones), shipped inside opencv-python.
+
+    Fast on a CPU and dependency-free; it gives no landmarks (so no aligned chip) and misses
+    profiles. Its default ``max_side`` of 960 keeps it fast on 1080p frames, as the original
+    detector service did.
+    """
+
+    name = "haar"
+    has_landmarks = False
+    native_min_face = 24
+    """The cascade's window: smaller faces are never found."""
+
+    def __init__(self, min_face_px: int = DEFAULT_MIN_FACE_PX, max_side: int = 960) -> None:
+        super().__init__(min_face_px, max_side)
+        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+        self._cascade = cv2.CascadeClassifier(path)
+        if self._cascade.empty():
+            raise RuntimeError(f"cannot load the Haar cascade from {path}")
+
+    def _detect(self, image: np.ndarray, min_face: float) -> list[Detection]:
+        gray = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
+        size = max(self.native_min_face, round(min_face))
+        boxes, _levels, weights = self._cascade.detectMultiScale3(
+            gray,
+            scaleFactor=1.1,
+            minNeighbors=5,
+            minSize=(size, size),
+            outputRejectLevels=True,
+        )
+        return [
+            Detection(tuple(float(v) for v in box), _sigmoid(float(weight)))
+            for box, weight in zip(boxes, np.ravel(weights), strict=True)
+        ]
+
+
+_DETECTORS: dict[str, type[FaceDetector]] = {
+    "mtcnn": MtcnnDetector,
+    "dlib-hog": DlibHogDetector,
+    "dlib-cnn": DlibCnnDetector,
+    "haar": HaarCascadeDetector,
+}
+
+
+def create_detector(name: str, **options: Any) -> FaceDetector:
+    """The detector called ``name`` (one of ``DETECTOR_NAMES``), e.g. from ``FaceSettings.detector``.
+
+    ``options`` go to its constructor: ``min_face_px``, ``max_side``, and ``landmarks`` for dlib.
+    """
+    try:
+        cls = _DETECTORS[name]
+    except KeyError:
+        raise ValueError(f"unknown detector {name!r}; choose one of {DETECTOR_NAMES}") from None
+    return cls(**options)

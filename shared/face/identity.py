@@ -1,0 +1,181 @@
+"""Enroll, verify (1:1), identify (1:K) and delete: the operations the CLI and the API offer.
+
+One-shot by design: enrolling stores the encoding of one photo (or of each photo given) and never
+retrains anything; identification compares a probe against every enrolled encoding and answers
+"unknown" when even the closest is farther than the calibrated threshold tau.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from shared.errors import ProcessingError
+from shared.face.pipeline import AnalyzedFace, FacePipeline
+from shared.face.verification import Calibration, Verdict, verify
+from shared.gallery.base import Gallery, Person, PersonNotFoundError
+from shared.gallery.index import GalleryIndex
+from shared.images import decode_image
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+class EnrollmentError(ProcessingError):
+    """The photo cannot enroll anyone: no face, several faces (pick one), unreadable."""
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    x: float
+    y: float
+    w: float
+    h: float
+
+    @classmethod
+    def of(cls, face: AnalyzedFace) -> FaceBox:
+        return cls(*(round(float(v), 1) for v in face.detection.box))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    person_id: str
+    name: str
+    distance: float
+    confidence: float
+
+
+@dataclass(frozen=True)
+class IdentifiedFace:
+    box: FaceBox
+    person_id: str | None
+    """None when the closest enrolled person is farther than tau: unknown."""
+    name: str | None
+    distance: float | None
+    confidence: float | None
+    candidates: list[Candidate] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    person: Person
+    encoding_id: str
+    box: FaceBox
+
+
+class IdentityService:
+    def __init__(self, pipeline: FacePipeline, gallery: Gallery, calibration: Calibration) -> None:
+        self.pipeline = pipeline
+        self.gallery = gallery
+        self.calibration = calibration
+        self.index = GalleryIndex(gallery)
+
+    def enroll(self, name: str, image: bytes, face_index: int | None = None) -> Enrolled:
+        """Enroll ``name`` from one photo (adding to the person if already enrolled)."""
+        face = self._single_face(image, face_index)
+        person = self.gallery.find(name) or self.gallery.add_person(name)
+        encoding_id = self.gallery.add_encoding(person.id, face.embedding, image)
+        log.info("enrolled an encoding for person %s", person.id)
+        return Enrolled(self.gallery.person(person.id), encoding_id, FaceBox.of(face))
+
+    def enroll_folder(self, root: Path) -> tuple[list[Enrolled], list[tuple[Path, str]]]:
+        """Bulk enrollment from ``root/NAME/*.jpg``: (enrolled, [(photo, why it was skipped)])."""
+        enrolled, skipped = [], []
+        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+            for photo in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+                try:
+                    enrolled.append(self.enroll(folder.name, photo.read_bytes()))
+                except (ProcessingError, ValueError) as error:
+                    skipped.append((photo, str(error)))
+        return enrolled, skipped
+
+    def _single_face(self, image: bytes, face_index: int | None) -> AnalyzedFace:
+        faces = self.pipeline.analyze(decode_image(image))
+        if not faces:
+            raise EnrollmentError("no_face", "no face found in the photo")
+        if face_index is not None:
+            if not 0 <= face_index < len(faces):
+                raise EnrollmentError("bad_face_index", f"face {face_index} of {len(faces)}")
+            return faces[face_index]
+        if len(faces) > 1:
+            boxes = "; ".join(
+                f"{i}: {b.w:.0f}x{b.h:.0f} at ({b.x:.0f},{b.y:.0f})"
+                for i, b in enumerate(FaceBox.of(f) for f in faces)
+            )
+            raise EnrollmentError(
+                "several_faces", f"{len(faces)} faces in the photo; pick one by index ({boxes})"
+            )
+        return faces[0]
+
+    def encode_one(self, image: bytes) -> AnalyzedFace:
+        """The most prominent face of a photo (largest), for verification."""
+        faces = self.pipeline.analyze(decode_image(image))
+        if not faces:
+            raise EnrollmentError("no_face", "no face found in the photo")
+        return max(faces, key=lambda f: f.detection.area)
+
+    def verify(self, first: bytes, second: bytes) -> Verdict:
+        """1:1: are the main faces of two photos the same person?"""
+        return verify(
+            self.encode_one(first).embedding, self.encode_one(second).embedding, self.calibration
+        )
+
+    def verify_person(self, image: bytes, person_id: str) -> Verdict:
+        """1:1 against a claimed identity: the closest of the person's enrolled encodings."""
+        person = self.gallery.person(person_id)
+        encodings = self.gallery.encodings(list(person.encoding_ids))
+        probe = self.encode_one(image).embedding
+        verdicts = [verify(probe, e.vector, self.calibration) for e in encodings]
+        if not verdicts:
+            raise PersonNotFoundError(person_id)
+        return min(verdicts, key=lambda v: v.distance)
+
+    def identify(self, image: bytes, top_k: int = 1) -> list[IdentifiedFace]:
+        """1:K for every face of the photo; an image without faces gives an empty list."""
+        faces = self.pipeline.analyze(decode_image(image))
+        if not faces:
+            return []
+        self.index.sync()
+        names = {p.id: p.name for p in self.gallery.people()}
+        matches = self.index.search(np.stack([f.embedding for f in faces]), top_k=max(1, top_k))
+        return [
+            self._identified(face, found, names) for face, found in zip(faces, matches, strict=True)
+        ]
+
+    def _identified(self, face: AnalyzedFace, matches, names: dict[str, str]) -> IdentifiedFace:
+        candidates = [
+            Candidate(
+                m.person_id,
+                names.get(m.person_id, "?"),
+                m.distance,
+                float(self.calibration.confidence(m.distance)),
+            )
+            for m in matches
+        ]
+        best = (
+            candidates[0]
+            if candidates and candidates[0].distance <= self.calibration.threshold
+            else None
+        )
+        return IdentifiedFace(
+            box=FaceBox.of(face),
+            person_id=best.person_id if best else None,
+            name=best.name if best else None,
+            distance=candidates[0].distance if candidates else None,
+            confidence=candidates[0].confidence if candidates else None,
+            candidates=candidates,
+        )
+
+    def delete(self, person_id: str) -> bool:
+        return self.gallery.delete_person(person_id)
+
+    def resolve(self, name_or_id: str) -> Person:
+        """A person by name, or by id."""
+        person = self.gallery.find(name_or_id)
+        if person is not None:
+            return person
+        return self.gallery.person(name_or_id)

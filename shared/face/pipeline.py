@@ -1,0 +1,51 @@
+"""Image -> faces with aligned chips and 128-d encodings: detection, alignment, encoding in one place.
+
+The CLI, the API and the services all go through this, so a face is encoded the same way
+everywhere (the gallery's encodings and the probes' must come from the same pipeline).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from shared.face.alignment import align_face
+from shared.face.detection import FaceDetector
+from shared.face.encoder import FaceEncoder
+from shared.face.types import Detection
+
+
+@dataclass(frozen=True)
+class AnalyzedFace:
+    detection: Detection
+    chip: np.ndarray
+    """(150, 150, 3) uint8 RGB, aligned the way the encoder was trained."""
+    embedding: np.ndarray
+    """(128,) float32."""
+
+
+class FacePipeline:
+    def __init__(self, detector: FaceDetector, encoder: FaceEncoder, min_face_px: int = 40) -> None:
+        self.detector = detector
+        self.encoder = encoder
+        self.min_face_px = min_face_px
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Faces large enough to recognise and with landmarks to align them, best first."""
+        return [
+            d
+            for d in self.detector.detect(image)
+            if d.landmarks is not None and min(d.box[2], d.box[3]) >= self.min_face_px
+        ]
+
+    def analyze(self, image: np.ndarray) -> list[AnalyzedFace]:
+        detections = self.detect(image)
+        if not detections:
+            return []
+        chips = np.stack([align_face(image, d.landmarks) for d in detections])
+        embeddings = self.encoder.encode(chips)
+        return [
+            AnalyzedFace(d, chip, embedding)
+            for d, chip, embedding in zip(detections, chips, embeddings, strict=True)
+        ]

@@ -1,0 +1,73 @@
+"""Track voting: a handful of events per track, decided by weighted majority."""
+
+from __future__ import annotations
+
+from shared.schemas import Box
+from services.recognizer.voting import TrackVoter, face_weight
+
+BOX = Box(x=0, y=0, w=120, h=120)
+
+
+def voter(**kwargs) -> TrackVoter:
+    return TrackVoter(0.36, lambda d: 1 - d, {"p1": "Ada", "p2": "Bob"}.get, **kwargs)
+
+
+def observe_many(v: TrackVoter, matches, track_id=1, start=0.0):
+    events = []
+    for i, (person, distance) in enumerate(matches):
+        events += v.observe("cam", track_id, start + i * 0.1, BOX, 1.0, person, distance)
+    return events
+
+
+def test_a_recognised_track_gives_started_identified_ended() -> None:
+    v = voter()
+    events = observe_many(v, [("p1", 0.2)] * 30)
+    events += v.expire(now=100.0)
+    assert [e.type for e in events] == ["started", "identified", "ended"]
+    identified = events[1]
+    assert (identified.person_id, identified.person_name) == ("p1", "Ada")
+    assert identified.distance == 0.2 and identified.threshold == 0.36
+    assert identified.frames == 3  # decided at min_frames, not later
+    assert events[2].frames == 30 and events[2].person_name == "Ada"
+
+
+def test_matches_beyond_tau_vote_unknown() -> None:
+    v = voter()
+    events = observe_many(v, [("p1", 0.5)] * 10)
+    assert [e.type for e in events] == ["started", "unknown"]
+    assert events[1].person_id is None
+
+
+def test_a_few_wrong_frames_do_not_flip_the_identity() -> None:
+    v = voter()
+    matches = [("p1", 0.2)] * 5 + [("p2", 0.3)] * 2 + [("p1", 0.25)] * 5 + [(None, None)] * 2
+    events = observe_many(v, matches)
+    assert [e.type for e in events] == ["started", "identified"]
+
+
+def test_a_real_change_of_majority_re_identifies_once() -> None:
+    v = voter()
+    events = observe_many(v, [(None, None)] * 3 + [("p2", 0.2)] * 20)
+    assert [e.type for e in events] == ["started", "unknown", "identified"]
+    assert events[-1].person_name == "Bob"
+
+
+def test_spoof_tracks_are_never_identified() -> None:
+    v = voter()
+    events = observe_many(v, [("p1", 0.2)] * 2)
+    events += v.mark_spoof("cam", 1)
+    events += observe_many(v, [("p1", 0.2)] * 10, start=1.0)
+    assert [e.type for e in events] == ["started", "spoof"]
+
+
+def test_tracks_end_only_after_the_timeout() -> None:
+    v = voter(track_timeout_s=2.0)
+    observe_many(v, [("p1", 0.2)] * 3)
+    assert v.expire(now=1.0) == []
+    assert [e.type for e in v.expire(now=3.0)] == ["ended"]
+
+
+def test_small_or_uncertain_faces_weigh_less() -> None:
+    assert face_weight(Box(x=0, y=0, w=112, h=112), 1.0) == 1.0
+    assert face_weight(Box(x=0, y=0, w=56, h=56), 1.0) == 0.5
+    assert face_weight(Box(x=0, y=0, w=200, h=200), 0.5) == 0.5
