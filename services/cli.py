@@ -55,7 +55,11 @@ def build_services(names: Sequence[str], settings: Settings, bus, stop) -> dict[
             from shared.gallery.factory import create_gallery
 
             worker = RecognizerWorker(
-                load_encoder(settings.face.models_dir), create_gallery(settings), Calibration.load()
+                load_encoder(settings.face.models_dir),
+                create_gallery(settings),
+                Calibration.load(),
+                settings.recognizer,
+                settings.face.identification_far,
             )
             services[name] = WorkerRunner(worker, bus, stop, batch_size=8)
         else:

@@ -68,8 +68,23 @@ class FaceSettings(BaseModel):
     detector: Literal["mtcnn", "haar", "dlib-hog"] = "mtcnn"
     min_face_px: int = 40
     """Faces smaller than this (box side, pixels) are ignored: too few pixels to recognise."""
+    identification_far: float = Field(0.01, gt=0, lt=1)
+    """1:K: the accepted probability that a stranger is named. The threshold tightens with the
+    number of enrolled people to keep it (see Calibration.identification_threshold)."""
     models_dir: Path = Path.home() / ".cache" / "facestream" / "models"
     """Converted model weights (fetched from registry packages at set-up, converted once)."""
+
+
+class RecognizerSettings(BaseModel):
+    """Track voting and the gallery's in-memory copy."""
+
+    min_frames: int = 3
+    """Frames of a track before it is identified (or declared unknown)."""
+    track_timeout_s: float = 2.0
+    """A track not seen for this long has ended."""
+    gallery_sync_s: float = 1.0
+    publish_embeddings: bool = False
+    """Also publish every frame's encodings on facestream.embeddings (biometric data: off by default)."""
 
 
 class ApiSettings(BaseModel):
@@ -104,6 +119,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     ingest: IngestSettings = IngestSettings()
     face: FaceSettings = FaceSettings()
+    recognizer: RecognizerSettings = RecognizerSettings()
     api: ApiSettings = ApiSettings()
 
 

@@ -95,6 +95,20 @@ def bus(request: pytest.FixtureRequest) -> Iterator[Bus]:
 
 
 @pytest.fixture
+def stack(kafka_settings, redis_settings, tmp_path: Path):
+    """Service processes on the real servers (tests/stack.py), stopped after the test."""
+    from shared.bus.kafka import KafkaBus
+    from shared.schemas import Topics
+    from tests.stack import Stack
+
+    require_server("the RTSP test server", RTSP_URL.split("//")[1])
+    KafkaBus(kafka_settings).ensure_topics(Topics.ALL)
+    stack = Stack(kafka_settings, redis_settings, tmp_path)
+    yield stack
+    stack.close()
+
+
+@pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"no shared data at {SHARED_DATA} (set FACESTREAM_SHARED_DATA)")
@@ -104,3 +118,35 @@ def shared_data() -> Path:
 @pytest.fixture
 def hamilton(shared_data: Path) -> Path:
     return shared_data / "video" / "hamilton_clip_640x360.mp4"
+
+
+@pytest.fixture(scope="session")
+def face_pipeline():
+    """The real detector and encoder, loaded once for the whole session (TensorFlow is slow to load)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from shared.face.factory import build_pipeline
+    from shared.settings import Settings
+
+    return build_pipeline(Settings())
+
+
+@pytest.fixture(scope="session")
+def people_data() -> Path:
+    folder = SHARED_DATA / "faces" / "people"
+    if not folder.is_dir():
+        pytest.skip(f"no enrollment and probe photos at {folder} (set FACESTREAM_SHARED_DATA)")
+    return folder
+
+
+def expected_probes(people_data: Path) -> dict[str, set[str]]:
+    """probe/EXPECTED.tsv: photo -> the enrolled people visible in it."""
+    expected = {}
+    for line in (people_data / "probe" / "EXPECTED.tsv").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            photo, names = line.split("\t")
+            expected[photo] = set(names.split(","))
+    return expected
+
+
+def first_photo(folder: Path) -> Path:
+    return sorted(p for p in folder.iterdir() if p.is_file())[0]

@@ -124,7 +124,7 @@ def test_index_follows_the_change_feed(gallery: Gallery) -> None:
 
 
 def test_index_search_ranks_people_by_their_closest_encoding() -> None:
-    index = GalleryIndex(FileGallery.__new__(FileGallery))  # store unused: rows added directly
+    index = GalleryIndex()
     rng = np.random.default_rng(0)
     base = rng.normal(size=(50, 128)).astype(np.float32)
     index.add_local([Encoding(f"e{i}", f"p{i % 10}", base[i]) for i in range(50)])

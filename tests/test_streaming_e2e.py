@@ -13,111 +13,19 @@ import signal
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
-from kafka import KafkaConsumer, TopicPartition
-from kafka.structs import OffsetAndMetadata
 
-from shared.bus.kafka import KafkaBus, connection_options
-from shared.cameras import CameraSpec, RedisCameraRegistry
+from shared.bus.kafka import KafkaBus
+from shared.cameras import CameraSpec
 from shared.images import encode_jpeg
-from shared.redis_client import create_redis
-from shared.schemas import FacesMessage, FrameMeta, Topics
-from shared.settings import KafkaSettings, RedisSettings
+from shared.schemas import FrameMeta, Topics
 from tests.conftest import PROMETHEUS_URL, RTSP_URL, infra, require_server
-from tests.helpers import ServiceProcess, wait_for
-
-RUN_DIR = Path(os.environ.get("FACESTREAM_RUN_DIR", Path.home() / ".cache/facestream/run"))
+from tests.helpers import wait_for
+from tests.stack import RUN_DIR, Stack, TopicReader, faces_seq, frame_seqs, skip_group_to_end
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.rtsp]
-
-
-class Stack:
-    """Service processes of one test, sharing a camera registry under a unique Redis prefix."""
-
-    def __init__(self, kafka: KafkaSettings, redis: RedisSettings, log_dir: Path) -> None:
-        self.kafka = kafka
-        self.registry = RedisCameraRegistry(create_redis(redis), redis.key_prefix)
-        self.log_dir = log_dir
-        self.env = {
-            "FACESTREAM_BUS": "kafka",
-            "FACESTREAM_STORE": "redis",
-            "FACESTREAM_METRICS_HOST": "127.0.0.1",
-            "FACESTREAM_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-            "FACESTREAM_REDIS__URL": redis.url,
-            "FACESTREAM_REDIS__PASSWORD": redis.password.get_secret_value(),
-            "FACESTREAM_REDIS__KEY_PREFIX": redis.key_prefix,
-            "FACESTREAM_REDIS__SOCKET_TIMEOUT_S": "2",
-            "FACESTREAM_INGEST__READ_TIMEOUT_S": "3",
-            "FACESTREAM_INGEST__OPEN_TIMEOUT_S": "3",
-            "FACESTREAM_INGEST__BACKOFF_INITIAL_S": "0.2",
-            "FACESTREAM_INGEST__BACKOFF_MAX_S": "2",
-            "FACESTREAM_INGEST__REGISTRY_POLL_S": "0.5",
-        }
-        self.processes: list[ServiceProcess] = []
-
-    def start(self, name: str) -> ServiceProcess:
-        process = ServiceProcess(name, self.env, self.log_dir).start()
-        self.processes.append(process)
-        return process
-
-    def close(self) -> None:
-        for process in self.processes:
-            process.stop()
-
-
-@pytest.fixture
-def stack(kafka_settings, redis_settings, tmp_path: Path) -> Iterator[Stack]:
-    require_server("the RTSP test server", RTSP_URL.split("//")[1])
-    KafkaBus(kafka_settings).ensure_topics(Topics.ALL)
-    stack = Stack(kafka_settings, redis_settings, tmp_path)
-    yield stack
-    stack.close()
-
-
-class TopicReader:
-    """Reads one topic from its end at creation time, keeping the messages of one camera."""
-
-    def __init__(self, settings: KafkaSettings, topic: str, camera_id: str) -> None:
-        self.camera_id = camera_id
-        self.consumer = KafkaConsumer(**connection_options(settings), enable_auto_commit=False)
-        partitions = [TopicPartition(topic, p) for p in self.consumer.partitions_for_topic(topic)]
-        self.consumer.assign(partitions)
-        self.consumer.seek_to_end(*partitions)
-        for tp in partitions:
-            self.consumer.position(tp)  # resolve "end" now, before anything new is published
-        self.records: list = []
-
-    def read(self) -> list:
-        for batch in self.consumer.poll(timeout_ms=500, max_records=1000).values():
-            self.records.extend(r for r in batch if r.key == self.camera_id.encode())
-        return self.records
-
-    def close(self) -> None:
-        self.consumer.close()
-
-
-def skip_group_to_end(settings: KafkaSettings, group: str, topic: str) -> None:
-    """Commit the end of ``topic`` for ``group``, so a service ignores frames of earlier tests."""
-    consumer = KafkaConsumer(
-        **connection_options(settings), group_id=group, enable_auto_commit=False
-    )
-    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-    consumer.assign(partitions)
-    consumer.seek_to_end(*partitions)
-    consumer.commit({tp: OffsetAndMetadata(consumer.position(tp), "", -1) for tp in partitions})
-    consumer.close()
-
-
-def faces_seq(record) -> int:
-    return FacesMessage.model_validate_json(record.value).seq
-
-
-def frame_seqs(records: list) -> list[int]:
-    return [int(dict(r.headers)["seq"].decode()) for r in records]
 
 
 def test_rtsp_frames_reach_kafka_in_order_and_every_seq_is_accounted(stack: Stack, unique) -> None:

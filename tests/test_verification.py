@@ -66,3 +66,20 @@ def test_calibration_round_trips_through_its_file(tmp_path) -> None:
     calibration = Calibration(0.36, -20.0, 7.0, "m", "s", 0.99)
     calibration.save(tmp_path / "c.json")
     assert Calibration.load(tmp_path / "c.json") == calibration
+
+
+def test_the_1_to_k_threshold_tightens_as_the_gallery_grows() -> None:
+    rng = np.random.default_rng(2)
+    impostors = rng.normal(1.0, 0.15, 1_000_000)
+    calibration = calibrate(
+        np.array([0.5, 0.8, 1.1, 1.2]),
+        np.array([1, 1, 0, 0]),
+        "m",
+        "s",
+        impostor_distances=impostors,
+    )
+    taus = [calibration.identification_threshold(k, 0.01) for k in (1, 10, 100, 10_000)]
+    assert taus[0] == calibration.threshold
+    assert taus[1] > taus[2] > taus[3]
+    # With K = 100 the per-pair rate is ~1e-4: the 1e-4 quantile of N(1, 0.15) is 1 - 3.72 * 0.15.
+    assert taus[2] == pytest.approx(1 - 3.719 * 0.15, abs=0.01)

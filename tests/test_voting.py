@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from shared.schemas import Box
 from services.recognizer.voting import TrackVoter, face_weight
+from shared.schemas import Box
 
 BOX = Box(x=0, y=0, w=120, h=120)
 

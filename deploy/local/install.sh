@@ -25,6 +25,8 @@ install_python() {
     "$FACESTREAM_VENV/bin/pip" install --quiet --disable-pip-version-check -e "$FACESTREAM_ROOT[test]"
     echo "$want" > "$stamp"
   fi
+  # Convert the face encoder's weights into the model cache once (checked by SHA-256 each load).
+  TF_CPP_MIN_LOG_LEVEL=2 "$FACESTREAM_VENV/bin/facestream" models prepare
 }
 
 install_debian() {

@@ -54,6 +54,7 @@ class FaceOut(BaseModel):
     name: str | None
     distance: float | None
     confidence: float | None
+    threshold: float
     candidates: list[CandidateOut]
 
 

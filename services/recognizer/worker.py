@@ -19,7 +19,14 @@ from shared.face.encoder import FaceEncoder
 from shared.face.verification import Calibration
 from shared.gallery.base import Gallery, GalleryError, PersonNotFoundError
 from shared.gallery.index import GalleryIndex
-from shared.schemas import FacesMessage, RecognitionEvent, Topics
+from shared.schemas import (
+    EmbeddingsMessage,
+    FaceEmbedding,
+    FacesMessage,
+    RecognitionEvent,
+    Topics,
+)
+from shared.settings import RecognizerSettings
 from shared.worker import Outgoing, Worker
 
 
@@ -32,14 +39,15 @@ class RecognizerWorker(Worker):
         encoder: FaceEncoder,
         gallery: Gallery,
         calibration: Calibration,
-        min_frames: int = 3,
-        track_timeout_s: float = 2.0,
-        sync_interval_s: float = 1.0,
+        settings: RecognizerSettings,
+        identification_far: float = 0.01,
     ) -> None:
         self.encoder = encoder
         self.gallery = gallery
         self.index = GalleryIndex(gallery)
-        self.sync_interval_s = sync_interval_s
+        self.settings = settings
+        self.calibration = calibration
+        self.identification_far = identification_far
         self._next_sync = 0.0
         self._names: dict[str, str] = {}
         self._latest_capture: dict[str, float] = {}
@@ -47,8 +55,8 @@ class RecognizerWorker(Worker):
             calibration.threshold,
             calibration.confidence,
             self._name,
-            min_frames=min_frames,
-            track_timeout_s=track_timeout_s,
+            min_frames=settings.min_frames,
+            track_timeout_s=settings.track_timeout_s,
         )
 
     def process(self, message: Message) -> Iterable[Outgoing]:
@@ -61,6 +69,11 @@ class RecognizerWorker(Worker):
             return []
         self._sync_if_due()
         embeddings = self.encoder.encode(np.stack([decode_chip(f.chip_jpeg_b64) for f in usable]))
+        outputs = (
+            [self._embeddings(faces, usable, embeddings)]
+            if self.settings.publish_embeddings
+            else []
+        )
         events: list[RecognitionEvent] = []
         for face, matches in zip(usable, self.index.search(embeddings), strict=True):
             best = matches[0] if matches else None
@@ -73,7 +86,20 @@ class RecognizerWorker(Worker):
                 best.person_id if best else None,
                 best.distance if best else None,
             )
-        return [_outgoing(e) for e in events]
+        return outputs + [_outgoing(e) for e in events]
+
+    def _embeddings(self, faces: FacesMessage, usable: list, embeddings: np.ndarray) -> Outgoing:
+        message = EmbeddingsMessage(
+            camera_id=faces.camera_id,
+            seq=faces.seq,
+            capture_ts=faces.capture_ts,
+            model=self.encoder.name,
+            faces=[
+                FaceEmbedding(track_id=f.track_id, box=f.box, quality=f.score, embedding=e.tolist())
+                for f, e in zip(usable, embeddings, strict=True)
+            ],
+        )
+        return Outgoing(Topics.EMBEDDINGS, message.to_bytes(), faces.camera_id, message.headers())
 
     def tick(self, now: float) -> Iterable[Outgoing]:
         self._sync_if_due()
@@ -81,8 +107,11 @@ class RecognizerWorker(Worker):
 
     def _sync_if_due(self) -> None:
         if time.monotonic() >= self._next_sync:
-            self._next_sync = time.monotonic() + self.sync_interval_s
+            self._next_sync = time.monotonic() + self.settings.gallery_sync_s
             self.index.sync()
+            self.voter.threshold = self.calibration.identification_threshold(
+                self.index.people, self.identification_far
+            )
 
     def _name(self, person_id: str) -> str | None:
         if person_id not in self._names:

@@ -25,6 +25,7 @@ sub-network, so they cannot be told apart in the bytes; they are reported as ``t
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,7 +215,7 @@ def _read_bn_as_affine(r: Reader, mode: int) -> Layer:
     return Layer("affine", {"mode": mode}, {"gamma": scale, "beta": shift})
 
 
-def _read_pool(kind: str):
+def _read_pool(kind: str) -> Callable[[Reader], Layer]:
     def read(r: Reader) -> Layer:
         keys = ("nr", "nc", "stride_y", "stride_x", "padding_y", "padding_x")
         return Layer(kind, {key: r.int() for key in keys})

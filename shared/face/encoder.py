@@ -7,9 +7,9 @@ project gets dlib's embeddings from TensorFlow: batched, on the same runtime as 
 and without dlib at inference time.
 
 Input: (N, 150, 150, 3) RGB face chips aligned the way ``dlib.get_face_chip(img, shape, 150, 0.25)``
-aligns them. Output: (N, 128) float32, NOT L2-normalised (dlib's loss_metric returns the fc output
-as is; its norms are close to, but not exactly, 1). Two chips show the same person when the
-Euclidean distance of their encodings is below 0.6, the model's training threshold.
+aligns them. Output: (N, 128) float32, NOT L2-normalised: dlib's loss_metric hands out the fc
+output as it is (norms 1.23 to 1.65 on LFW), and its 0.6 threshold is on that raw Euclidean
+distance. Normalising would change every distance the threshold was trained for.
 
 Shapes through the network (rows x cols x channels, dlib's padding rules, see docs/encoder.md):
 150x150x3 -> con 7x7/2 -> 72x72x32 -> max_pool 3x3/2 -> 35x35x32 -> 3 blocks at 32 -> down 17x17x64
@@ -20,7 +20,6 @@ Shapes through the network (rows x cols x channels, dlib's padding rules, see do
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -94,7 +93,9 @@ class ZeroPadTo(keras.layers.Layer):
 
     def call(self, inputs):
         _, rows, cols, channels = inputs.shape
-        pads = [(0, 0)] + [(0, t - s) for t, s in zip(self.target, (rows, cols, channels))]
+        pads = [(0, 0)] + [
+            (0, t - s) for t, s in zip(self.target, (rows, cols, channels), strict=True)
+        ]
         return keras.ops.pad(inputs, pads)
 
     def compute_output_shape(self, input_shape):
@@ -114,7 +115,8 @@ class _Builder:
         self.conv_index = 0
         self.affine_index = 0
 
-    def _take(self, prefix: str, *names: str) -> list[np.ndarray] | None:
+    def take(self, prefix: str, *names: str) -> list[np.ndarray] | None:
+        """The named converted arrays, or None when building without weights."""
         if self.weights is None:
             return None
         return [np.asarray(self.weights[f"{prefix}/{name}"], np.float32) for name in names]
@@ -128,21 +130,21 @@ class _Builder:
         padding = "same" if stride == 1 else "valid"
         conv = keras.layers.Conv2D(filters, size, stride, padding=padding, name=conv_name)
         y = conv(x)
-        kernel_bias = self._take(conv_name, "kernel", "bias")
-        gamma_beta = self._take(affine_name, "gamma", "beta")
+        kernel_bias = self.take(conv_name, "kernel", "bias")
+        gamma_beta = self.take(affine_name, "gamma", "beta")
         if self.fold_affine:
             if kernel_bias is not None and gamma_beta is not None:
                 (kernel, bias), (gamma, beta) = kernel_bias, gamma_beta
                 kernel_bias = [kernel * gamma, bias * gamma + beta]
-            self._assign(conv, kernel_bias)
+            self.assign(conv, kernel_bias)
             return y
         affine = ChannelAffine(name=affine_name)
-        self._assign(conv, kernel_bias)
+        self.assign(conv, kernel_bias)
         y = affine(y)
-        self._assign(affine, gamma_beta)
+        self.assign(affine, gamma_beta)
         return y
 
-    def _assign(self, layer: keras.layers.Layer, arrays: list[np.ndarray] | None) -> None:
+    def assign(self, layer: keras.layers.Layer, arrays: list[np.ndarray] | None) -> None:
         if arrays is not None:
             self.assignments.append((layer, arrays))
 
@@ -152,7 +154,7 @@ class _Builder:
         y = keras.layers.ReLU()(y)
         y = self.conv_affine(y, filters, 3, 1)
         shortcut = keras.layers.AveragePooling2D(2, 2, padding="valid")(x) if down else x
-        target = tuple(max(a, b) for a, b in zip(y.shape[1:], shortcut.shape[1:]))
+        target = tuple(max(a, b) for a, b in zip(y.shape[1:], shortcut.shape[1:], strict=True))
         if tuple(y.shape[1:]) != target:
             y = ZeroPadTo(target)(y)
         if tuple(shortcut.shape[1:]) != target:
@@ -184,26 +186,27 @@ def build_dlib_resnet(
     x = keras.layers.GlobalAveragePooling2D()(x)
     fc = keras.layers.Dense(EMBEDDING_SIZE, use_bias=False, name="fc")
     outputs = fc(x)
-    builder._assign(fc, builder._take("fc", "kernel"))
+    builder.assign(fc, builder.take("fc", "kernel"))
     model = keras.Model(inputs, outputs, name="dlib_face_resnet_v1")
     for layer, arrays in builder.assignments:
         layer.set_weights(arrays)
     return model
 
 
-def configure_threads(intra_op: int | None = None, inter_op: int | None = 1) -> bool:
-    """Size TensorFlow's thread pools; False if TF already started and kept its settings.
+def configure_threads(intra_op: int, inter_op: int | None = None) -> bool:
+    """Size TensorFlow's thread pools; False if TF already ran an op and kept its settings.
 
-    The network is one chain of ops, so one inter-op thread is enough and leaves the cores to the
-    intra-op pool (one thread per core: on a 2-core machine, 2). Must run before TF's first op.
+    TF's default, one intra-op thread per core, is right for one encoder per machine (on the
+    2-core host, 2; pinning inter-op to 1 made no measurable difference). Where several worker
+    processes share the cores, give each ``intra_op = cores // workers`` so they do not
+    oversubscribe. Must run before TF's first op in the process.
     """
-    intra_op = intra_op or os.cpu_count() or 1
     try:
         tf.config.threading.set_intra_op_parallelism_threads(intra_op)
         if inter_op is not None:
             tf.config.threading.set_inter_op_parallelism_threads(inter_op)
     except RuntimeError:
-        log.debug("TensorFlow already initialised; thread settings left as they are")
+        log.warning("TensorFlow already initialised; thread settings left as they are")
         return False
     return True
 
@@ -259,12 +262,16 @@ def load_encoder(
     batch_size: int = 32,
     fold_affine: bool = True,
     warm_up: bool = True,
+    threads: int | None = None,
 ) -> FaceEncoder:
     """The ready encoder; converts dlib's .dat into ``models_dir`` first if it is not there yet.
 
     ``models_dir`` defaults to the setting ``face.models_dir`` (~/.cache/facestream/models).
+    ``threads`` sets TF's intra-op pool (see configure_threads); None keeps TF's default.
     Raises model_files.ModelFileError with the command to run when the weights are wrong.
     """
+    if threads is not None:
+        configure_threads(threads)
     weights = ensure_weights(models_dir or default_models_dir())
     encoder = FaceEncoder(build_dlib_resnet(weights, fold_affine=fold_affine), batch_size)
     if warm_up:

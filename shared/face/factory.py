@@ -18,4 +18,9 @@ def build_pipeline(settings: Settings) -> FacePipeline:
 
 
 def build_identity(settings: Settings) -> IdentityService:
-    return IdentityService(build_pipeline(settings), create_gallery(settings), Calibration.load())
+    return IdentityService(
+        build_pipeline(settings),
+        create_gallery(settings),
+        Calibration.load(),
+        settings.face.identification_far,
+    )

@@ -22,6 +22,10 @@ from shared.images import decode_image
 
 log = logging.getLogger(__name__)
 
+DOMINANT_AREA_RATIO = 4.0
+"""A face this many times larger than any other in an enrollment photo is its subject; background
+faces do not make the photo ambiguous. Below that ratio the caller must pick the face."""
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
@@ -57,6 +61,8 @@ class IdentifiedFace:
     name: str | None
     distance: float | None
     confidence: float | None
+    threshold: float
+    """The 1:K threshold this answer used (it depends on how many people are enrolled)."""
     candidates: list[Candidate] = field(default_factory=list)
 
 
@@ -68,10 +74,17 @@ class Enrolled:
 
 
 class IdentityService:
-    def __init__(self, pipeline: FacePipeline, gallery: Gallery, calibration: Calibration) -> None:
+    def __init__(
+        self,
+        pipeline: FacePipeline,
+        gallery: Gallery,
+        calibration: Calibration,
+        identification_far: float = 0.01,
+    ) -> None:
         self.pipeline = pipeline
         self.gallery = gallery
         self.calibration = calibration
+        self.identification_far = identification_far
         self.index = GalleryIndex(gallery)
 
     def enroll(self, name: str, image: bytes, face_index: int | None = None) -> Enrolled:
@@ -97,11 +110,17 @@ class IdentityService:
         faces = self.pipeline.analyze(decode_image(image))
         if not faces:
             raise EnrollmentError("no_face", "no face found in the photo")
+        faces = sorted(
+            faces, key=lambda f: f.detection.area, reverse=True
+        )  # indexes: largest first
         if face_index is not None:
             if not 0 <= face_index < len(faces):
                 raise EnrollmentError("bad_face_index", f"face {face_index} of {len(faces)}")
             return faces[face_index]
-        if len(faces) > 1:
+        if (
+            len(faces) > 1
+            and faces[0].detection.area < DOMINANT_AREA_RATIO * faces[1].detection.area
+        ):
             boxes = "; ".join(
                 f"{i}: {b.w:.0f}x{b.h:.0f} at ({b.x:.0f},{b.y:.0f})"
                 for i, b in enumerate(FaceBox.of(f) for f in faces)
@@ -141,12 +160,20 @@ class IdentityService:
             return []
         self.index.sync()
         names = {p.id: p.name for p in self.gallery.people()}
+        threshold = self.identification_threshold()
         matches = self.index.search(np.stack([f.embedding for f in faces]), top_k=max(1, top_k))
         return [
-            self._identified(face, found, names) for face, found in zip(faces, matches, strict=True)
+            self._identified(face, found, names, threshold)
+            for face, found in zip(faces, matches, strict=True)
         ]
 
-    def _identified(self, face: AnalyzedFace, matches, names: dict[str, str]) -> IdentifiedFace:
+    def identification_threshold(self) -> float:
+        """tau for the current gallery size (stricter than 1:1 as the gallery grows)."""
+        return self.calibration.identification_threshold(self.index.people, self.identification_far)
+
+    def _identified(
+        self, face: AnalyzedFace, matches, names: dict[str, str], threshold: float
+    ) -> IdentifiedFace:
         candidates = [
             Candidate(
                 m.person_id,
@@ -156,17 +183,14 @@ class IdentityService:
             )
             for m in matches
         ]
-        best = (
-            candidates[0]
-            if candidates and candidates[0].distance <= self.calibration.threshold
-            else None
-        )
+        best = candidates[0] if candidates and candidates[0].distance <= threshold else None
         return IdentifiedFace(
             box=FaceBox.of(face),
             person_id=best.person_id if best else None,
             name=best.name if best else None,
             distance=candidates[0].distance if candidates else None,
             confidence=candidates[0].confidence if candidates else None,
+            threshold=threshold,
             candidates=candidates,
         )
 

@@ -9,7 +9,7 @@ probability instead of a raw distance they would have to interpret.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,16 +28,36 @@ class Calibration:
     source: str
     """The pairs and command the figures came from."""
     train_accuracy: float
+    impostor_quantiles: list[tuple[float, float]] = field(default_factory=list)
+    """(false-accept rate, distance) points of the impostor distance distribution: the fraction of
+    pairs of different people closer than ``distance``. Drives the 1:K threshold."""
 
     def confidence(self, distance: np.ndarray | float) -> np.ndarray | float:
         return 1.0 / (1.0 + np.exp(-(self.intercept + self.slope * np.asarray(distance))))
+
+    def identification_threshold(self, gallery_size: int, false_accept_rate: float) -> float:
+        """tau for 1:K search, so that a stranger is named with probability ``false_accept_rate``.
+
+        A stranger is compared with all K enrolled people: with a per-pair false-accept rate p,
+        P(some match) = 1 - (1 - p)^K, about K p. Recognition error compounds with K, so the
+        per-pair rate must shrink to ``false_accept_rate / K``; the distance for it comes from the
+        impostor quantiles (log-interpolated). Never looser than the 1:1 threshold.
+        """
+        if gallery_size <= 1 or not self.impostor_quantiles:
+            return self.threshold
+        per_pair = 1.0 - (1.0 - false_accept_rate) ** (1.0 / gallery_size)
+        rates, distances = zip(*sorted(self.impostor_quantiles), strict=True)
+        distance = float(np.interp(np.log10(per_pair), np.log10(rates), distances))
+        return min(self.threshold, distance)
 
     def save(self, path: Path = CALIBRATION_FILE) -> None:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: Path = CALIBRATION_FILE) -> Calibration:
-        return cls(**json.loads(path.read_text()))
+        data = json.loads(path.read_text())
+        data["impostor_quantiles"] = [tuple(point) for point in data.get("impostor_quantiles", [])]
+        return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -106,7 +126,27 @@ def fit_logistic(
     return float(w[1]), float(w[0])
 
 
-def calibrate(distances: np.ndarray, same: np.ndarray, model: str, source: str) -> Calibration:
+IMPOSTOR_RATES = tuple(float(r) for r in np.logspace(-7, -1, 25))
+
+
+def impostor_quantiles(impostor_distances: np.ndarray) -> list[tuple[float, float]]:
+    """(rate, distance) points: the fraction ``rate`` of impostor pairs is closer than ``distance``.
+
+    Rates below what the sample can resolve (fewer than ~10 pairs) are left out.
+    """
+    distances = np.sort(impostor_distances)
+    usable = [r for r in IMPOSTOR_RATES if r * len(distances) >= 10]
+    return [(r, float(np.quantile(distances, r))) for r in usable]
+
+
+def calibrate(
+    distances: np.ndarray,
+    same: np.ndarray,
+    model: str,
+    source: str,
+    impostor_distances: np.ndarray | None = None,
+) -> Calibration:
     threshold, accuracy = best_threshold(distances, same)
     slope, intercept = fit_logistic(distances, same)
-    return Calibration(threshold, slope, intercept, model, source, accuracy)
+    quantiles = impostor_quantiles(impostor_distances) if impostor_distances is not None else []
+    return Calibration(threshold, slope, intercept, model, source, accuracy, quantiles)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +27,8 @@ class Match:
 
 
 class GalleryIndex:
-    def __init__(self, gallery: Gallery) -> None:
+    def __init__(self, gallery: Gallery | None = None) -> None:
+        """Follow ``gallery``; without one the index holds only rows given to ``add_local``."""
         self.gallery = gallery
         self._lock = threading.RLock()
         self._matrix = np.empty((0, EMBEDDING_DIM), np.float32)
@@ -34,10 +36,16 @@ class GalleryIndex:
         self._owners: list[str] = []
         self._rows: dict[str, int] = {}
         self._encoding_ids: list[str] = []
+        self._people: Counter[str] = Counter()
         self._cursor: str | None = None
 
     def __len__(self) -> int:
         return len(self._owners)
+
+    @property
+    def people(self) -> int:
+        """Distinct enrolled people: the K of 1:K."""
+        return len(self._people)
 
     def reload(self) -> None:
         """Load every encoding; the cursor is read first so no change is missed in between."""
@@ -47,12 +55,15 @@ class GalleryIndex:
             self._matrix = np.empty((max(16, len(encodings) * 2), EMBEDDING_DIM), np.float32)
             self._norms = np.empty(len(self._matrix), np.float32)
             self._owners, self._rows, self._encoding_ids = [], {}, []
+            self._people = Counter()
             self._add(encodings)
             self._cursor = cursor
         log.info("gallery index: %d encodings loaded", len(encodings))
 
     def sync(self) -> bool:
         """Apply the changes since the last sync (or reload); False if the store is unreachable."""
+        if self.gallery is None:
+            return True
         try:
             if self._cursor is None:
                 self.reload()
@@ -76,7 +87,7 @@ class GalleryIndex:
         return True
 
     def add_local(self, encodings: list[Encoding]) -> None:
-        """Add rows directly (benchmarks; enrollment goes through the store and the feed)."""
+        """Add rows directly (benchmarks, evaluations); enrollment goes through the store's feed."""
         with self._lock:
             self._add(encodings)
 
@@ -97,6 +108,7 @@ class GalleryIndex:
         self._norms[size:needed] = np.einsum("ij,ij->i", block, block)
         for offset, encoding in enumerate(encodings):
             self._rows[encoding.id] = size + offset
+            self._people[encoding.person_id] += 1
             self._owners.append(encoding.person_id)
             self._encoding_ids.append(encoding.id)
 
@@ -104,6 +116,10 @@ class GalleryIndex:
         row = self._rows.pop(encoding_id, None)
         if row is None:
             return
+        owner = self._owners[row]
+        self._people[owner] -= 1
+        if not self._people[owner]:
+            del self._people[owner]
         last = len(self._owners) - 1
         if row != last:
             moved = self._encoding_ids[last]

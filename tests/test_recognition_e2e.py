@@ -1,0 +1,64 @@
+"""Recognition over Kafka end to end: RTSP -> ingestor -> detector -> recognizer -> events."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from shared.cameras import CameraSpec
+from shared.face.identity import IdentityService
+from shared.face.verification import Calibration
+from shared.gallery.redis_store import RedisGallery
+from shared.redis_client import create_redis
+from shared.schemas import RecognitionEvent, Topics
+from tests.conftest import RTSP_URL
+from tests.helpers import wait_for
+from tests.stack import Stack, TopicReader, skip_group_to_end
+
+pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.rtsp, pytest.mark.data]
+
+
+def test_lin_manuel_miranda_is_identified_on_his_track(
+    stack: Stack, face_pipeline, people_data: Path, redis_settings, unique: str
+) -> None:
+    gallery = RedisGallery(create_redis(redis_settings), redis_settings.key_prefix)
+    identity = IdentityService(face_pipeline, gallery, Calibration.load())
+    photo = people_data / "enroll" / "lin_manuel_miranda" / "img1.png"
+    identity.enroll("lin_manuel_miranda", photo.read_bytes())  # one photo: one-shot
+
+    camera = f"hamilton-{unique}"
+    for group in ("facestream-detector", "facestream-recognizer"):
+        skip_group_to_end(
+            stack.kafka, group, Topics.FRAMES if "detector" in group else Topics.FACES
+        )
+    events = TopicReader(stack.kafka, Topics.EVENTS, camera)
+    stack.registry.put(CameraSpec(id=camera, url=f"{RTSP_URL}/cam", fps=15))
+    stack.start("recognizer")
+    stack.start("detector")
+    ingestor = stack.start("ingestor")
+
+    def decoded() -> list[RecognitionEvent]:
+        return [RecognitionEvent.model_validate_json(r.value) for r in events.read()]
+
+    wait_for(lambda: any(e.type == "identified" for e in decoded()), 180, "an identified event")
+    wait_for(lambda: ingestor.metric("facestream_camera_reconnects_total", camera=camera) >= 1, 60)
+    stack.registry.remove(camera)
+    started = {(e.track_id) for e in decoded() if e.type == "started"}
+    wait_for(
+        lambda: started <= {e.track_id for e in decoded() if e.type == "ended"},
+        120,
+        "every track to end",
+    )
+
+    received = decoded()
+    identified = [e for e in received if e.type == "identified"]
+    assert {e.person_name for e in identified} == {"lin_manuel_miranda"}
+    best = identified[0]
+    assert best.distance <= best.threshold and best.confidence > 0.5 and best.box.w > 40
+    per_track = Counter(e.track_id for e in received)
+    assert max(per_track.values()) <= 4, per_track  # started, decision(s), ended: not per frame
+    frames = ingestor.metric("facestream_camera_frames_published_total", camera=camera)
+    assert len(received) < frames / 5
+    print(f"{len(received)} events for {len(per_track)} tracks over {frames:.0f} frames")
