@@ -9,7 +9,7 @@ from collections.abc import Iterable
 import numpy as np
 import pytest
 
-from services.detector.detectors import HaarCascadeDetector
+from shared.face.detection import HaarCascadeDetector
 from services.detector.worker import DetectorWorker
 from shared.bus.base import BusError, Message
 from shared.bus.memory import MemoryBus, MemoryPublisher

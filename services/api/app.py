@@ -5,8 +5,7 @@ readable ``reason`` (``no_face``, ``several_faces``, ``corrupt_image`` ...) and 
 The OpenAPI document is at ``/openapi.json``, the interactive one at ``/docs``.
 """
 
-from __future__ import annotations
-
+# No "from __future__ import annotations" here: FastAPI must evaluate the dependencies' annotations.
 import secrets
 from dataclasses import asdict
 from typing import Annotated
@@ -60,6 +59,24 @@ class FaceOut(BaseModel):
 
 class IdentifyOut(BaseModel):
     faces: list[FaceOut]
+
+
+BEARER = HTTPBearer(auto_error=False)
+
+
+class BearerToken:
+    """Dependency that accepts only ``Authorization: Bearer <token>`` (constant-time compare)."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __call__(
+        self, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
+    ) -> None:
+        if credentials is None or not secrets.compare_digest(credentials.credentials, self.token):
+            raise HTTPException(
+                401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"}
+            )
 
 
 def create_app(
