@@ -36,6 +36,10 @@ class CliError(Exception):
 def build_services(names: Sequence[str], settings: Settings, bus, stop) -> dict[str, Service]:
     """The named services wired to one bus; the order is the pipeline's."""
     services: dict[str, Service] = {}
+    if settings.face.tf_threads and {"detector", "recognizer"} & set(names):
+        from shared.face.encoder import configure_threads
+
+        configure_threads(settings.face.tf_threads, 1)
     for name in names:
         if name == "ingestor":
             registry = create_camera_registry(settings)
@@ -61,7 +65,7 @@ def build_services(names: Sequence[str], settings: Settings, bus, stop) -> dict[
                 settings.recognizer,
                 settings.face.identification_far,
             )
-            services[name] = WorkerRunner(worker, bus, stop, batch_size=8)
+            services[name] = WorkerRunner(worker, bus, stop, batch_size=16)
         else:
             raise CliError(f"unknown service {name!r}")
     return services

@@ -71,6 +71,9 @@ class FaceSettings(BaseModel):
     identification_far: float = Field(0.01, gt=0, lt=1)
     """1:K: the accepted probability that a stranger is named. The threshold tightens with the
     number of enrolled people to keep it (see Calibration.identification_threshold)."""
+    tf_threads: int | None = None
+    """TensorFlow intra-op threads per process; None: one per core. Where several model services
+    share a machine, cores // services keeps them from oversubscribing the CPU."""
     models_dir: Path = Path.home() / ".cache" / "facestream" / "models"
     """Converted model weights (fetched from registry packages at set-up, converted once)."""
 

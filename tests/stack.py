@@ -39,6 +39,7 @@ class Stack:
             "FACESTREAM_INGEST__BACKOFF_INITIAL_S": "0.2",
             "FACESTREAM_INGEST__BACKOFF_MAX_S": "2",
             "FACESTREAM_INGEST__REGISTRY_POLL_S": "0.5",
+            "FACESTREAM_FACE__TF_THREADS": "1",
         }
         self.processes: list[ServiceProcess] = []
 

@@ -8,14 +8,26 @@ from shared.schemas import Box
 BOX = Box(x=0, y=0, w=120, h=120)
 
 
+class Clock:
+    """Wall time under the test's control; frames are processed as they are captured."""
+
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def voter(**kwargs) -> TrackVoter:
-    return TrackVoter(0.36, lambda d: 1 - d, {"p1": "Ada", "p2": "Bob"}.get, **kwargs)
+    return TrackVoter(
+        0.36, lambda d: 1 - d, {"p1": "Ada", "p2": "Bob"}.get, clock=Clock(), **kwargs
+    )
 
 
-def observe_many(v: TrackVoter, matches, track_id=1, start=0.0):
+def observe_many(v: TrackVoter, matches, track_id=1, start=0.0, camera="cam"):
     events = []
     for i, (person, distance) in enumerate(matches):
-        events += v.observe("cam", track_id, start + i * 0.1, BOX, 1.0, person, distance)
+        v.clock.now = start + i * 0.1
+        events += v.observe(camera, track_id, start + i * 0.1, BOX, 1.0, person, distance)
     return events
 
 
@@ -65,6 +77,21 @@ def test_tracks_end_only_after_the_timeout() -> None:
     observe_many(v, [("p1", 0.2)] * 3)
     assert v.expire(now=1.0) == []
     assert [e.type for e in v.expire(now=3.0)] == ["ended"]
+
+
+def test_a_backlog_does_not_end_tracks_that_are_still_in_the_stream() -> None:
+    v = voter(track_timeout_s=2.0)
+    for i in range(50):  # frames captured 0.1 s apart, all processed 10 s late
+        v.clock.now = 10.0 + i * 0.1
+        v.observe("cam", 1, i * 0.1, BOX, 1.0, "p1", 0.2)
+        assert v.expire(now=v.clock.now) == []
+
+
+def test_a_track_that_leaves_while_the_camera_goes_on_ends_by_stream_time() -> None:
+    v = voter(track_timeout_s=2.0)
+    observe_many(v, [("p1", 0.2)] * 3, track_id=1)
+    observe_many(v, [(None, None)] * 30, track_id=2, start=0.3)  # another face, 3 s more
+    assert [(e.type, e.track_id) for e in v.expire(now=v.clock.now)] == [("ended", 1)]
 
 
 def test_small_or_uncertain_faces_weigh_less() -> None:

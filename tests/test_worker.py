@@ -9,10 +9,10 @@ from collections.abc import Iterable
 import numpy as np
 import pytest
 
-from shared.face.detection import HaarCascadeDetector
 from services.detector.worker import DetectorWorker
 from shared.bus.base import BusError, Message
 from shared.bus.memory import MemoryBus, MemoryPublisher
+from shared.face.detection import HaarCascadeDetector
 from shared.images import encode_jpeg
 from shared.schemas import FacesMessage, FrameMeta, Topics
 from shared.worker import Outgoing, Worker, WorkerRunner

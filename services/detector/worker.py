@@ -39,16 +39,30 @@ class DetectorWorker(Worker):
         self.trackers: dict[str, FaceTracker] = {}
 
     def process(self, message: Message) -> Iterable[Outgoing]:
-        meta = FrameMeta.from_message(message)
-        image = decode_image(message.value)
-        if (image.shape[1], image.shape[0]) != (meta.width, meta.height):
-            raise ProcessingError(
-                "corrupt_image",
-                f"decoded {image.shape[1]}x{image.shape[0]}, headers say {meta.width}x{meta.height}",
-            )
-        detections = [
-            d for d in self.detector.detect(image) if min(d.box[2], d.box[3]) >= self.min_face_px
-        ]
+        result = self.process_batch([message])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def process_batch(self, messages: list[Message]) -> list[list[Outgoing] | Exception]:
+        """Validate and decode each frame, detect on all of them in one call, then track in order."""
+        results: list[list[Outgoing] | Exception | None] = [None] * len(messages)
+        frames: list[tuple[int, FrameMeta, np.ndarray]] = []
+        for i, message in enumerate(messages):
+            try:
+                frames.append((i, *_decode_frame(message)))
+            except Exception as error:  # noqa: BLE001 - dead-lettered by the runner
+                results[i] = error
+        found = self.detector.detect_batch([image for _, _, image in frames]) if frames else []
+        for (i, meta, image), detections in zip(frames, found, strict=True):
+            try:
+                results[i] = [self._faces(meta, image, detections)]
+            except Exception as error:  # noqa: BLE001 - dead-lettered by the runner
+                results[i] = error
+        return results  # type: ignore[return-value] - every slot is filled above
+
+    def _faces(self, meta: FrameMeta, image: np.ndarray, detections: list[Detection]) -> Outgoing:
+        detections = [d for d in detections if min(d.box[2], d.box[3]) >= self.min_face_px]
         tracker = self.trackers.setdefault(meta.camera_id, FaceTracker(self.track_ids))
         track_ids = tracker.update([d.box for d in detections], meta.capture_ts)
         faces = FacesMessage(
@@ -60,7 +74,7 @@ class DetectorWorker(Worker):
             detector=self.detector.name,
             faces=[_face(image, d, t) for d, t in zip(detections, track_ids, strict=True)],
         )
-        yield Outgoing(Topics.FACES, faces.to_bytes(), meta.camera_id, faces.headers())
+        return Outgoing(Topics.FACES, faces.to_bytes(), meta.camera_id, faces.headers())
 
     def tick(self, now: float) -> Iterable[Outgoing]:
         """Forget the trackers of cameras that have sent no frame for ``camera_idle_s``."""
@@ -69,6 +83,17 @@ class DetectorWorker(Worker):
             if now - latest > self.camera_idle_s:
                 del self.trackers[camera_id]
         return ()
+
+
+def _decode_frame(message: Message) -> tuple[FrameMeta, np.ndarray]:
+    meta = FrameMeta.from_message(message)
+    image = decode_image(message.value)
+    if (image.shape[1], image.shape[0]) != (meta.width, meta.height):
+        raise ProcessingError(
+            "corrupt_image",
+            f"decoded {image.shape[1]}x{image.shape[0]}, headers say {meta.width}x{meta.height}",
+        )
+    return meta, image
 
 
 def _face(image: np.ndarray, detection: Detection, track_id: int) -> DetectedFace:

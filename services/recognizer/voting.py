@@ -9,6 +9,7 @@ produces started, identified/unknown (rarely twice), and ended.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -49,13 +50,17 @@ class TrackVoter:
         names: Callable[[str], str | None],
         min_frames: int = 3,
         track_timeout_s: float = 2.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.threshold = threshold
         self.confidence = confidence
         self.names = names
         self.min_frames = min_frames
         self.track_timeout_s = track_timeout_s
+        self.clock = clock
         self.tracks: dict[tuple[str, int], TrackVotes] = {}
+        self._camera_clock: dict[str, tuple[float, float]] = {}
+        """Per camera: (latest capture time seen, wall time it was seen)."""
 
     def observe(
         self,
@@ -69,6 +74,8 @@ class TrackVoter:
     ) -> list[RecognitionEvent]:
         """Record one frame of a track; return the events it causes."""
         events: list[RecognitionEvent] = []
+        latest = max(ts, self._camera_clock.get(camera_id, (ts, 0.0))[0])
+        self._camera_clock[camera_id] = (latest, self.clock())
         track = self.tracks.get((camera_id, track_id))
         if track is None:
             track = TrackVotes(camera_id, track_id, ts, ts, box)
@@ -105,8 +112,18 @@ class TrackVoter:
         return [self._event("spoof", track)]
 
     def expire(self, now: float) -> list[RecognitionEvent]:
-        """End tracks not seen for ``track_timeout_s``."""
-        ended = [t for t in self.tracks.values() if now - t.last_seen_ts > self.track_timeout_s]
+        """End tracks not seen for ``track_timeout_s`` of their camera's stream time.
+
+        Stream (capture) time, not processing time: a recognizer working through a backlog must
+        not end every track it is behind on. A camera that sends nothing at all any more ends its
+        tracks once it has been silent for the timeout by the wall clock ``now``.
+        """
+        ended = []
+        for track in self.tracks.values():
+            latest, seen_at = self._camera_clock.get(track.camera_id, (track.last_seen_ts, now))
+            stream_now = latest + max(0.0, now - seen_at)
+            if stream_now - track.last_seen_ts > self.track_timeout_s:
+                ended.append(track)
         for track in ended:
             del self.tracks[(track.camera_id, track.track_id)]
         return [self._event("ended", track) for track in ended]

@@ -20,6 +20,7 @@ from shared.face.verification import Calibration
 from shared.gallery.base import Gallery, GalleryError, PersonNotFoundError
 from shared.gallery.index import GalleryIndex
 from shared.schemas import (
+    DetectedFace,
     EmbeddingsMessage,
     FaceEmbedding,
     FacesMessage,
@@ -60,24 +61,58 @@ class RecognizerWorker(Worker):
         )
 
     def process(self, message: Message) -> Iterable[Outgoing]:
+        result = self.process_batch([message])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def process_batch(self, messages: list[Message]) -> list[list[Outgoing] | Exception]:
+        """Decode every chip of the poll, encode them in one call, then vote frame by frame."""
+        results: list[list[Outgoing] | Exception] = [[] for _ in messages]
+        frames: list[tuple[int, FacesMessage, list[DetectedFace], np.ndarray]] = []
+        for i, message in enumerate(messages):
+            try:
+                frame = self._usable_faces(message)
+            except Exception as error:  # noqa: BLE001 - dead-lettered by the runner
+                results[i] = error
+                continue
+            if frame is not None:
+                frames.append((i, *frame))
+        if not frames:
+            return results
+        self._sync_if_due()
+        embeddings = self.encoder.encode(np.concatenate([chips for *_, chips in frames]))
+        start = 0
+        for i, faces, usable, _chips in frames:
+            vectors = embeddings[start : start + len(usable)]
+            start += len(usable)
+            results[i] = self._vote(faces, usable, vectors)
+        return results
+
+    def _usable_faces(
+        self, message: Message
+    ) -> tuple[FacesMessage, list[DetectedFace], np.ndarray] | None:
+        """The frame's faces that carry a chip and a track, with the chips decoded; None to skip."""
         faces = FacesMessage.from_message(message)
         if faces.capture_ts <= self._latest_capture.get(faces.camera_id, float("-inf")):
-            return []  # a replay after a restart (at-least-once): already counted
+            return None  # a replay after a restart (at-least-once): already counted
         self._latest_capture[faces.camera_id] = faces.capture_ts
         usable = [f for f in faces.faces if f.chip_jpeg_b64 and f.track_id is not None]
         if not usable:
-            return []
-        self._sync_if_due()
-        embeddings = self.encoder.encode(np.stack([decode_chip(f.chip_jpeg_b64) for f in usable]))
+            return None
+        return faces, usable, np.stack([decode_chip(f.chip_jpeg_b64) for f in usable])
+
+    def _vote(
+        self, faces: FacesMessage, usable: list[DetectedFace], embeddings: np.ndarray
+    ) -> list[Outgoing]:
         outputs = (
             [self._embeddings(faces, usable, embeddings)]
             if self.settings.publish_embeddings
             else []
         )
-        events: list[RecognitionEvent] = []
         for face, matches in zip(usable, self.index.search(embeddings), strict=True):
             best = matches[0] if matches else None
-            events += self.voter.observe(
+            events = self.voter.observe(
                 faces.camera_id,
                 face.track_id,
                 faces.capture_ts,
@@ -86,9 +121,12 @@ class RecognizerWorker(Worker):
                 best.person_id if best else None,
                 best.distance if best else None,
             )
-        return outputs + [_outgoing(e) for e in events]
+            outputs.extend(_outgoing(e) for e in events)
+        return outputs
 
-    def _embeddings(self, faces: FacesMessage, usable: list, embeddings: np.ndarray) -> Outgoing:
+    def _embeddings(
+        self, faces: FacesMessage, usable: list[DetectedFace], embeddings: np.ndarray
+    ) -> Outgoing:
         message = EmbeddingsMessage(
             camera_id=faces.camera_id,
             seq=faces.seq,

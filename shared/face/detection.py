@@ -103,16 +103,42 @@ class FaceDetector(ABC):
 
         Boxes are x, y, width, height in the input's pixels, clipped to the image.
         """
+        return self.detect_batch([image_bgr])[0]
+
+    def detect_batch(self, images_bgr: list[np.ndarray]) -> list[list[Detection]]:
+        """``detect`` for several images; detectors with batched models run same-sized ones together."""
+        prepared = [self._prepare(image) for image in images_bgr]
+        groups: dict[tuple, list[int]] = {}
+        for i, (image, scale, _size) in enumerate(prepared):
+            groups.setdefault((image.shape, scale), []).append(i)
+        found: dict[int, list[Detection]] = {}
+        for (_shape, scale), members in groups.items():
+            results = self._detect_batch(
+                [prepared[i][0] for i in members], self.min_face_px * scale
+            )
+            found.update(zip(members, results, strict=True))
+        return [self._finish(found[i], scale, size) for i, (_, scale, size) in enumerate(prepared)]
+
+    def _prepare(self, image_bgr: np.ndarray) -> tuple[np.ndarray, float, tuple[int, int]]:
+        """BGR image downscaled to ``max_side``, the scale, and the original (width, height)."""
         image = to_bgr(image_bgr)
         height, width = image.shape[:2]
         scale = min(1.0, self.max_side / max(height, width))
         if scale < 1.0:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        found = self._detect(image, self.min_face_px * scale)
-        faces = [_rescale(face, 1.0 / scale, width, height) for face in found]
+        return image, scale, (width, height)
+
+    def _finish(
+        self, found: list[Detection], scale: float, size: tuple[int, int]
+    ) -> list[Detection]:
+        faces = [_rescale(face, 1.0 / scale, *size) for face in found]
         faces = [f for f in faces if max(f.box[2], f.box[3]) >= self.min_face_px]
         return sorted(faces, key=lambda f: f.score, reverse=True)
+
+    def _detect_batch(self, images: list[np.ndarray], min_face: float) -> list[list[Detection]]:
+        """Same-sized prepared images; the default runs them one by one."""
+        return [self._detect(image, min_face) for image in images]
 
     @abstractmethod
     def _detect(self, image: np.ndarray, min_face: float) -> list[Detection]:
@@ -218,6 +244,24 @@ class MtcnnDetector(FaceDetector):
             threshold_onet=self.thresholds[2],
         )
         return [self._to_detection(row) for row in np.asarray(rows).reshape(-1, 16)]
+
+    def _detect_batch(self, images: list[np.ndarray], min_face: float) -> list[list[Detection]]:
+        """One MTCNN pass over the batch: about half the time per frame of single calls at 8."""
+        if len(images) == 1 or min(images[0].shape[:2]) < max(12.0, min_face):
+            return [self._detect(image, min_face) for image in images]
+        rows = self._mtcnn.detect_faces(
+            [cv2.cvtColor(image, cv2.COLOR_BGR2RGB) for image in images],
+            box_format="xyxy",
+            output_type="numpy",
+            min_face_size=max(12.0, min_face),
+            threshold_pnet=self.thresholds[0],
+            threshold_rnet=self.thresholds[1],
+            threshold_onet=self.thresholds[2],
+        )
+        found: list[list[Detection]] = [[] for _ in images]
+        for row in np.asarray(rows).reshape(-1, 16):
+            found[int(row[0])].append(self._to_detection(row))
+        return found
 
     @staticmethod
     def _to_detection(row: np.ndarray) -> Detection:

@@ -229,6 +229,9 @@ class FaceEncoder:
     costs the graph run and not Keras' ``predict`` set-up per call.
     """
 
+    name = "dlib_face_recognition_resnet_model_v1"
+    """The model in messages and calibration records."""
+
     def __init__(self, model: keras.Model, batch_size: int = 32) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")

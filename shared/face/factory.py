@@ -13,7 +13,7 @@ def build_pipeline(settings: Settings) -> FacePipeline:
     from shared.face.detection import create_detector
     from shared.face.encoder import load_encoder
 
-    detector = create_detector(settings.face.detector)
+    detector = create_detector(settings.face.detector, min_face_px=settings.face.min_face_px)
     return FacePipeline(detector, load_encoder(settings.face.models_dir), settings.face.min_face_px)
 
 
