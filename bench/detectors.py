@@ -1,6 +1,6 @@
 """Face detectors compared on real data: recall on LFW, face counts on the probe photos, videos.
 
-Run from the repository root (about 4 minutes on a 2-core VM)::
+Run from the repository root (about 2.5 minutes on a 2-core VM)::
 
     .venv/bin/python -m bench.detectors [--json bench/out/detectors.json]
 
@@ -15,7 +15,7 @@ Run from the repository root (about 4 minutes on a 2-core VM)::
    frames with at least one face, faces per frame, and detection throughput (frames/s over the
    ``detect`` calls only, decoding excluded, after one warm-up call).
 
-dlib's CNN (MMOD) detector is 10-100 times slower than the others on this CPU, so it runs on a
+dlib's CNN (MMOD) detector is 10-70 times slower than dlib's HOG on this CPU, so it runs on a
 smaller sample (``--cnn-lfw`` images, ``--cnn-frames`` 640x360 frames, one 1080p frame), without
 upsampling (so it finds faces of about
 80 px and up only; upsampling once costs 4x: ~1 s per LFW image, ~6 s per 640x360 frame) and skips

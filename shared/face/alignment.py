@@ -6,9 +6,9 @@ MTCNN gives different points (eye centres, nose tip, mouth corners), so we use a
 points in *that* chip, derived from data: on LFW faces, run dlib's reference pipeline and MTCNN on
 the same image, map MTCNN's points into dlib's chip, and average (trimmed mean). A weighted least
 squares similarity (Umeyama) from a face's landmarks to that template then reproduces dlib's chip,
-up to how much MTCNN's points move relative to dlib's from face to face. Each landmark is weighted
-by the inverse of its measured spread, so the mouth corners (which move with expression and are
-not in dlib's fit at all) count less than the eyes.
+up to how much MTCNN's points move relative to dlib's from face to face. The weights are fitted on
+the same faces: the eyes count most, the nose some, and the mouth corners (which move with
+expression and are not in dlib's fit at all) hardly.
 
 Derive the template (writes ``alignment_template.json`` next to this file) and measure the chips::
 
@@ -307,7 +307,7 @@ class ReferencePipeline:
         self.shapes = dlib.shape_predictor(
             face_recognition_models.pose_predictor_five_point_model_location()
         )
-        self.mtcnn = MtcnnDetector(min_face_px=20)
+        self.mtcnn = MtcnnDetector()  # as the services run it
 
     def dlib_shape(self, rgb: np.ndarray, near: np.ndarray) -> Any | None:
         """dlib's 5-point shape of the face whose box centre is nearest ``near`` (within 25 px)."""

@@ -16,8 +16,8 @@ the aligner maps them onto a template by position and a mirrored pair would flip
   move rigidly with the face (mouth corners do not follow the mouth), so ``align_face`` gives
   exactly dlib's canonical chip from them, but they are no expression or liveness signal; pass
   ``landmarks=False`` to get ``None`` instead.
-- ``dlib-cnn``: dlib's CNN (MMOD) detector, same landmarks as ``dlib-hog``; accurate but about a
-  hundred times slower than HOG on a CPU (see docs/detection.md).
+- ``dlib-cnn``: dlib's CNN (MMOD) detector, same landmarks as ``dlib-hog``; accurate but 10-70x
+  slower than HOG on a CPU (see docs/detection.md).
 - ``haar``: OpenCV's Viola-Jones frontal-face cascade; fast, no landmarks.
 """
 
