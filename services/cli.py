@@ -198,7 +198,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> None:
 
     from services.api.app import create_app
 
-    if settings.api.token is None:
+    if settings.api.token is None or not settings.api.token.get_secret_value():
         raise CliError(
             "set FACESTREAM_API__TOKEN: the API does not serve biometric data without one"
         )
