@@ -69,6 +69,19 @@ class Worker(ABC):
         return ()
 
 
+class BatchWorker(Worker):
+    """A worker whose unit of work is the batch (one model call per poll); ``process`` delegates."""
+
+    def process(self, message: Message) -> Iterable[Outgoing]:
+        result = self.process_batch([message])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    @abstractmethod
+    def process_batch(self, messages: list[Message]) -> list[list[Outgoing] | Exception]: ...
+
+
 def dead_letter(message: Message, error: Exception, service: str) -> Outgoing:
     """The original message, unchanged, with ``dlq.*`` headers saying where it came from and why."""
     headers = dict(message.headers)

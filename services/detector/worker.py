@@ -20,12 +20,12 @@ from shared.face.detection import FaceDetector
 from shared.face.types import Detection
 from shared.images import decode_image
 from shared.schemas import Box, DetectedFace, FacesMessage, FrameMeta, Topics
-from shared.worker import Outgoing, Worker
+from shared.worker import BatchWorker, Outgoing
 
 CHIP_JPEG_QUALITY = 95
 
 
-class DetectorWorker(Worker):
+class DetectorWorker(BatchWorker):
     name = "detector"
     topics = (Topics.FRAMES,)
 
@@ -37,12 +37,6 @@ class DetectorWorker(Worker):
         self.camera_idle_s = camera_idle_s
         self.track_ids = TrackIds()
         self.trackers: dict[str, FaceTracker] = {}
-
-    def process(self, message: Message) -> Iterable[Outgoing]:
-        result = self.process_batch([message])[0]
-        if isinstance(result, Exception):
-            raise result
-        return result
 
     def process_batch(self, messages: list[Message]) -> list[list[Outgoing] | Exception]:
         """Validate and decode each frame, detect on all of them in one call, then track in order."""

@@ -28,10 +28,10 @@ from shared.schemas import (
     Topics,
 )
 from shared.settings import RecognizerSettings
-from shared.worker import Outgoing, Worker
+from shared.worker import BatchWorker, Outgoing
 
 
-class RecognizerWorker(Worker):
+class RecognizerWorker(BatchWorker):
     name = "recognizer"
     topics = (Topics.FACES,)
 
@@ -59,12 +59,6 @@ class RecognizerWorker(Worker):
             min_frames=settings.min_frames,
             track_timeout_s=settings.track_timeout_s,
         )
-
-    def process(self, message: Message) -> Iterable[Outgoing]:
-        result = self.process_batch([message])[0]
-        if isinstance(result, Exception):
-            raise result
-        return result
 
     def process_batch(self, messages: list[Message]) -> list[list[Outgoing] | Exception]:
         """Decode every chip of the poll, encode them in one call, then vote frame by frame."""

@@ -232,23 +232,12 @@ class MtcnnDetector(FaceDetector):
         self.thresholds = thresholds
 
     def _detect(self, image: np.ndarray, min_face: float) -> list[Detection]:
-        if min(image.shape[:2]) < max(12.0, min_face):
-            return []  # no pyramid level fits; the library would raise
-        rows = self._mtcnn.detect_faces(
-            cv2.cvtColor(image, cv2.COLOR_BGR2RGB),
-            box_format="xyxy",
-            output_type="numpy",
-            min_face_size=max(12.0, min_face),
-            threshold_pnet=self.thresholds[0],
-            threshold_rnet=self.thresholds[1],
-            threshold_onet=self.thresholds[2],
-        )
-        return [self._to_detection(row) for row in np.asarray(rows).reshape(-1, 16)]
+        return self._detect_batch([image], min_face)[0]
 
     def _detect_batch(self, images: list[np.ndarray], min_face: float) -> list[list[Detection]]:
-        """One MTCNN pass over the batch: about half the time per frame of single calls at 8."""
-        if len(images) == 1 or min(images[0].shape[:2]) < max(12.0, min_face):
-            return [self._detect(image, min_face) for image in images]
+        """One MTCNN pass over same-sized images: at 8 frames, about half the time per frame."""
+        if min(images[0].shape[:2]) < max(12.0, min_face):
+            return [[] for _ in images]  # no pyramid level fits; the library would raise
         rows = self._mtcnn.detect_faces(
             [cv2.cvtColor(image, cv2.COLOR_BGR2RGB) for image in images],
             box_format="xyxy",
