@@ -92,7 +92,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
     if not args.realtime:
         settings.ingest.file_realtime = False
     try:
-        run_embedded(settings, sources, fps=args.fps, max_seconds=args.seconds)
+        run_embedded(settings, sources, fps=args.fps, max_seconds=args.seconds, enroll=args.enroll)
     except SourceError as error:
         raise CliError(str(error)) from None
 
@@ -251,6 +251,12 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("sources", nargs="*", help="video files, stream URLs or device indexes")
     run.add_argument("--fps", type=float, default=None, help="target fps per camera")
     run.add_argument("--seconds", type=float, default=None, help="stop after this long")
+    run.add_argument(
+        "--enroll",
+        type=Path,
+        default=None,
+        help="use a gallery made for this run from DIR/NAME/photos",
+    )
     run.add_argument(
         "--fast", dest="realtime", action="store_false", help="read files as fast as possible"
     )

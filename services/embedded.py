@@ -39,20 +39,26 @@ def run_embedded(
     sources: list[str],
     fps: float | None = None,
     max_seconds: float | None = None,
+    enroll: Path | None = None,
 ) -> dict[str, Counter]:
-    """Run the pipeline on ``sources`` until the files end (or ``max_seconds``); return the tallies."""
+    """Run the pipeline on ``sources`` until the files end (or ``max_seconds``); return the tallies.
+
+    With ``enroll`` (a folder of NAME/photos) the run uses a gallery of its own, made from that
+    folder and discarded afterwards; otherwise the file gallery under ``data_dir``.
+    """
     from services.cli import build_services
 
-    for source in sources:
-        probe(
-            Source(source), settings.ingest.open_timeout_s
-        )  # a clear error before anything starts
+    for source in sources:  # a clear error before anything starts
+        probe(Source(source), settings.ingest.open_timeout_s)
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         stop_on_signals(stop)
     bus = MemoryBus()
     with tempfile.TemporaryDirectory(prefix="facestream-") as tmp:
         settings = settings.model_copy(update={"store": "file"})
+        if enroll is not None:
+            settings = settings.model_copy(update={"data_dir": Path(tmp) / "data"})
+            _enroll_folder(settings, enroll)
         registry = FileCameraRegistry(Path(tmp) / "cameras.json")
         for index, source in enumerate(sources):
             registry.put(CameraSpec(id=camera_id_for(source, index), url=source, fps=fps))
@@ -68,6 +74,16 @@ def run_embedded(
         wait_and_stop(health, threads, stop)
     _print_summary(tallies)
     return tallies
+
+
+def _enroll_folder(settings: Settings, folder: Path) -> None:
+    from shared.face.factory import build_identity
+
+    enrolled, skipped = build_identity(settings).enroll_folder(folder)
+    names = sorted({e.person.name for e in enrolled})
+    print(f"enrolled {len(names)} people from {folder}: {', '.join(names)}", flush=True)
+    for photo, why in skipped:
+        print(f"  skipped {photo.name}: {why}", flush=True)
 
 
 def _report_until_done(
