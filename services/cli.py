@@ -48,10 +48,11 @@ def build_services(names: Sequence[str], settings: Settings, bus, stop) -> dict[
             from services.detector.worker import DetectorWorker
             from shared.face.detection import create_detector
 
-            worker = DetectorWorker(
-                create_detector(settings.face.detector), settings.face.min_face_px
+            detector = create_detector(
+                settings.face.detector, min_face_px=settings.face.min_face_px
             )
-            services[name] = WorkerRunner(worker, bus, stop)
+            worker = DetectorWorker(detector, settings.face.min_face_px)
+            services[name] = WorkerRunner(worker, bus, stop, batch_size=8)  # MTCNN's sweet spot
         elif name == "recognizer":
             from services.recognizer.worker import RecognizerWorker
             from shared.face.encoder import load_encoder
