@@ -34,6 +34,7 @@ CONSUMER_LAG = Gauge(
     "Messages not yet consumed by the service's consumer group, per topic.",
     ["service", "topic"],
 )
+EVENTS = Counter("facestream_events_total", "Recognition events published, by type.", ["type"])
 CAMERA_FRAMES_CAPTURED = Counter(
     "facestream_camera_frames_captured_total", "Frames read from a camera.", ["camera"]
 )
@@ -65,6 +66,7 @@ METRIC_NAMES = frozenset(
         "facestream_errors_total",
         "facestream_dead_letters_total",
         "facestream_consumer_lag",
+        "facestream_events_total",
         "facestream_camera_frames_captured_total",
         "facestream_camera_frames_published_total",
         "facestream_camera_frames_dropped_total",

@@ -35,7 +35,7 @@ def test_lin_manuel_miranda_is_identified_on_his_track(
         )
     events = TopicReader(stack.kafka, Topics.EVENTS, camera)
     stack.registry.put(CameraSpec(id=camera, url=f"{RTSP_URL}/cam", fps=15))
-    stack.start("recognizer")
+    recognizer = stack.start("recognizer")
     stack.start("detector")
     ingestor = stack.start("ingestor")
 
@@ -59,6 +59,7 @@ def test_lin_manuel_miranda_is_identified_on_his_track(
     assert best.distance <= best.threshold and best.confidence > 0.5 and best.box.w > 40
     per_track = Counter(e.track_id for e in received)
     assert max(per_track.values()) <= 4, per_track  # started, decision(s), ended: not per frame
+    assert recognizer.metric("facestream_events_total", type="identified") >= len(identified)
     frames = ingestor.metric("facestream_camera_frames_published_total", camera=camera)
     assert len(received) < frames / 5
     print(f"{len(received)} events for {len(per_track)} tracks over {frames:.0f} frames")

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
+from services.ingestor.source import Source
 from shared.cameras import CameraRegistry, CameraSpec
 from shared.errors import ProcessingError
 from shared.face.identity import IdentityService
@@ -173,7 +174,8 @@ def create_app(
 
     @app.get("/v1/cameras", dependencies=auth)
     def list_cameras() -> list[CameraSpec]:
-        return cameras.list()
+        """Cameras, with any credentials in their URLs masked."""
+        return [c.model_copy(update={"url": Source(c.url).display()}) for c in cameras.list()]
 
     @app.put("/v1/cameras/{camera_id}", dependencies=auth)
     def put_camera(camera_id: str, camera: CameraSpec) -> CameraSpec:

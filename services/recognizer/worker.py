@@ -14,6 +14,7 @@ import numpy as np
 
 from services.detector.worker import decode_chip
 from services.recognizer.voting import TrackVoter, face_weight
+from shared import metrics
 from shared.bus.base import Message
 from shared.face.encoder import FaceEncoder
 from shared.face.verification import Calibration
@@ -155,4 +156,5 @@ class RecognizerWorker(BatchWorker):
 
 
 def _outgoing(event: RecognitionEvent) -> Outgoing:
+    metrics.EVENTS.labels(event.type).inc()
     return Outgoing(Topics.EVENTS, event.to_bytes(), event.camera_id, event.headers())
