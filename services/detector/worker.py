@@ -6,23 +6,20 @@ camera id), so the tracker state of a camera lives on exactly one detector insta
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterable
 
-import cv2
 import numpy as np
 
 from services.detector.tracker import FaceTracker, TrackIds
 from shared.bus.base import Message
 from shared.errors import ProcessingError
 from shared.face.alignment import align_face
+from shared.face.chips import chip_to_b64
 from shared.face.detection import FaceDetector
 from shared.face.types import Detection
 from shared.images import decode_image
 from shared.schemas import Box, DetectedFace, FacesMessage, FrameMeta, Topics
 from shared.worker import BatchWorker, Outgoing
-
-CHIP_JPEG_QUALITY = 95
 
 
 class DetectorWorker(BatchWorker):
@@ -92,15 +89,8 @@ def _decode_frame(message: Message) -> tuple[FrameMeta, np.ndarray]:
 
 def _face(image: np.ndarray, detection: Detection, track_id: int) -> DetectedFace:
     x, y, w, h = detection.box
-    chip = None
-    if detection.landmarks is not None:
-        rgb_chip = align_face(image, detection.landmarks)
-        ok, jpeg = cv2.imencode(
-            ".jpg",
-            cv2.cvtColor(rgb_chip, cv2.COLOR_RGB2BGR),
-            [cv2.IMWRITE_JPEG_QUALITY, CHIP_JPEG_QUALITY],
-        )
-        chip = base64.b64encode(jpeg.tobytes()).decode() if ok else None
+    has_landmarks = detection.landmarks is not None
+    chip = chip_to_b64(align_face(image, detection.landmarks)) if has_landmarks else None
     return DetectedFace(
         box=Box(x=float(x), y=float(y), w=float(w), h=float(h)),
         score=float(min(1.0, max(0.0, detection.score))),
@@ -110,12 +100,3 @@ def _face(image: np.ndarray, detection: Detection, track_id: int) -> DetectedFac
         track_id=track_id,
         chip_jpeg_b64=chip,
     )
-
-
-def decode_chip(chip_jpeg_b64: str) -> np.ndarray:
-    """The RGB chip carried in a faces message; ``ProcessingError`` if it is damaged."""
-    try:
-        data = base64.b64decode(chip_jpeg_b64, validate=True)
-    except ValueError:
-        raise ProcessingError("corrupt_image", "face chip is not valid base64") from None
-    return cv2.cvtColor(decode_image(data), cv2.COLOR_BGR2RGB)

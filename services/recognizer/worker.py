@@ -1,6 +1,6 @@
 """The recognizer service: faces in, recognition events per track out.
 
-Chips are encoded in one batch per frame, matched against the in-memory gallery index (kept in
+The chips of a whole poll are encoded in one batch, matched against the in-memory gallery index (kept in
 sync with the store's change feed from ``tick``), and fed to the track voter, which turns a
 stream of per-frame matches into a few events per track.
 """
@@ -12,10 +12,10 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from services.detector.worker import decode_chip
 from services.recognizer.voting import TrackVoter, face_weight
 from shared import metrics
 from shared.bus.base import Message
+from shared.face.chips import chip_from_b64
 from shared.face.encoder import FaceEncoder
 from shared.face.verification import Calibration
 from shared.gallery.base import Gallery, GalleryError, PersonNotFoundError
@@ -95,7 +95,7 @@ class RecognizerWorker(BatchWorker):
         usable = [f for f in faces.faces if f.chip_jpeg_b64 and f.track_id is not None]
         if not usable:
             return None
-        return faces, usable, np.stack([decode_chip(f.chip_jpeg_b64) for f in usable])
+        return faces, usable, np.stack([chip_from_b64(f.chip_jpeg_b64) for f in usable])
 
     def _vote(
         self, faces: FacesMessage, usable: list[DetectedFace], embeddings: np.ndarray
