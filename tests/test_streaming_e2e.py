@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -216,3 +218,22 @@ def test_prometheus_scrapes_the_services(stack: Stack, unique) -> None:
     url = f"{PROMETHEUS_URL}/api/v1/query?query={urllib.parse.quote('facestream_frames_in_total')}"
     wait_for(lambda: json.load(urllib.request.urlopen(url, timeout=5))["data"]["result"], 30)
     targets.write_text("[]")
+
+
+def test_cameras_are_added_and_removed_from_the_cli_while_the_ingestor_runs(stack, unique) -> None:
+    camera = f"cli-{unique}"
+    ingestor = stack.start("ingestor")
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, **stack.env}
+        command = [sys.executable, "-m", "services.cli", "cameras", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+    added = cli("add", camera, f"{RTSP_URL}/loop", "--fps", "10")
+    assert added.returncode == 0, added.stderr
+    published = lambda: ingestor.metric("facestream_camera_frames_published_total", camera=camera)  # noqa: E731
+    wait_for(lambda: published() > 5, 30, "frames of the camera added from the CLI")
+    assert camera in cli("list").stdout
+    assert cli("remove", camera).returncode == 0
+    wait_for(lambda: ingestor.metric("facestream_camera_up", camera=camera) == 0, 20, "camera stop")
+    assert ingestor.alive()
