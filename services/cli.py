@@ -22,8 +22,10 @@ from shared.cameras import CameraSpec, RegistryError, create_camera_registry
 from shared.errors import ProcessingError
 from shared.face.model_files import ModelFileError
 from shared.gallery.base import GalleryError
+from shared.images import decode_image
 from shared.schemas import Topics
 from shared.settings import Settings, get_settings
+from shared.style.vgg import StyleModelError
 from shared.worker import WorkerRunner, stop_on_signals
 
 SERVICES = ("ingestor", "detector", "recognizer")
@@ -188,10 +190,51 @@ def cmd_people(args: argparse.Namespace, settings: Settings) -> None:
 def cmd_models(args: argparse.Namespace, settings: Settings) -> None:
     from shared.face.detection import create_detector
     from shared.face.encoder import load_encoder
+    from shared.style import vgg
 
     load_encoder(settings.face.models_dir)
     create_detector(settings.face.detector)
+    try:
+        vgg.load_weights(settings.face.models_dir)
+    except vgg.StyleModelError:
+        vgg.convert(settings.face.models_dir)  # converts once; wrong sources still raise
     print(f"models ready in {settings.face.models_dir}")
+
+
+def cmd_stylize(args: argparse.Namespace, settings: Settings) -> None:
+    """Gatys et al.: optimise the pixels of G so that J(G) = alpha J_content + beta J_style falls."""
+    import cv2
+
+    from shared.style.gatys import GatysConfig, stylize
+
+    config = GatysConfig(
+        size=args.size,
+        iterations=args.iterations,
+        optimizer=args.optimizer,
+        alpha=args.alpha,
+        beta=args.beta,
+        tv_weight=args.tv_weight,
+        init=args.init,
+        seed=args.seed,
+    )
+
+    def progress(record) -> None:
+        done = int(30 * record.step / config.iterations)
+        bar = "#" * done + "." * (30 - done)
+        print(
+            f"\r[{bar}] {record.step}/{config.iterations} J={record.total:.3e} "
+            f"J_content={record.content:.3e} J_style={record.style:.3e}",
+            end="",
+            flush=True,
+        )
+
+    content = cv2.cvtColor(decode_image(_read(args.content)), cv2.COLOR_BGR2RGB)
+    style = cv2.cvtColor(decode_image(_read(args.style)), cv2.COLOR_BGR2RGB)
+    result = stylize(content, style, config, progress=progress, models_dir=settings.face.models_dir)
+    print()
+    if not cv2.imwrite(str(args.output), cv2.cvtColor(result.image, cv2.COLOR_RGB2BGR)):
+        raise CliError(f"cannot write {args.output}")
+    print(f"wrote {args.output}")
 
 
 def cmd_api(args: argparse.Namespace, settings: Settings) -> None:
@@ -316,6 +359,20 @@ def parser() -> argparse.ArgumentParser:
     models.set_defaults(handler=cmd_models)
 
     commands.add_parser("api", help="serve the HTTP API").set_defaults(handler=cmd_api)
+
+    stylize = commands.add_parser("stylize", help="neural style transfer (Gatys) of one image")
+    stylize.add_argument("content")
+    stylize.add_argument("style")
+    stylize.add_argument("-o", "--output", type=Path, required=True)
+    stylize.add_argument("--size", type=int, default=256, help="longest side, pixels")
+    stylize.add_argument("--iterations", type=int, default=200)
+    stylize.add_argument("--optimizer", choices=["adam", "lbfgs"], default="adam")
+    stylize.add_argument("--alpha", type=float, default=1e5, help="content weight")
+    stylize.add_argument("--beta", type=float, default=40.0, help="style weight")
+    stylize.add_argument("--tv-weight", type=float, default=0.0)
+    stylize.add_argument("--init", choices=["content", "noise"], default="content")
+    stylize.add_argument("--seed", type=int, default=0)
+    stylize.set_defaults(handler=cmd_stylize)
     return root
 
 
@@ -327,7 +384,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         args.handler(args, settings)
-    except (CliError, ProcessingError, GalleryError, ModelFileError, ValueError, KeyError) as error:
+    except (
+        CliError,
+        ProcessingError,
+        GalleryError,
+        ModelFileError,
+        StyleModelError,
+        ValueError,
+        KeyError,
+    ) as error:
         print(f"facestream: error: {error}", file=sys.stderr)
         return 2
     return 0

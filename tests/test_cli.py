@@ -70,3 +70,28 @@ def test_the_embedded_pipeline_runs_the_sample_video(tmp_path: Path, hamilton: P
     assert "hamilton_clip_640x360: 138 frames through the detector" in summary
     faces = int(summary.split("frames through the detector, ")[1].split(" faces")[0])
     assert faces > 100  # the clip shows a face in most frames
+
+
+@pytest.mark.data
+def test_stylize_writes_the_painted_image(tmp_path: Path, shared_data: Path) -> None:
+    content = shared_data / "style" / "content" / "golden_gate.jpg"
+    painting = shared_data / "style" / "paintings" / "great_wave.jpg"
+    out = tmp_path / "styled.png"
+    args = (
+        "stylize",
+        str(content),
+        str(painting),
+        "-o",
+        str(out),
+        "--size",
+        "64",
+        "--iterations",
+        "5",
+    )
+    result = facestream(*args, tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "5/5" in result.stdout and "J=" in result.stdout  # the progress bar reached the end
+    import cv2
+
+    image = cv2.imread(str(out))
+    assert max(image.shape[:2]) == 64 and image.std() > 5  # a real picture, not a blank

