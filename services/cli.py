@@ -373,10 +373,22 @@ def parser() -> argparse.ArgumentParser:
     stylize.add_argument("--init", choices=["content", "noise"], default="content")
     stylize.add_argument("--seed", type=int, default=0)
     stylize.set_defaults(handler=cmd_stylize)
+
+    layers = commands.add_parser(
+        "layers",
+        help="what the layers learn (Zeiler-Fergus): top-9 patches per unit of VGG16 or the face encoder",
+        add_help=False,
+    )
+    layers.add_argument("options", nargs="*", help="see `facestream layers --help`")
     return root
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["layers"]:  # options of its own, parsed by the visualisation module
+        from shared.style.visualize import main as visualize
+
+        return visualize(argv[1:])
     args = parser().parse_args(argv)
     settings = get_settings()
     logging.basicConfig(

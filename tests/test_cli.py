@@ -95,3 +95,17 @@ def test_stylize_writes_the_painted_image(tmp_path: Path, shared_data: Path) -> 
 
     image = cv2.imread(str(out))
     assert max(image.shape[:2]) == 64 and image.std() > 5  # a real picture, not a blank
+
+
+@pytest.mark.data
+def test_layers_draws_the_top_patches_of_vgg16_units(tmp_path: Path, shared_data: Path) -> None:
+    out = tmp_path / "grid.png"
+    args = ("layers", "--model", "vgg16", "--layer", "block1_conv1", "--units", "1", "8")
+    result = facestream(
+        *args, "--images", str(shared_data / "style"), "-o", str(out), tmp_path=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    import cv2
+
+    grid = cv2.imread(str(out))
+    assert grid is not None and grid.shape[0] > 2 * 64  # a title line and two rows of patches
