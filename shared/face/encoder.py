@@ -28,7 +28,8 @@ import numpy as np
 import tensorflow as tf
 
 from shared.face.dlib_format import FACE_RESNET_STAGES
-from shared.face.model_files import default_models_dir, ensure_weights
+from shared.face.model_files import ensure_weights
+from shared.model_cache import default_models_dir
 
 log = logging.getLogger(__name__)
 

@@ -17,16 +17,14 @@ import argparse
 import hashlib
 import io
 import json
-import os
 import sys
-import tempfile
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from shared.face import dlib_format
+from shared.model_cache import default_models_dir, npz_bytes, sha256_file, write_atomically
 
 SOURCE_PACKAGE = "face-recognition-models==0.3.0"
 SOURCE_FILE = "dlib_face_recognition_resnet_model_v1.dat"
@@ -47,21 +45,6 @@ class ModelFileError(RuntimeError):
 
 def convert_command(models_dir: Path) -> str:
     return f"python -m shared.face.model_files convert --models-dir {models_dir}"
-
-
-def default_models_dir() -> Path:
-    """The project's setting (``FACESTREAM_FACE__MODELS_DIR``), ~/.cache/facestream/models by default."""
-    from shared.settings import get_settings
-
-    return get_settings().face.models_dir
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def source_model_path() -> Path:
@@ -118,32 +101,6 @@ def content_digest(arrays: Mapping[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
-    """An uncompressed .npz with fixed timestamps, so the same weights give the same bytes."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for name in sorted(arrays):
-            member = io.BytesIO()
-            np.lib.format.write_array(member, np.ascontiguousarray(arrays[name]))
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            archive.writestr(info, member.getvalue())
-    return buffer.getvalue()
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write through a temporary file in the same folder: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.chmod(temp, 0o644)  # a shared cache: mkstemp's 0600 would lock other users out
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 def convert(models_dir: Path, source: Path | None = None) -> Path:
     """Convert the pinned .dat into ``models_dir``/CONVERTED_FILE plus its JSON manifest."""
     models_dir = Path(models_dir)
@@ -156,9 +113,9 @@ def convert(models_dir: Path, source: Path | None = None) -> Path:
             f"conversion of {source} produced weights with digest {digest}, expected "
             f"{CONTENT_SHA256}: the reader in shared/face/dlib_format.py has changed"
         )
-    data = _npz_bytes(arrays)
+    data = npz_bytes(arrays)
     target = models_dir / CONVERTED_FILE
-    _write_atomically(target, data)
+    write_atomically(target, data)
     manifest = {
         "format": FORMAT_VERSION,
         "file": CONVERTED_FILE,
@@ -167,7 +124,7 @@ def convert(models_dir: Path, source: Path | None = None) -> Path:
         "source": {"package": SOURCE_PACKAGE, "file": SOURCE_FILE, "sha256": SOURCE_SHA256},
         "loss": net.loss_attrs,
     }
-    _write_atomically(models_dir / MANIFEST_FILE, json.dumps(manifest, indent=2).encode())
+    write_atomically(models_dir / MANIFEST_FILE, json.dumps(manifest, indent=2).encode())
     return target
 
 

