@@ -18,7 +18,7 @@ from services.ingestor.source import Source, SourceError, probe
 from services.runtime import Service, start_services, wait_and_stop
 from shared.bus.base import BusError
 from shared.bus.factory import create_bus
-from shared.cameras import CameraSpec, RegistryError, create_camera_registry
+from shared.cameras import CameraRegistry, CameraSpec, RegistryError, create_camera_registry
 from shared.errors import ProcessingError
 from shared.face.model_files import ModelFileError
 from shared.gallery.base import GalleryError
@@ -28,23 +28,28 @@ from shared.settings import Settings, get_settings
 from shared.style.vgg import StyleModelError
 from shared.worker import WorkerRunner, stop_on_signals
 
-SERVICES = ("ingestor", "detector", "recognizer")
+SERVICES = ("ingestor", "detector", "recognizer", "stylizer")
 
 
 class CliError(Exception):
     """A user-facing error: printed without a traceback, exit code 2."""
 
 
-def build_services(names: Sequence[str], settings: Settings, bus, stop) -> dict[str, Service]:
-    """The named services wired to one bus; the order is the pipeline's."""
+def build_services(
+    names: Sequence[str], settings: Settings, bus, stop, registry: CameraRegistry | None = None
+) -> dict[str, Service]:
+    """The named services wired to one bus; the order is the pipeline's.
+
+    ``registry``: the camera registry of the ingestor and the stylizer (default: the settings').
+    """
     services: dict[str, Service] = {}
+    registry = registry or create_camera_registry(settings)
     if settings.face.tf_threads and {"detector", "recognizer"} & set(names):
         from shared.face.encoder import configure_threads
 
         configure_threads(settings.face.tf_threads, 1)
     for name in names:
         if name == "ingestor":
-            registry = create_camera_registry(settings)
             services[name] = IngestorService(bus, registry, settings.ingest, stop)
         elif name == "detector":
             from services.detector.worker import DetectorWorker
@@ -69,9 +74,27 @@ def build_services(names: Sequence[str], settings: Settings, bus, stop) -> dict[
                 settings.face.identification_far,
             )
             services[name] = WorkerRunner(worker, bus, stop, batch_size=16)
+        elif name == "stylizer":
+            services[name] = _stylizer(settings, bus, stop, registry)
         else:
             raise CliError(f"unknown service {name!r}")
     return services
+
+
+def _stylizer(settings: Settings, bus, stop, registry: CameraRegistry) -> WorkerRunner:
+    from functools import partial
+
+    from services.stylizer.worker import StylizerWorker
+    from shared.style.fast import load_network
+
+    worker = StylizerWorker(
+        registry,
+        partial(load_network, directory=settings.style.networks_dir),
+        registry_poll_s=settings.ingest.registry_poll_s,
+        max_lag_s=settings.style.max_lag_s,
+        jpeg_quality=settings.style.jpeg_quality,
+    )
+    return WorkerRunner(worker, bus, stop, batch_size=4)
 
 
 def cmd_service(args: argparse.Namespace, settings: Settings) -> None:
@@ -95,7 +118,14 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
     if not args.realtime:
         settings.ingest.file_realtime = False
     try:
-        run_embedded(settings, sources, fps=args.fps, max_seconds=args.seconds, enroll=args.enroll)
+        run_embedded(
+            settings,
+            sources,
+            fps=args.fps,
+            max_seconds=args.seconds,
+            enroll=args.enroll,
+            style=args.style,
+        )
     except SourceError as error:
         raise CliError(str(error)) from None
 
@@ -113,18 +143,24 @@ def cmd_cameras(args: argparse.Namespace, settings: Settings) -> None:
     try:
         if args.action == "add":
             camera = _camera_spec(args)
+            _check_style(camera.style, settings)
             if not args.no_check:
                 width, height, fps = probe(Source(camera.url), settings.ingest.open_timeout_s)
                 print(f"{camera.id}: {width}x{height} at {fps:.2f} fps")
             registry.put(camera)
             print(f"camera {camera.id} added")
+        elif args.action == "style":
+            _set_style(registry, args.id, None if args.name == "none" else args.name, settings)
         elif args.action == "remove":
             if not registry.remove(args.id):
                 raise CliError(f"no camera {args.id!r}")
             print(f"camera {args.id} removed")
         else:
             for camera in registry.list():
-                print(f"{camera.id}\t{Source(camera.url).display()}\tfps={camera.fps or 'default'}")
+                print(
+                    f"{camera.id}\t{Source(camera.url).display()}\tfps={camera.fps or 'default'}"
+                    f"\tstyle={camera.style or 'none'}"
+                )
     except (SourceError, RegistryError) as error:
         raise CliError(str(error)) from None
 
@@ -202,9 +238,26 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_stylize(args: argparse.Namespace, settings: Settings) -> None:
-    """Gatys et al.: optimise the pixels of G so that J(G) = alpha J_content + beta J_style falls."""
+    """One image, in either mode: Gatys' optimisation against a STYLE image, or a trained network."""
     import cv2
 
+    if (args.style is None) == (args.network is None):
+        raise CliError("give either a STYLE image (Gatys) or --network NAME (feed-forward)")
+    content = cv2.cvtColor(decode_image(_read(args.content)), cv2.COLOR_BGR2RGB)
+    if args.network is not None:
+        from shared.style.fast import load_network
+
+        image = load_network(args.network, settings.style.networks_dir).stylize(content)
+    else:
+        style = cv2.cvtColor(decode_image(_read(args.style)), cv2.COLOR_BGR2RGB)
+        image = _gatys(content, style, args, settings)
+    if not cv2.imwrite(str(args.output), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+        raise CliError(f"cannot write {args.output}")
+    print(f"wrote {args.output}")
+
+
+def _gatys(content, style, args: argparse.Namespace, settings: Settings):
+    """Gatys et al.: optimise the pixels of G so that J(G) = alpha J_content + beta J_style falls."""
     from shared.style.gatys import GatysConfig, stylize
 
     config = GatysConfig(
@@ -219,22 +272,51 @@ def cmd_stylize(args: argparse.Namespace, settings: Settings) -> None:
     )
 
     def progress(record) -> None:
-        done = int(30 * record.step / config.iterations)
-        bar = "#" * done + "." * (30 - done)
-        print(
-            f"\r[{bar}] {record.step}/{config.iterations} J={record.total:.3e} "
-            f"J_content={record.content:.3e} J_style={record.style:.3e}",
-            end="",
-            flush=True,
+        _progress_bar(
+            record.step,
+            config.iterations,
+            f"J={record.total:.3e} J_content={record.content:.3e} J_style={record.style:.3e}",
         )
 
-    content = cv2.cvtColor(decode_image(_read(args.content)), cv2.COLOR_BGR2RGB)
-    style = cv2.cvtColor(decode_image(_read(args.style)), cv2.COLOR_BGR2RGB)
     result = stylize(content, style, config, progress=progress, models_dir=settings.face.models_dir)
     print()
-    if not cv2.imwrite(str(args.output), cv2.cvtColor(result.image, cv2.COLOR_RGB2BGR)):
-        raise CliError(f"cannot write {args.output}")
-    print(f"wrote {args.output}")
+    return result.image
+
+
+def _progress_bar(done: int, total: int, text: str) -> None:
+    filled = int(30 * done / max(total, 1))
+    print(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} {text}", end="", flush=True)
+
+
+def cmd_style_train(args: argparse.Namespace, settings: Settings) -> None:
+    """Train a feed-forward style network on Gatys' J (Johnson et al.); see docs/style.md."""
+    from shared.style.training import TrainingConfig, train
+
+    config = TrainingConfig(
+        style_image=args.style,
+        name=args.name or args.style.stem,
+        crop=args.crop,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        learning_rate=args.learning_rate,
+        alpha=args.alpha,
+        beta=args.beta,
+        tv_weight=args.tv_weight,
+        lfw_images=args.lfw_images,
+        seed=args.seed,
+    )
+    output = args.output_dir or settings.style.networks_dir
+
+    def progress(record) -> None:
+        _progress_bar(
+            record.step,
+            config.steps,
+            f"J={record.total:.3e} J_content={record.content:.3e} "
+            f"J_style={record.style:.3e} {record.seconds:.0f}s",
+        )
+
+    train(config, settings.shared_data, output, progress, models_dir=settings.face.models_dir)
+    print(f"\nwrote {output / config.name}.npz and its card {config.name}.json")
 
 
 def cmd_api(args: argparse.Namespace, settings: Settings) -> None:
@@ -251,6 +333,8 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> None:
         create_camera_registry(settings),
         settings.api.token.get_secret_value(),
         settings.api.max_upload_bytes,
+        settings.style.networks_dir,
+        settings.face.models_dir,
     )
     uvicorn.run(app, host=settings.api.host, port=settings.api.port, log_level="warning")
 
@@ -277,14 +361,97 @@ def _read(path: str) -> bytes:
         raise CliError(f"cannot read {path}: {error.strerror}") from None
 
 
+def _set_style(registry, camera_id: str, style: str | None, settings: Settings) -> None:
+    """Switch a camera's style at run time: the stylizer follows, the camera keeps streaming."""
+    _check_style(style, settings)
+    camera = registry.get(camera_id)
+    if camera is None:
+        raise CliError(f"no camera {camera_id!r}")
+    registry.put(camera.model_copy(update={"style": style}))
+    print(f"camera {camera_id}: style {style or 'off'}")
+
+
+def _check_style(style: str | None, settings: Settings) -> None:
+    """A style must name a trained network (``NAME.json`` + ``NAME.npz`` in the networks dir)."""
+    from shared.style.catalog import available_networks
+
+    folder = settings.style.networks_dir
+    known = available_networks(folder)
+    if style is not None and style not in known:
+        raise CliError(f"no style network {style!r} in {folder} (available: {', '.join(known)})")
+
+
 def _camera_spec(args: argparse.Namespace) -> CameraSpec:
     try:
-        return CameraSpec(id=args.id, url=args.url, fps=args.fps, loop=args.loop)
+        return CameraSpec(id=args.id, url=args.url, fps=args.fps, loop=args.loop, style=args.style)
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         raise CliError(
             f"invalid camera ({problems}); a camera id is 1-64 letters, digits, _.-"
         ) from None
+
+
+def cmd_similarity(args: argparse.Namespace, settings: Settings) -> None:
+    """Learned similarity: triplet training, binary heads, DevTest evaluation (docs/similarity.md)."""
+    from shared.face.encoder import configure_threads
+    from shared.similarity import commands
+
+    configure_threads(args.threads)
+    data = settings.shared_data
+    if args.action == "prepare":
+        commands.prepare(data, args.cache)
+    elif args.action == "train":
+        out = args.out or Path("bench/out/similarity/runs") / f"{args.mode}-{args.selector}"
+        commands.train(
+            data, args.mode, args.selector, out, args.epochs, args.steps_per_epoch,
+            args.learning_rate, args.alpha, args.seed, args.identities, args.images, args.cache,
+        )
+        print(f"wrote {out}/ (curves.csv, curves.json, checkpoints, final weights)")
+    elif args.action == "train-head":
+        path = commands.train_head(data, args.kind, args.output, args.cache, args.seed)
+        print(f"wrote {path}")
+    else:
+        commands.evaluate(data, args.models, args.report, args.roc, args.cache)
+        print(f"wrote {args.report} and {args.roc}")
+
+
+def _similarity_parser(commands) -> None:
+    from shared.similarity.data import DEFAULT_CACHE
+
+    similarity = commands.add_parser(
+        "similarity", help="train and evaluate the learned similarity (triplets, binary heads)"
+    )
+    similarity.add_argument("--threads", type=int, default=1, help="TensorFlow intra-op threads")
+    similarity.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="chips/features cache")
+    actions = similarity.add_subparsers(dest="action", required=True)
+    actions.add_parser("prepare", help="detect, align and encode the LFW images once")
+    train = actions.add_parser("train", help="train an encoder with the triplet loss")
+    train.add_argument("--mode", choices=("finetune", "scratch"), required=True)
+    train.add_argument(
+        "--selector", choices=("random", "semi-hard", "batch-hard", "batch-all"), default="semi-hard"
+    )
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--steps-per-epoch", type=int, help="default: one pass over the images")
+    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--alpha", type=float, default=0.2, help="triplet margin")
+    train.add_argument("--identities", type=int, default=16, help="P identities per batch")
+    train.add_argument("--images", type=int, default=4, help="K images per identity")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", type=Path, help="default: bench/out/similarity/runs/MODE-SELECTOR")
+    head = actions.add_parser("train-head", help="train a binary head on frozen encodings")
+    head.add_argument("--kind", choices=("l1", "chi2"), required=True)
+    head.add_argument("--output", type=Path, help="default: the committed file of the kind")
+    head.add_argument("--seed", type=int, default=0)
+    evaluate = actions.add_parser("evaluate", help="ROC, AUC, accuracy, TAR@FAR=1e-3 on DevTest")
+    evaluate.add_argument(
+        "models",
+        nargs="+",
+        help="pixels | pca | pretrained | finetuned[=FILE.npz] | head-l1[=FILE] | head-chi2[=FILE]"
+        " | scratch=FILE.weights.h5",
+    )
+    evaluate.add_argument("--report", type=Path, default=Path("docs/figures/similarity-devtest.json"))
+    evaluate.add_argument("--roc", type=Path, default=Path("docs/figures/similarity-roc.png"))
+    similarity.set_defaults(handler=cmd_similarity)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -301,6 +468,7 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="use a gallery made for this run from DIR/NAME/photos",
     )
+    run.add_argument("--style", help="also stylize every camera with this trained network")
     run.add_argument(
         "--fast", dest="realtime", action="store_false", help="read files as fast as possible"
     )
@@ -321,6 +489,10 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--fps", type=float, default=None)
     add.add_argument("--loop", action="store_true", help="video files: play in a loop")
     add.add_argument("--no-check", action="store_true", help="do not open the source first")
+    add.add_argument("--style", default=None, help="stylize with this trained network")
+    style = actions.add_parser("style", help="switch a camera's style at run time")
+    style.add_argument("id")
+    style.add_argument("name", help="a trained network's name, or 'none'")
     actions.add_parser("remove").add_argument("id")
     actions.add_parser("list")
     cameras.set_defaults(handler=cmd_cameras)
@@ -360,11 +532,14 @@ def parser() -> argparse.ArgumentParser:
 
     commands.add_parser("api", help="serve the HTTP API").set_defaults(handler=cmd_api)
 
-    stylize = commands.add_parser("stylize", help="neural style transfer (Gatys) of one image")
+    stylize = commands.add_parser(
+        "stylize", help="style one image: Gatys against a STYLE image, or a trained --network"
+    )
     stylize.add_argument("content")
-    stylize.add_argument("style")
+    stylize.add_argument("style", nargs="?", help="style image (Gatys optimisation)")
+    stylize.add_argument("--network", help="name of a trained feed-forward network instead")
     stylize.add_argument("-o", "--output", type=Path, required=True)
-    stylize.add_argument("--size", type=int, default=256, help="longest side, pixels")
+    stylize.add_argument("--size", type=int, default=256, help="Gatys: longest side, pixels")
     stylize.add_argument("--iterations", type=int, default=200)
     stylize.add_argument("--optimizer", choices=["adam", "lbfgs"], default="adam")
     stylize.add_argument("--alpha", type=float, default=1e5, help="content weight")
@@ -374,12 +549,32 @@ def parser() -> argparse.ArgumentParser:
     stylize.add_argument("--seed", type=int, default=0)
     stylize.set_defaults(handler=cmd_stylize)
 
+    style_train = commands.add_parser(
+        "style-train", help="train a feed-forward style network (Johnson et al.) for a painting"
+    )
+    style_train.add_argument("style", type=Path, help="the painting")
+    style_train.add_argument("--name", help="network name (default: the painting's file name)")
+    style_train.add_argument(
+        "--output-dir", type=Path, help="default: FACESTREAM_STYLE__NETWORKS_DIR"
+    )
+    style_train.add_argument("--steps", type=int, default=1000)
+    style_train.add_argument("--crop", type=int, default=192, help="training crop side, pixels")
+    style_train.add_argument("--batch-size", type=int, default=4)
+    style_train.add_argument("--learning-rate", type=float, default=1e-3)
+    style_train.add_argument("--alpha", type=float, default=4e5, help="content weight")
+    style_train.add_argument("--beta", type=float, default=40.0, help="style weight")
+    style_train.add_argument("--tv-weight", type=float, default=50.0)
+    style_train.add_argument("--lfw-images", type=int, default=3000)
+    style_train.add_argument("--seed", type=int, default=0)
+    style_train.set_defaults(handler=cmd_style_train)
+
     layers = commands.add_parser(
         "layers",
         help="what the layers learn (Zeiler-Fergus): top-9 patches per unit of VGG16 or the face encoder",
         add_help=False,
     )
     layers.add_argument("options", nargs="*", help="see `facestream layers --help`")
+    _similarity_parser(commands)
     return root
 
 

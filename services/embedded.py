@@ -40,11 +40,14 @@ def run_embedded(
     fps: float | None = None,
     max_seconds: float | None = None,
     enroll: Path | None = None,
+    style: str | None = None,
 ) -> dict[str, Counter]:
     """Run the pipeline on ``sources`` until the files end (or ``max_seconds``); return the tallies.
 
     With ``enroll`` (a folder of NAME/photos) the run uses a gallery of its own, made from that
-    folder and discarded afterwards; otherwise the file gallery under ``data_dir``.
+    folder and discarded afterwards; otherwise the file gallery under ``data_dir``. With ``style``
+    (a trained network's name) every camera is also stylized; the latest styled frame of each is
+    written to ``data_dir/styled/CAMERA.jpg``.
     """
     from services.cli import build_services
 
@@ -61,15 +64,15 @@ def run_embedded(
             _enroll_folder(settings, enroll)
         registry = FileCameraRegistry(Path(tmp) / "cameras.json")
         for index, source in enumerate(sources):
-            registry.put(CameraSpec(id=camera_id_for(source, index), url=source, fps=fps))
-        services = build_services(["detector", "recognizer"], settings, bus, stop)
-        ingestor = IngestorService(bus, registry, settings.ingest, stop)
-        services = {"ingestor": ingestor, **services}
-        report = bus.subscriber(
-            [Topics.FACES, Topics.EVENTS, Topics.DEAD_LETTERS], "facestream-embedded-report"
-        )
+            camera_id = camera_id_for(source, index)
+            registry.put(CameraSpec(id=camera_id, url=source, fps=fps, style=style))
+        names = ["ingestor", "detector", "recognizer"] + (["stylizer"] if style else [])
+        services = build_services(names, settings, bus, stop, registry)
+        ingestor = services["ingestor"]
+        topics = [Topics.FACES, Topics.EVENTS, Topics.DEAD_LETTERS, Topics.STYLED_FRAMES]
+        report = bus.subscriber(topics, "facestream-embedded-report")
         health, threads = start_services(services, settings, stop)
-        tallies = _report_until_done(report, ingestor, stop, max_seconds)
+        tallies = _report_until_done(report, ingestor, stop, max_seconds, settings.data_dir)
         stop.set()
         wait_and_stop(health, threads, stop)
     _print_summary(tallies)
@@ -87,20 +90,28 @@ def _enroll_folder(settings: Settings, folder: Path) -> None:
 
 
 def _report_until_done(
-    report: Subscriber, ingestor: IngestorService, stop: threading.Event, max_seconds: float | None
+    report: Subscriber,
+    ingestor: IngestorService,
+    stop: threading.Event,
+    max_seconds: float | None,
+    data_dir: Path,
 ) -> dict[str, Counter]:
     tallies: dict[str, Counter] = {
         "frames": Counter(),
         "faces": Counter(),
         "events": Counter(),
         "dead_letters": Counter(),
+        "styled": Counter(),
     }
     started = next_print = time.monotonic()
     idle_since = None
     while not stop.is_set():
         batch = report.poll(0.2, 256)
         for message in batch:
-            _tally(message, tallies)
+            if message.topic == Topics.STYLED_FRAMES:
+                _keep_styled(message, tallies, data_dir / "styled")
+            else:
+                _tally(message, tallies)
         report.commit()
         now = time.monotonic()
         if now >= next_print:
@@ -118,6 +129,13 @@ def _report_until_done(
         if max_seconds is not None and now - started >= max_seconds:
             break
     return tallies
+
+
+def _keep_styled(message, tallies: dict[str, Counter], folder: Path) -> None:
+    """Count a styled frame and keep it as the camera's latest (overwritten frame by frame)."""
+    tallies["styled"][message.key or "?"] += 1
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{message.key or 'camera'}.jpg").write_bytes(message.value)
 
 
 def _tally(message, tallies: dict[str, Counter]) -> None:
@@ -143,6 +161,7 @@ def _progress_line(elapsed: float, tallies: dict[str, Counter], ingestor: Ingest
     cameras = ", ".join(
         f"{cid} [{reader.state}] {reader.published} frames in, {tallies['frames'][cid]} detected, "
         f"{tallies['faces'][cid]} faces"
+        + (f", {tallies['styled'][cid]} styled" if tallies["styled"] else "")
         for cid, reader in list(ingestor.readers.items())
     )
     return f"{elapsed:6.1f}s  {cameras or 'starting'}"
@@ -152,6 +171,8 @@ def _print_summary(tallies: dict[str, Counter]) -> None:
     print("summary:")
     for camera, frames in sorted(tallies["frames"].items()):
         print(f"  {camera}: {frames} frames through the detector, {tallies['faces'][camera]} faces")
+    for camera, styled in sorted(tallies["styled"].items()):
+        print(f"  {camera}: {styled} styled frames")
     for kind, count in sorted(tallies["events"].items()):
         print(f"  events ({kind}): {count}")
     for reason, count in sorted(tallies["dead_letters"].items()):

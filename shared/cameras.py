@@ -42,6 +42,10 @@ class CameraSpec(BaseModel):
     style: str | None = None
     """Name of the style the stylizer renders this camera in; ``None`` leaves it unstyled."""
 
+    def same_capture(self, other: CameraSpec | None) -> bool:
+        """True when ``other`` reads the same source the same way (the style may differ)."""
+        return other is not None and self.model_copy(update={"style": other.style}) == other
+
 
 class CameraRegistry(ABC):
     @abstractmethod

@@ -55,6 +55,16 @@ CAMERA_FPS = Gauge(
     "facestream_camera_fps", "Published frames per second, per camera (moving average).", ["camera"]
 )
 CAMERA_UP = Gauge("facestream_camera_up", "1 while a camera delivers frames, else 0.", ["camera"])
+STYLIZER_FRAMES = Counter(
+    "facestream_stylizer_frames_total",
+    "Frames seen by the stylizer, by outcome (styled, unstyled, dropped_stale).",
+    ["outcome"],
+)
+STYLIZER_LATENCY = Histogram(
+    "facestream_stylizer_latency_seconds",
+    "Capture to styled frame ready to publish.",
+    buckets=LATENCY_BUCKETS,
+)
 
 METRIC_NAMES = frozenset(
     {
@@ -73,6 +83,10 @@ METRIC_NAMES = frozenset(
         "facestream_camera_reconnects_total",
         "facestream_camera_fps",
         "facestream_camera_up",
+        "facestream_stylizer_frames_total",
+        "facestream_stylizer_latency_seconds_bucket",
+        "facestream_stylizer_latency_seconds_count",
+        "facestream_stylizer_latency_seconds_sum",
     }
 )
 """Every series name the services export; the Grafana dashboard may query only these."""

@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.style.catalog import NETWORKS_DIR
+
 
 class KafkaSettings(BaseModel):
     """Connection to the Kafka cluster; credentials and TLS are optional."""
@@ -90,6 +92,18 @@ class RecognizerSettings(BaseModel):
     """Also publish every frame's encodings on facestream.embeddings (biometric data: off by default)."""
 
 
+class StyleSettings(BaseModel):
+    """Style transfer: where the feed-forward networks live and how styled frames are published."""
+
+    networks_dir: Path = NETWORKS_DIR
+    """Trained networks (``NAME.npz`` + ``NAME.json``); the committed ones by default. A camera's
+    ``style`` names one of them."""
+    jpeg_quality: int = Field(85, ge=1, le=100)
+    max_lag_s: float = Field(1.0, gt=0)
+    """Frames older than this when the stylizer reaches them are dropped (and counted): live video
+    wants the latest frames, not a growing backlog."""
+
+
 class ApiSettings(BaseModel):
     """The HTTP API. It refuses to start without a token: biometric data is never served openly."""
 
@@ -123,6 +137,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     face: FaceSettings = FaceSettings()
     recognizer: RecognizerSettings = RecognizerSettings()
+    style: StyleSettings = StyleSettings()
     api: ApiSettings = ApiSettings()
 
 

@@ -84,3 +84,41 @@ def test_cameras_can_be_managed(client: TestClient) -> None:
 def test_the_openapi_document_lists_the_routes(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/v1/people", "/v1/identify", "/v1/verify", "/v1/people/{person_id}"} <= paths.keys()
+
+
+def test_styles_are_listed_and_a_network_stylizes_an_image(
+    client: TestClient, shared_data: Path
+) -> None:
+    assert {"starry_night", "great_wave"} <= set(client.get("/v1/styles").json())
+    content = shared_data / "style" / "content" / "golden_gate.jpg"
+    reply = client.post("/v1/stylize", data={"network": "great_wave"}, files=upload(content))
+    assert reply.status_code == 200 and reply.headers["content-type"] == "image/jpeg"
+    import cv2
+    import numpy as np
+
+    painted = cv2.imdecode(np.frombuffer(reply.content, np.uint8), cv2.IMREAD_COLOR)
+    original = cv2.imread(str(content))
+    assert painted.shape == original.shape
+    assert np.abs(painted.astype(int) - original.astype(int)).mean() > 20  # repainted
+
+
+def test_gatys_runs_on_request_within_bounds(client: TestClient, shared_data: Path) -> None:
+    files = {
+        **upload(shared_data / "style" / "content" / "tubingen.jpg"),
+        **upload(shared_data / "style" / "paintings" / "the_scream.jpg", "style"),
+    }
+    reply = client.post("/v1/stylize", data={"size": "64", "iterations": "3"}, files=files)
+    assert reply.status_code == 200 and reply.content[:2] == b"\xff\xd8"  # a JPEG
+    too_big = client.post("/v1/stylize", data={"size": "4096"}, files=files)
+    assert too_big.status_code == 422 and too_big.json()["reason"] == "out_of_range"
+
+
+def test_stylize_needs_exactly_one_mode(client: TestClient, shared_data: Path) -> None:
+    content = upload(shared_data / "style" / "content" / "tubingen.jpg")
+    assert client.post("/v1/stylize", files=content).json()["reason"] == "missing_field"
+    unknown = client.post("/v1/stylize", data={"network": "monet"}, files=content)
+    assert unknown.status_code == 404
+    refused = client.post(
+        "/v1/stylize", data={"network": "great_wave"}, files=content, headers={"Authorization": ""}
+    )
+    assert refused.status_code == 401

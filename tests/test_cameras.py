@@ -54,3 +54,10 @@ def test_redis_requires_the_configured_password(redis_settings) -> None:
     wrong = redis_settings.model_copy(update={"password": pydantic.SecretStr("wrong")})
     with pytest.raises(RegistryError):
         RedisCameraRegistry(create_redis(wrong), wrong.key_prefix).list()
+
+
+def test_a_change_of_style_alone_keeps_the_capture() -> None:
+    camera = CameraSpec(id="door", url="rtsp://127.0.0.1/cam", fps=10)
+    assert camera.same_capture(camera.model_copy(update={"style": "great_wave"}))
+    assert not camera.same_capture(camera.model_copy(update={"fps": 12}))
+    assert not camera.same_capture(None)

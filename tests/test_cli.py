@@ -62,14 +62,33 @@ def test_an_invalid_camera_id_is_a_clear_error(tmp_path: Path) -> None:
     assert "camera id" in result.stderr.lower()
 
 
+def test_a_cameras_style_is_switched_by_name(tmp_path: Path) -> None:
+    assert facestream("cameras", "add", "door", "0", "--no-check", tmp_path=tmp_path).returncode == 0
+    refused = facestream("cameras", "style", "door", "monet", tmp_path=tmp_path)
+    assert refused.returncode == 2 and "no style network 'monet'" in refused.stderr
+    assert "starry_night" in refused.stderr  # the message lists what exists
+    assert facestream("cameras", "style", "door", "starry_night", tmp_path=tmp_path).returncode == 0
+    assert "style=starry_night" in facestream("cameras", "list", tmp_path=tmp_path).stdout
+    assert facestream("cameras", "style", "door", "none", tmp_path=tmp_path).returncode == 0
+    assert "style=none" in facestream("cameras", "list", tmp_path=tmp_path).stdout
+    assert facestream("cameras", "style", "nodoor", "none", tmp_path=tmp_path).returncode == 2
+
+
 @pytest.mark.data
 def test_the_embedded_pipeline_runs_the_sample_video(tmp_path: Path, hamilton: Path) -> None:
-    result = facestream("run", "--fast", str(hamilton), tmp_path=tmp_path, timeout=300)
+    args = ("run", "--fast", "--style", "great_wave", str(hamilton))
+    result = facestream(*args, tmp_path=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
     summary = result.stdout.split("summary:")[1]
     assert "hamilton_clip_640x360: 138 frames through the detector" in summary
     faces = int(summary.split("frames through the detector, ")[1].split(" faces")[0])
     assert faces > 100  # the clip shows a face in most frames
+    styled = int(summary.split("hamilton_clip_640x360: ")[2].split(" styled frames")[0])
+    assert styled > 0  # read as fast as possible: frames over max_lag_s old are skipped
+    import cv2
+
+    latest = cv2.imread(str(tmp_path / "data" / "styled" / "hamilton_clip_640x360.jpg"))
+    assert latest.shape == (360, 640, 3)
 
 
 @pytest.mark.data

@@ -44,8 +44,10 @@ REQUIRED_SERIES = (
     "facestream_camera_reconnects_total",
     "facestream_camera_fps",
     "facestream_camera_up",
+    "facestream_stylizer_frames_total",
+    "facestream_stylizer_latency_seconds_bucket",
 )
-FACESTREAM_SERVICES = ("ingestor", "detector")
+FACESTREAM_SERVICES = ("ingestor", "detector", "recognizer", "stylizer")
 SERVICE_ENV = {
     "FACESTREAM_BUS": "kafka",
     "FACESTREAM_STORE": "redis",

@@ -1,4 +1,4 @@
-"""The HTTP API: enroll, verify, identify, delete people; manage cameras; health.
+"""The HTTP API: enroll, verify, identify, delete people; manage cameras; stylize; health.
 
 Every route but ``/healthz`` requires ``Authorization: Bearer <token>``. Errors carry a machine
 readable ``reason`` (``no_face``, ``several_faces``, ``corrupt_image`` ...) and a human message.
@@ -8,10 +8,13 @@ The OpenAPI document is at ``/openapi.json``, the interactive one at ``/docs``.
 # No "from __future__ import annotations" here: FastAPI must evaluate the dependencies' annotations.
 import secrets
 from dataclasses import asdict
+from functools import lru_cache
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
-from fastapi.responses import JSONResponse
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
@@ -20,6 +23,13 @@ from shared.cameras import CameraRegistry, CameraSpec
 from shared.errors import ProcessingError
 from shared.face.identity import IdentityService
 from shared.gallery.base import GalleryError, PersonNotFoundError
+from shared.images import decode_image, encode_jpeg
+from shared.style.catalog import NETWORKS_DIR, available_networks
+
+MAX_GATYS_SIZE = 512
+MAX_GATYS_ITERATIONS = 500
+"""Gatys runs in the request (about 35 s at 256 px and 200 iterations on 2 cores); the bounds keep
+one request from holding a worker for many minutes."""
 
 
 class PersonOut(BaseModel):
@@ -81,7 +91,12 @@ class BearerToken:
 
 
 def create_app(
-    identity: IdentityService, cameras: CameraRegistry, token: str, max_upload_bytes: int
+    identity: IdentityService,
+    cameras: CameraRegistry,
+    token: str,
+    max_upload_bytes: int,
+    networks_dir: Path = NETWORKS_DIR,
+    models_dir: Path | None = None,
 ) -> FastAPI:
     app = FastAPI(title="facestream", version="1", description=__doc__)
     bearer = HTTPBearer(auto_error=False)
@@ -188,6 +203,58 @@ def create_app(
     def delete_camera(camera_id: str) -> None:
         if not cameras.remove(camera_id):
             raise HTTPException(404, f"no camera {camera_id!r}")
+
+    @lru_cache(maxsize=8)
+    def network(name: str):
+        from shared.style.fast import load_network
+
+        return load_network(name, networks_dir)
+
+    @app.get("/v1/styles", dependencies=auth)
+    def styles() -> list[str]:
+        """The trained feed-forward networks a camera or ``/v1/stylize`` can use."""
+        return available_networks(networks_dir)
+
+    @app.post(
+        "/v1/stylize",
+        dependencies=auth,
+        response_class=Response,
+        responses={200: {"content": {"image/jpeg": {}}}},
+    )
+    async def stylize(
+        image: Annotated[UploadFile, File()],
+        network_name: Annotated[str | None, Form(alias="network")] = None,
+        style: Annotated[UploadFile | None, File()] = None,
+        size: Annotated[int, Form()] = 256,
+        iterations: Annotated[int, Form()] = 200,
+        seed: Annotated[int, Form()] = 0,
+    ) -> Response:
+        """Style one image: with ``network`` (a trained network's name, real time), or with a
+        ``style`` image by Gatys' optimisation (``size`` px, ``iterations`` Adam steps)."""
+        if (network_name is None) == (style is None):
+            raise ProcessingError("missing_field", "give either 'network' or a 'style' image")
+        content = decode_image(await read(image))[..., ::-1]
+        if network_name is not None:
+            if network_name not in available_networks(networks_dir):
+                raise HTTPException(404, f"no style network {network_name!r}")
+            painted = await run_in_threadpool(network(network_name).stylize, content)
+        else:
+            if not (32 <= size <= MAX_GATYS_SIZE and 0 <= iterations <= MAX_GATYS_ITERATIONS):
+                raise ProcessingError(
+                    "out_of_range",
+                    f"size must be 32..{MAX_GATYS_SIZE}, iterations 0..{MAX_GATYS_ITERATIONS}",
+                )
+            from shared.style.gatys import GatysConfig
+            from shared.style.gatys import stylize as gatys
+
+            painting = decode_image(await read(style))[..., ::-1]
+            config = GatysConfig(size=size, iterations=iterations, seed=seed)
+            result = await run_in_threadpool(
+                gatys, content, painting, config, models_dir=models_dir
+            )
+            painted = result.image
+        jpeg = encode_jpeg(painted[..., ::-1].copy())
+        return Response(jpeg, media_type="image/jpeg")
 
     return app
 

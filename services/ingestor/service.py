@@ -1,7 +1,7 @@
 """The ingestor service: keeps one ``CameraReader`` per camera in the registry.
 
 The registry is re-read every ``registry_poll_s``: new cameras start, removed ones stop, changed
-ones restart. While the registry's store is unreachable the running cameras keep going and the
+ones restart (a change of style alone does not: styling is the stylizer's business). While the registry's store is unreachable the running cameras keep going and the
 error is counted.
 """
 
@@ -54,7 +54,7 @@ class IngestorService:
             metrics.ERRORS.labels(self.name, "registry").inc()
             return
         for camera_id, reader in list(self.readers.items()):
-            if wanted.get(camera_id) != reader.camera:
+            if not reader.camera.same_capture(wanted.get(camera_id)):
                 self._stop_reader(camera_id)
         for camera_id, camera in wanted.items():
             if camera_id not in self.readers:

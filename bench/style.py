@@ -1,0 +1,194 @@
+"""Style transfer report: Gatys against the feed-forward networks, side by side, with figures.
+
+    .venv/bin/python -m bench.style [--iterations 200] [--out bench/out/style]
+
+For three held-out content photos x two styles (the committed networks' paintings) it runs
+Gatys' optimisation at 256 px (Adam, the CLI's defaults) and the trained network on the same
+content, and measures both outputs with the same J_content and J_style (shared.style.costs, the
+Gatys layers and weights). It writes:
+
+- ``contact_sheet.png``: per row content | style | Gatys | network, with J_content, J_style and
+  seconds under each result;
+- ``gatys_cost.png``: J over iterations of the six Gatys runs (log scale);
+- ``report.json``: every figure, plus Gatys iterations per second at 256 and 512 px and the
+  networks' frames per second at 640x360 and 1920x1080 (median of timed passes).
+
+Ratios are within this run: network time / Gatys time per image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from bench.machine import machine_info  # noqa: E402
+from shared.settings import get_settings  # noqa: E402
+from shared.style import costs  # noqa: E402
+from shared.style.fast import load_network  # noqa: E402
+from shared.style.gatys import (  # noqa: E402
+    DEFAULT_CONTENT_LAYER,
+    DEFAULT_STYLE_LAYERS,
+    GatysConfig,
+    resize_longest,
+    stylize,
+)
+from shared.style.training import read_rgb  # noqa: E402
+from shared.style.vgg import feature_extractor  # noqa: E402
+
+CONTENTS = ("tubingen", "golden_gate", "hoovertowernight")
+STYLES = ("starry_night", "great_wave")
+
+
+def measure(extractor, content: np.ndarray, style: np.ndarray, image: np.ndarray) -> dict:
+    """J_content and J_style of ``image`` with the Gatys layers (style resized to its shape)."""
+    style = cv2.resize(style, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_AREA)
+    f = {
+        k: extractor(tf.constant(v[None].astype(np.float32)))
+        for k, v in {"C": content, "S": style, "G": image}.items()
+    }
+    return {
+        "J_content": float(
+            costs.content_cost(f["C"][DEFAULT_CONTENT_LAYER], f["G"][DEFAULT_CONTENT_LAYER])
+        ),
+        "J_style": float(costs.style_cost(f["S"], f["G"], DEFAULT_STYLE_LAYERS)),
+    }
+
+
+def gatys_rate(content: np.ndarray, style: np.ndarray, size: int, iterations: int) -> float:
+    """Adam iterations per second at ``size`` px (first call's tracing excluded)."""
+    stylize(content, style, GatysConfig(size=size, iterations=2))
+    started = time.perf_counter()
+    stylize(content, style, GatysConfig(size=size, iterations=iterations))
+    return iterations / (time.perf_counter() - started)
+
+
+def network_fps(name: str, shape: tuple[int, int], passes: int = 5, frames: int = 10) -> float:
+    network = load_network(name)
+    frame = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    network.stylize(frame, max_side=None)
+    rates = []
+    for _ in range(passes):
+        started = time.perf_counter()
+        for _ in range(frames):
+            network.stylize(frame, max_side=None)
+        rates.append(frames / (time.perf_counter() - started))
+    return statistics.median(rates)
+
+
+def label(image: np.ndarray, lines: list[str]) -> np.ndarray:
+    """The image with a white strip of text under it."""
+    strip = np.full((18 * len(lines) + 6, image.shape[1], 3), 255, np.uint8)
+    for i, line in enumerate(lines):
+        cv2.putText(strip, line, (4, 16 + 18 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
+    return np.vstack([image, strip])
+
+
+def tile(image: np.ndarray, side: int, lines: list[str]) -> np.ndarray:
+    """Fit ``image`` in a ``side`` x ``side`` white box, then label it."""
+    fitted = resize_longest(image, side)
+    box = np.full((side, side, 3), 255, np.uint8)
+    top, left = (side - fitted.shape[0]) // 2, (side - fitted.shape[1]) // 2
+    box[top : top + fitted.shape[0], left : left + fitted.shape[1]] = fitted
+    return label(box, lines)
+
+
+def plot_costs(histories: dict[str, list], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for name, history in histories.items():
+        axis.plot([r.step for r in history], [r.total for r in history], label=name)
+    axis.set_yscale("log")
+    axis.set_xlabel("Adam iteration")
+    axis.set_ylabel("J(G) = alpha J_content + beta J_style")
+    axis.set_title("Gatys at 256 px: cost over iterations")
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "style")
+    args = parser.parse_args()
+    data = get_settings().shared_data / "style"
+    args.out.mkdir(parents=True, exist_ok=True)
+    extractor = feature_extractor([DEFAULT_CONTENT_LAYER, *DEFAULT_STYLE_LAYERS])
+    report: dict = {"machine": machine_info(), "runs": []}
+    rows, histories = [], {}
+    for content_name in CONTENTS:
+        content = resize_longest(read_rgb(data / "content" / f"{content_name}.jpg"), 256)
+        for style_name in STYLES:
+            style = read_rgb(data / "paintings" / f"{style_name}.jpg")
+            started = time.perf_counter()
+            result = stylize(content, style, GatysConfig(iterations=args.iterations))
+            gatys_s = time.perf_counter() - started
+            network = load_network(style_name)
+            network.stylize(content)  # tracing excluded
+            started = time.perf_counter()
+            fast = network.stylize(content)
+            fast_s = time.perf_counter() - started
+            run = {
+                "content": content_name,
+                "style": style_name,
+                "gatys": {**measure(extractor, content, style, result.image), "seconds": gatys_s},
+                "network": {**measure(extractor, content, style, fast), "seconds": fast_s},
+                "content_itself": measure(extractor, content, style, content),
+            }
+            report["runs"].append(run)
+            histories[f"{content_name} / {style_name}"] = result.history
+            print(json.dumps(run), flush=True)
+            side = 220
+            rows.append(
+                np.hstack(
+                    [
+                        tile(content, side, [content_name, ""]),
+                        tile(style, side, [style_name, ""]),
+                        tile(result.image, side, _caption("Gatys", run["gatys"])),
+                        tile(fast, side, _caption("network", run["network"])),
+                    ]
+                )
+            )
+    sheet = np.vstack(rows)
+    cv2.imwrite(str(args.out / "contact_sheet.png"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    plot_costs(histories, args.out / "gatys_cost.png")
+
+    content = read_rgb(data / "content" / "tubingen.jpg")
+    style = read_rgb(data / "paintings" / "starry_night.jpg")
+    report["gatys_iterations_per_s"] = {
+        str(size): gatys_rate(content, style, size, 20) for size in (256, 512)
+    }
+    report["network_fps"] = {
+        f"{name} {w}x{h}": network_fps(name, (h, w))
+        for name in STYLES
+        for w, h in ((640, 360), (1920, 1080))
+    }
+    (args.out / "report.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps({k: report[k] for k in ("gatys_iterations_per_s", "network_fps")}, indent=2))
+    print(f"wrote {args.out}/contact_sheet.png, gatys_cost.png, report.json")
+
+
+def _caption(method: str, figures: dict) -> list[str]:
+    return [
+        f"{method} {figures['seconds']:.2f} s",
+        f"Jc {figures['J_content']:.2e} Js {figures['J_style']:.2e}",
+    ]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""Training a feed-forward style network on Gatys' own cost (Johnson et al.'s perceptual loss).
+
+For a batch of content crops C_b the network T produces G_b = T(C_b), and the loss is the mean
+over the batch of exactly the J(G) that ``shared.style.gatys`` minimises pixel by pixel:
+
+    J(G_b) = alpha J_content(C_b, G_b) + beta sum_l lambda_l J^l_style(S, G_b) + tv_weight TV(G_b)
+
+with the same VGG16 layers, the same normalising constants (``shared.style.costs``) and S resized
+to the crop size (the Gram matrices are sums over positions, so S and G must have the same n_H n_W
+for their style costs to be comparable). Only T's weights change; VGG16 is frozen.
+
+Content images are everything available here that is not held out for evaluation: LFW faces and
+frames of the street-crowd video, as random square crops. The three content photos and the
+Hamilton clip are held out: the contact sheet and the pipeline test show the networks on images
+they never saw.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tensorflow as tf
+
+from shared.style import costs
+from shared.style.fast import Architecture, build_network, save_network
+from shared.style.gatys import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS
+from shared.style.vgg import feature_extractor
+
+
+@dataclass
+class TrainingConfig:
+    """Options of one training run; defaults are the ones the committed networks used."""
+
+    style_image: Path
+    name: str
+    crop: int = 192
+    batch_size: int = 4
+    steps: int = 1000
+    learning_rate: float = 1e-3
+    alpha: float = 4e5
+    """4x the Gatys default: one network must suit every content image, and at alpha = 1e5 it
+    settles for painting texture over the layout (docs/style.md shows both)."""
+    beta: float = 40.0
+    tv_weight: float = 50.0
+    """Smooths the high-frequency grid that nearest-neighbour upsampling leaves early in training."""
+    style_layers: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_STYLE_LAYERS))
+    content_layer: str = DEFAULT_CONTENT_LAYER
+    architecture: Architecture = Architecture()
+    lfw_images: int = 3000
+    """How many LFW images (a seeded sample) join the street-crowd frames as content."""
+    seed: int = 0
+    checkpoint_every: int = 250
+
+
+@dataclass
+class StepRecord:
+    step: int
+    total: float
+    content: float
+    style: float
+    tv: float
+    seconds: float
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise FileNotFoundError(f"cannot read image {path}")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def video_frames(path: Path, every: int = 1, max_side: int = 960) -> list[np.ndarray]:
+    """RGB frames of a video, every ``every``-th, shrunk so the longest side is <= ``max_side``."""
+    capture = cv2.VideoCapture(str(path))
+    frames: list[np.ndarray] = []
+    index = 0
+    while True:
+        ok, bgr = capture.read()
+        if not ok:
+            break
+        if index % every == 0:
+            scale = min(1.0, max_side / max(bgr.shape[:2]))
+            if scale < 1.0:
+                bgr = cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        index += 1
+    capture.release()
+    if not frames:
+        raise FileNotFoundError(f"no frames could be read from {path}")
+    return frames
+
+
+def content_images(shared_data: Path, lfw_images: int, seed: int) -> list[np.ndarray]:
+    """The training content: a seeded LFW sample and every street-crowd frame (RGB uint8)."""
+    lfw = sorted((shared_data / "faces" / "lfw-deepfunneled").glob("*/*.jpg"))
+    if not lfw:
+        raise FileNotFoundError(f"no LFW images under {shared_data}/faces/lfw-deepfunneled")
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(lfw), size=min(lfw_images, len(lfw)), replace=False)
+    images = [read_rgb(lfw[i]) for i in sorted(chosen)]
+    images += video_frames(shared_data / "video" / "street_crowd_1080p.mp4")
+    return images
+
+
+def random_crops(
+    images: Sequence[np.ndarray], crop: int, batch_size: int, rng: np.random.Generator
+) -> Iterator[np.ndarray]:
+    """Endless batches of square crops: random image, random scale (short side crop..1.5 crop)."""
+    while True:
+        batch = []
+        for index in rng.integers(0, len(images), batch_size):
+            image = images[index]
+            short = min(image.shape[:2])
+            scale = rng.uniform(crop, 1.5 * crop) / short
+            resized = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            top = rng.integers(0, resized.shape[0] - crop + 1)
+            left = rng.integers(0, resized.shape[1] - crop + 1)
+            patch = resized[top : top + crop, left : left + crop]
+            batch.append(patch[:, ::-1] if rng.random() < 0.5 else patch)
+        yield np.stack(batch).astype(np.float32)
+
+
+class PerceptualLoss:
+    """J(G) of ``shared.style.costs`` for a batch of (C_b, G_b) pairs against one style image S."""
+
+    def __init__(self, config: TrainingConfig, models_dir: Path | None = None) -> None:
+        self.config = config
+        layers = [config.content_layer, *config.style_layers]
+        self.extractor = feature_extractor(layers, models_dir)
+        style = cv2.resize(
+            read_rgb(config.style_image), (config.crop, config.crop), interpolation=cv2.INTER_AREA
+        )
+        features = self.extractor(tf.constant(style[None].astype(np.float32)))
+        self.a_S = {name: features[name] for name in config.style_layers}
+
+    def __call__(self, content: tf.Tensor, generated: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        """Batch means of (J, J_content, J_style, TV)."""
+        config = self.config
+        a_C = self.extractor(content)[config.content_layer]  # noqa: N806
+        a_G = self.extractor(generated)  # noqa: N806
+        totals = []
+        for b in range(int(generated.shape[0])):
+            j_content = costs.content_cost(a_C[b : b + 1], a_G[config.content_layer][b : b + 1])
+            j_style = costs.style_cost(
+                self.a_S,
+                {name: a_G[name][b : b + 1] for name in config.style_layers},
+                config.style_layers,
+            )
+            tv = costs.total_variation(generated[b : b + 1])
+            total = costs.total_cost(
+                j_content, j_style, config.alpha, config.beta, tv, config.tv_weight
+            )
+            totals.append(tf.stack([total, j_content, j_style, tv]))
+        return tuple(tf.unstack(tf.reduce_mean(tf.stack(totals), axis=0)))
+
+
+Progress = Callable[[StepRecord], None]
+
+
+def train(
+    config: TrainingConfig,
+    shared_data: Path,
+    output_dir: Path,
+    progress: Progress | None = None,
+    models_dir: Path | None = None,
+) -> list[StepRecord]:
+    """Train one style network; writes checkpoints, ``NAME.curve.jsonl`` and the final network."""
+    tf.keras.utils.set_random_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    network = build_network(config.architecture)
+    loss = PerceptualLoss(config, models_dir)
+    optimizer = tf.keras.optimizers.Adam(config.learning_rate)
+    batches = random_crops(
+        content_images(shared_data, config.lfw_images, config.seed),
+        config.crop,
+        config.batch_size,
+        rng,
+    )
+
+    @tf.function
+    def step(content: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        with tf.GradientTape() as tape:
+            values = loss(content, network(content, training=True))
+        gradients = tape.gradient(values[0], network.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, network.trainable_variables, strict=True))
+        return values
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    curve_path = output_dir / f"{config.name}.curve.jsonl"
+    history: list[StepRecord] = []
+    started = time.perf_counter()
+    with curve_path.open("w") as curve:
+        for index in range(1, config.steps + 1):
+            values = step(tf.constant(next(batches)))
+            record = StepRecord(index, *(float(v) for v in values), time.perf_counter() - started)
+            history.append(record)
+            curve.write(json.dumps(asdict(record)) + "\n")
+            if progress is not None:
+                progress(record)
+            if index % config.checkpoint_every == 0 or index == config.steps:
+                save_network(
+                    network, config.architecture, card(config, history), output_dir, config.name
+                )
+    return history
+
+
+def card(config: TrainingConfig, history: Sequence[StepRecord]) -> dict:
+    """What the network's ``.json`` records about how it was made (its model card's facts)."""
+    last = history[-50:]
+    return {
+        "name": config.name,
+        "method": "Johnson et al. 2016 feed-forward network trained on Gatys' J (shared.style.costs)",
+        "style_image": config.style_image.name,
+        "content_data": f"{config.lfw_images} LFW deep-funneled images (seeded sample) and the "
+        "frames of street_crowd_1080p.mp4, random square crops",
+        "held_out": "style/content photos and hamilton_clip_640x360.mp4",
+        "crop": config.crop,
+        "batch_size": config.batch_size,
+        "steps": len(history),
+        "learning_rate": config.learning_rate,
+        "alpha": config.alpha,
+        "beta": config.beta,
+        "tv_weight": config.tv_weight,
+        "style_layers": config.style_layers,
+        "content_layer": config.content_layer,
+        "seed": config.seed,
+        "train_seconds": round(history[-1].seconds, 1),
+        "final_J_mean_last_50": float(np.mean([r.total for r in last])),
+        "final_J_content_mean_last_50": float(np.mean([r.content for r in last])),
+        "final_J_style_mean_last_50": float(np.mean([r.style for r in last])),
+    }

@@ -1,0 +1,108 @@
+"""Feed-forward style networks: the committed weights, their checks, what they do, and training."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from shared.style import costs
+from shared.style.catalog import NETWORKS_DIR, available_networks
+from shared.style.fast import StyleNetworkError, load_network, padded_shape
+from shared.style.gatys import DEFAULT_STYLE_LAYERS
+from shared.style.training import TrainingConfig, read_rgb, train
+from shared.style.vgg import feature_extractor
+
+SHIPPED = ("starry_night", "great_wave")
+
+
+def test_the_shipped_networks_are_small_and_carry_their_card() -> None:
+    assert set(SHIPPED) <= set(available_networks())
+    for name in SHIPPED:
+        assert (NETWORKS_DIR / f"{name}.npz").stat().st_size < 10 * 1024 * 1024
+        card = json.loads((NETWORKS_DIR / f"{name}.json").read_text())
+        assert card["style_image"] == f"{name}.jpg" and card["steps"] >= 500
+        assert {"alpha", "beta", "content_layer", "style_layers", "seed"} <= card.keys()
+
+
+def test_a_missing_network_lists_the_available_ones(tmp_path: Path) -> None:
+    with pytest.raises(StyleNetworkError, match="no style network 'nope'.*starry_night"):
+        load_network("nope")
+
+
+def test_a_damaged_weights_file_is_refused(tmp_path: Path) -> None:
+    for suffix in (".npz", ".json"):
+        shutil.copy(NETWORKS_DIR / f"starry_night{suffix}", tmp_path / f"starry_night{suffix}")
+    weights = tmp_path / "starry_night.npz"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(StyleNetworkError, match="does not match the sha256"):
+        load_network("starry_night", tmp_path)
+
+
+@pytest.mark.parametrize("shape", [(360, 640), (361, 643), (50, 30)])
+def test_any_frame_size_comes_back_the_same_size(shape: tuple[int, int]) -> None:
+    frame = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    painted = load_network("starry_night").stylize(frame)
+    assert painted.shape == frame.shape and painted.dtype == np.uint8
+    assert padded_shape(*shape)[0] % 8 == 0 and padded_shape(*shape)[1] % 8 == 0
+
+
+def test_large_images_are_shrunk_before_painting() -> None:
+    frame = np.zeros((100, 4000, 3), np.uint8)
+    assert load_network("starry_night").stylize(frame, max_side=400).shape == (10, 400, 3)
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("name", SHIPPED)
+def test_a_network_moves_a_held_out_photo_towards_its_painting(
+    name: str, shared_data: Path
+) -> None:
+    """On a content photo it never saw, the output's style cost against the painting is a small
+    fraction of the photo's own, while the layout (content cost) is kept far better than by
+    the painting itself."""
+    content = read_rgb(shared_data / "style" / "content" / "tubingen.jpg")
+    content = tf.image.resize(content, (192, 256), antialias=True).numpy().astype(np.uint8)
+    painting = read_rgb(shared_data / "style" / "paintings" / f"{name}.jpg")
+    painting = tf.image.resize(painting, (192, 256), antialias=True).numpy().astype(np.float32)
+    painted = load_network(name).stylize(content)
+
+    extractor = feature_extractor(["block4_conv2", *DEFAULT_STYLE_LAYERS])
+    features = {
+        key: extractor(tf.constant(image[None].astype(np.float32)))
+        for key, image in {"C": content, "S": painting, "G": painted}.items()
+    }
+
+    def style_cost(key: str) -> float:
+        return float(costs.style_cost(features["S"], features[key], DEFAULT_STYLE_LAYERS))
+
+    def content_cost(key: str) -> float:
+        return float(
+            costs.content_cost(features["C"]["block4_conv2"], features[key]["block4_conv2"])
+        )
+
+    assert style_cost("G") < 0.25 * style_cost("C")
+    assert content_cost("G") < 0.5 * content_cost("S")
+
+
+@pytest.mark.data
+def test_training_lowers_j_and_writes_a_loadable_network(shared_data: Path, tmp_path: Path) -> None:
+    config = TrainingConfig(
+        style_image=shared_data / "style" / "paintings" / "the_scream.jpg",
+        name="scream-test",
+        crop=64,
+        batch_size=2,
+        steps=12,
+        lfw_images=16,
+        checkpoint_every=6,
+    )
+    history = train(config, shared_data, tmp_path)
+    assert np.mean([r.total for r in history[-3:]]) < 0.5 * np.mean([r.total for r in history[:3]])
+    lines = (tmp_path / "scream-test.curve.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == list(range(1, 13))
+    network = load_network("scream-test", tmp_path)
+    assert network.card["steps"] == 12 and network.card["style_image"] == "the_scream.jpg"
+    assert network.stylize(np.zeros((16, 16, 3), np.uint8)).shape == (16, 16, 3)
