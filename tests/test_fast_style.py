@@ -106,3 +106,37 @@ def test_training_lowers_j_and_writes_a_loadable_network(shared_data: Path, tmp_
     network = load_network("scream-test", tmp_path)
     assert network.card["steps"] == 12 and network.card["style_image"] == "the_scream.jpg"
     assert network.stylize(np.zeros((16, 16, 3), np.uint8)).shape == (16, 16, 3)
+
+
+@pytest.mark.data
+def test_the_training_loss_is_gatys_j_averaged_over_the_batch(shared_data: Path) -> None:
+    """The networks minimise exactly the J that Gatys' optimisation does, image by image."""
+    from shared.style.training import PerceptualLoss
+
+    config = TrainingConfig(
+        style_image=shared_data / "style" / "paintings" / "great_wave.jpg", name="x", crop=48
+    )
+    loss = PerceptualLoss(config)
+    rng = np.random.default_rng(1)
+    content = tf.constant(rng.uniform(0, 255, (2, 48, 48, 3)).astype(np.float32))
+    generated = tf.constant(rng.uniform(0, 255, (2, 48, 48, 3)).astype(np.float32))
+    total, j_content, j_style, tv = (float(v) for v in loss(content, generated))
+
+    expected = []
+    for b in range(2):
+        c = loss.extractor(content[b : b + 1])
+        g = loss.extractor(generated[b : b + 1])
+        jc = costs.content_cost(c[config.content_layer], g[config.content_layer])
+        js = costs.style_cost(loss.a_S, g, config.style_layers)
+        t = costs.total_variation(generated[b : b + 1])
+        expected.append(
+            [
+                float(config.alpha * jc + config.beta * js + config.tv_weight * t),
+                float(jc),
+                float(js),
+                float(t),
+            ]
+        )
+    np.testing.assert_allclose(
+        [total, j_content, j_style, tv], np.mean(expected, axis=0), rtol=1e-4
+    )

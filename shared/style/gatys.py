@@ -5,10 +5,8 @@ feed-forward (Johnson et al.) stylizer is trained to imitate; it needs no traini
 is slow (seconds per image), so it serves the offline CLI/API, not live video.
 
 G lives in RGB pixel units [0, 255] and is clipped to that range after every step; VGG16's BGR mean
-preprocessing is applied inside the graph, so gradients flow to the pixels. Adam is always
-available (implemented here, a few lines, so it is deterministic and has no optimiser-state
-surprises); L-BFGS uses ``scipy.optimize.minimize(method="L-BFGS-B")`` with box bounds [0, 255]
-and is available only when SciPy is installed.
+preprocessing is applied inside the graph, so gradients flow to the pixels. Adam is implemented
+here (a few lines, so it is deterministic and has no optimiser-state surprises); L-BFGS uses ``scipy.optimize.minimize(method="L-BFGS-B")`` with box bounds [0, 255].
 """
 
 from __future__ import annotations
@@ -221,25 +219,12 @@ def _adam(
     return image.numpy()
 
 
-def lbfgs_available() -> bool:
-    """L-BFGS needs SciPy, which is not a dependency of the project."""
-    try:
-        import scipy.optimize  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _lbfgs(
     start: np.ndarray, value_and_grad: ValueAndGrad, config: GatysConfig, record: Recorder
 ) -> np.ndarray:
     """SciPy's L-BFGS-B with bounds [0, 255]; ``iterations`` caps the cost evaluations."""
-    try:
-        from scipy.optimize import Bounds, minimize
-    except ImportError as error:
-        raise RuntimeError(
-            "optimizer='lbfgs' needs SciPy (`pip install scipy`); use optimizer='adam'"
-        ) from error
+    from scipy.optimize import Bounds, minimize
+
     shape = start.shape
     step = 0
 
