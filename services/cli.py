@@ -63,13 +63,13 @@ def build_services(
         elif name == "recognizer":
             from services.recognizer.worker import RecognizerWorker
             from shared.face.encoder import load_encoder
-            from shared.face.verification import Calibration
+            from shared.face.factory import build_verifier
             from shared.gallery.factory import create_gallery
 
             worker = RecognizerWorker(
                 load_encoder(settings.face.models_dir),
                 create_gallery(settings),
-                Calibration.load(),
+                build_verifier(settings),
                 settings.recognizer,
                 settings.face.identification_far,
             )
@@ -403,13 +403,26 @@ def cmd_similarity(args: argparse.Namespace, settings: Settings) -> None:
     elif args.action == "train":
         out = args.out or Path("bench/out/similarity/runs") / f"{args.mode}-{args.selector}"
         commands.train(
-            data, args.mode, args.selector, out, args.epochs, args.steps_per_epoch,
-            args.learning_rate, args.alpha, args.seed, args.identities, args.images, args.cache,
+            data,
+            args.mode,
+            args.selector,
+            out,
+            args.epochs,
+            args.steps_per_epoch,
+            args.learning_rate,
+            args.alpha,
+            args.seed,
+            args.identities,
+            args.images,
+            args.cache,
         )
         print(f"wrote {out}/ (curves.csv, curves.json, checkpoints, final weights)")
     elif args.action == "train-head":
-        path = commands.train_head(data, args.kind, args.output, args.cache, args.seed)
+        path = commands.train_head(data, args.kind, args.output, args.cache, args.seed, args.l2)
         print(f"wrote {path}")
+    elif args.action == "curves":
+        commands.curves(args.runs, args.output)
+        print(f"wrote {args.output}")
     else:
         commands.evaluate(data, args.models, args.report, args.roc, args.cache)
         print(f"wrote {args.report} and {args.roc}")
@@ -422,13 +435,17 @@ def _similarity_parser(commands) -> None:
         "similarity", help="train and evaluate the learned similarity (triplets, binary heads)"
     )
     similarity.add_argument("--threads", type=int, default=1, help="TensorFlow intra-op threads")
-    similarity.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="chips/features cache")
+    similarity.add_argument(
+        "--cache", type=Path, default=DEFAULT_CACHE, help="chips/features cache"
+    )
     actions = similarity.add_subparsers(dest="action", required=True)
     actions.add_parser("prepare", help="detect, align and encode the LFW images once")
     train = actions.add_parser("train", help="train an encoder with the triplet loss")
     train.add_argument("--mode", choices=("finetune", "scratch"), required=True)
     train.add_argument(
-        "--selector", choices=("random", "semi-hard", "batch-hard", "batch-all"), default="semi-hard"
+        "--selector",
+        choices=("random", "semi-hard", "batch-hard", "batch-all"),
+        default="semi-hard",
     )
     train.add_argument("--epochs", type=int, default=10)
     train.add_argument("--steps-per-epoch", type=int, help="default: one pass over the images")
@@ -442,6 +459,7 @@ def _similarity_parser(commands) -> None:
     head.add_argument("--kind", choices=("l1", "chi2"), required=True)
     head.add_argument("--output", type=Path, help="default: the committed file of the kind")
     head.add_argument("--seed", type=int, default=0)
+    head.add_argument("--l2", type=float, default=1e-5, help="L2 penalty per pair on the weights")
     evaluate = actions.add_parser("evaluate", help="ROC, AUC, accuracy, TAR@FAR=1e-3 on DevTest")
     evaluate.add_argument(
         "models",
@@ -449,8 +467,13 @@ def _similarity_parser(commands) -> None:
         help="pixels | pca | pretrained | finetuned[=FILE.npz] | head-l1[=FILE] | head-chi2[=FILE]"
         " | scratch=FILE.weights.h5",
     )
-    evaluate.add_argument("--report", type=Path, default=Path("docs/figures/similarity-devtest.json"))
+    evaluate.add_argument(
+        "--report", type=Path, default=Path("docs/figures/similarity-devtest.json")
+    )
     evaluate.add_argument("--roc", type=Path, default=Path("docs/figures/similarity-roc.png"))
+    curves = actions.add_parser("curves", help="plot the training curves of runs in one PNG")
+    curves.add_argument("runs", nargs="+", type=Path, help="run folders (with curves.json)")
+    curves.add_argument("--output", type=Path, default=Path("docs/figures/similarity-curves.png"))
     similarity.set_defaults(handler=cmd_similarity)
 
 
@@ -557,11 +580,11 @@ def parser() -> argparse.ArgumentParser:
     style_train.add_argument(
         "--output-dir", type=Path, help="default: FACESTREAM_STYLE__NETWORKS_DIR"
     )
-    style_train.add_argument("--steps", type=int, default=1000)
+    style_train.add_argument("--steps", type=int, default=800)
     style_train.add_argument("--crop", type=int, default=192, help="training crop side, pixels")
     style_train.add_argument("--batch-size", type=int, default=4)
     style_train.add_argument("--learning-rate", type=float, default=1e-3)
-    style_train.add_argument("--alpha", type=float, default=4e5, help="content weight")
+    style_train.add_argument("--alpha", type=float, default=1e6, help="content weight")
     style_train.add_argument("--beta", type=float, default=40.0, help="style weight")
     style_train.add_argument("--tv-weight", type=float, default=50.0)
     style_train.add_argument("--lfw-images", type=int, default=3000)

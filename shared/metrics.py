@@ -57,8 +57,8 @@ CAMERA_FPS = Gauge(
 CAMERA_UP = Gauge("facestream_camera_up", "1 while a camera delivers frames, else 0.", ["camera"])
 STYLIZER_FRAMES = Counter(
     "facestream_stylizer_frames_total",
-    "Frames seen by the stylizer, by outcome (styled, unstyled, dropped_stale).",
-    ["outcome"],
+    "Frames seen by the stylizer, per camera, by outcome (styled, unstyled, dropped_stale).",
+    ["camera", "outcome"],
 )
 STYLIZER_LATENCY = Histogram(
     "facestream_stylizer_latency_seconds",

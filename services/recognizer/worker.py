@@ -17,7 +17,7 @@ from shared import metrics
 from shared.bus.base import Message
 from shared.face.chips import chip_from_b64
 from shared.face.encoder import FaceEncoder
-from shared.face.verification import Calibration
+from shared.face.verification import Verifier, index_metric
 from shared.gallery.base import Gallery, GalleryError, PersonNotFoundError
 from shared.gallery.index import GalleryIndex
 from shared.schemas import (
@@ -40,22 +40,23 @@ class RecognizerWorker(BatchWorker):
         self,
         encoder: FaceEncoder,
         gallery: Gallery,
-        calibration: Calibration,
+        verifier: Verifier,
         settings: RecognizerSettings,
         identification_far: float = 0.01,
     ) -> None:
+        """``verifier``: the decision rule (shared/face/factory.build_verifier)."""
         self.encoder = encoder
         self.gallery = gallery
-        self.index = GalleryIndex(gallery)
+        self.index = GalleryIndex(gallery, index_metric(verifier))
         self.settings = settings
-        self.calibration = calibration
+        self.verifier = verifier
         self.identification_far = identification_far
         self._next_sync = 0.0
         self._names: dict[str, str] = {}
         self._latest_capture: dict[str, float] = {}
         self.voter = TrackVoter(
-            calibration.threshold,
-            calibration.confidence,
+            verifier.threshold,
+            verifier.confidence,
             self._name,
             min_frames=settings.min_frames,
             track_timeout_s=settings.track_timeout_s,
@@ -142,7 +143,7 @@ class RecognizerWorker(BatchWorker):
         if time.monotonic() >= self._next_sync:
             self._next_sync = time.monotonic() + self.settings.gallery_sync_s
             self.index.sync()
-            self.voter.threshold = self.calibration.identification_threshold(
+            self.voter.threshold = self.verifier.identification_threshold(
                 self.index.people, self.identification_far
             )
 

@@ -84,10 +84,10 @@ class StylizerWorker(BatchWorker):
         meta = FrameMeta.from_message(message)
         style = self.styles.get(meta.camera_id)
         if style is None or self._network(style) is None:
-            self._count("unstyled")
+            self._count(meta.camera_id, "unstyled")
             return None
         if self.clock() - meta.capture_ts > self.max_lag_s:
-            self._count("dropped_stale")
+            self._count(meta.camera_id, "dropped_stale")
             return None
         bgr = decode_image(message.value)
         if (bgr.shape[1], bgr.shape[0]) != (meta.width, meta.height):
@@ -100,7 +100,7 @@ class StylizerWorker(BatchWorker):
     def _styled(self, meta: FrameMeta, style: str, rgb: np.ndarray) -> Outgoing:
         styled = meta.model_copy(update={"style": style})
         jpeg = encode_jpeg(np.ascontiguousarray(rgb[..., ::-1]), self.jpeg_quality)
-        self._count("styled")
+        self._count(meta.camera_id, "styled")
         metrics.STYLIZER_LATENCY.observe(max(0.0, self.clock() - meta.capture_ts))
         return Outgoing(
             Topics.STYLED_FRAMES, jpeg, meta.camera_id, styled.to_headers(STYLED_FRAME_SCHEMA)
@@ -132,5 +132,5 @@ class StylizerWorker(BatchWorker):
                 self.unknown_styles.add(style)
         return self.networks.get(style)
 
-    def _count(self, outcome: str) -> None:
-        metrics.STYLIZER_FRAMES.labels(outcome).inc()
+    def _count(self, camera_id: str, outcome: str) -> None:
+        metrics.STYLIZER_FRAMES.labels(camera_id, outcome).inc()

@@ -5,9 +5,12 @@ over the batch of exactly the J(G) that ``shared.style.gatys`` minimises pixel b
 
     J(G_b) = alpha J_content(C_b, G_b) + beta sum_l lambda_l J^l_style(S, G_b) + tv_weight TV(G_b)
 
-with the same VGG16 layers, the same normalising constants (``shared.style.costs``) and S resized
-to the crop size (the Gram matrices are sums over positions, so S and G must have the same n_H n_W
-for their style costs to be comparable). Only T's weights change; VGG16 is frozen.
+with the same cost functions and normalising constants (``shared.style.costs``), Gatys' style
+layers, and S resized to the crop size (the Gram matrices are sums over positions, so S and G must
+have the same n_H n_W for their style costs to be comparable). Two choices differ from the Gatys
+defaults, as in Johnson et al.: the content layer is block2_conv2 and alpha is retuned for it (a
+network starts from random weights, not from C, and must learn to keep the content). Only T's
+weights change; VGG16 is frozen.
 
 Content images are everything available here that is not held out for evaluation: LFW faces and
 frames of the street-crowd video, as random square crops. The three content photos and the
@@ -29,7 +32,7 @@ import tensorflow as tf
 
 from shared.style import costs
 from shared.style.fast import Architecture, build_network, save_network
-from shared.style.gatys import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS
+from shared.style.gatys import DEFAULT_STYLE_LAYERS
 from shared.style.vgg import feature_extractor
 
 
@@ -41,16 +44,19 @@ class TrainingConfig:
     name: str
     crop: int = 192
     batch_size: int = 4
-    steps: int = 1000
+    steps: int = 800
     learning_rate: float = 1e-3
-    alpha: float = 4e5
-    """4x the Gatys default: one network must suit every content image, and at alpha = 1e5 it
-    settles for painting texture over the layout (docs/style.md shows both)."""
+    alpha: float = 1e6
+    """Content weight at ``content_layer``, from a 200-step sweep (docs/style.md): 5e5 still gave
+    a sheet of texture, 5e6 a blurred photo with little style."""
     beta: float = 40.0
     tv_weight: float = 50.0
     """Smooths the high-frequency grid that nearest-neighbour upsampling leaves early in training."""
     style_layers: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_STYLE_LAYERS))
-    content_layer: str = DEFAULT_CONTENT_LAYER
+    content_layer: str = "block2_conv2"
+    """Johnson et al.'s relu2_2. Gatys' block4_conv2 constrains only the layout, which a pixel
+    optimisation starting from C keeps anyway; a network starting from random weights lost the
+    content with it (docs/style.md)."""
     architecture: Architecture = Architecture()
     lfw_images: int = 3000
     """How many LFW images (a seeded sample) join the street-crowd frames as content."""
