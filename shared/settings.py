@@ -78,6 +78,11 @@ class FaceSettings(BaseModel):
     share a machine, cores // services keeps them from oversubscribing the CPU."""
     models_dir: Path = Path.home() / ".cache" / "facestream" / "models"
     """Converted model weights (fetched from registry packages at set-up, converted once)."""
+    verifier: Literal["l2", "head-l1", "head-chi2"] = "l2"
+    """The decision rule of verify, identify and the recognizer: the squared L2 distance against
+    tau (shared/face/calibration.json), or a binary head on the encodings (docs/similarity.md)."""
+    verifier_weights: Path | None = None
+    """A head's weights file; None: the committed one (shared/similarity/weights/head_KIND.npz)."""
 
 
 class RecognizerSettings(BaseModel):

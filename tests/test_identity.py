@@ -44,7 +44,7 @@ def test_every_expected_person_is_identified_and_nobody_else(enrolled, people_da
 def test_identify_reports_boxes_distances_and_candidates(enrolled, people_data: Path) -> None:
     [face] = enrolled.identify((people_data / "probe" / "obama1.jpg").read_bytes(), top_k=3)
     assert face.name == "obama"
-    assert face.distance <= face.threshold <= enrolled.calibration.threshold
+    assert face.distance <= face.threshold <= enrolled.verifier.threshold
     assert 0.5 < face.confidence <= 1.0
     assert [c.name for c in face.candidates][0] == "obama" and len(face.candidates) == 3
     assert face.candidates[1].distance > face.threshold  # the others are far

@@ -46,6 +46,7 @@ class EnrolledOut(BaseModel):
 
 class VerdictOut(BaseModel):
     distance: float
+    """Squared L2 between the encodings, or 1 - P(same) with a binary-head verifier."""
     threshold: float
     same: bool
     confidence: float

@@ -15,7 +15,7 @@ import numpy as np
 
 from shared.errors import ProcessingError
 from shared.face.pipeline import AnalyzedFace, FacePipeline
-from shared.face.verification import Calibration, Verdict, verify
+from shared.face.verification import Verdict, Verifier, index_metric, verify
 from shared.gallery.base import Gallery, Person, PersonNotFoundError
 from shared.gallery.index import GalleryIndex
 from shared.images import decode_image
@@ -78,14 +78,15 @@ class IdentityService:
         self,
         pipeline: FacePipeline,
         gallery: Gallery,
-        calibration: Calibration,
+        verifier: Verifier,
         identification_far: float = 0.01,
     ) -> None:
+        """``verifier``: the decision rule (a Calibration for squared L2, or a binary head)."""
         self.pipeline = pipeline
         self.gallery = gallery
-        self.calibration = calibration
+        self.verifier = verifier
         self.identification_far = identification_far
-        self.index = GalleryIndex(gallery)
+        self.index = GalleryIndex(gallery, index_metric(verifier))
 
     def enroll(self, name: str, image: bytes, face_index: int | None = None) -> Enrolled:
         """Enroll ``name`` from one photo (adding to the person if already enrolled)."""
@@ -140,7 +141,7 @@ class IdentityService:
     def verify(self, first: bytes, second: bytes) -> Verdict:
         """1:1: are the main faces of two photos the same person?"""
         return verify(
-            self.encode_one(first).embedding, self.encode_one(second).embedding, self.calibration
+            self.encode_one(first).embedding, self.encode_one(second).embedding, self.verifier
         )
 
     def verify_person(self, image: bytes, person_id: str) -> Verdict:
@@ -148,7 +149,7 @@ class IdentityService:
         person = self.gallery.person(person_id)
         encodings = self.gallery.encodings(list(person.encoding_ids))
         probe = self.encode_one(image).embedding
-        verdicts = [verify(probe, e.vector, self.calibration) for e in encodings]
+        verdicts = [verify(probe, e.vector, self.verifier) for e in encodings]
         if not verdicts:
             raise PersonNotFoundError(person_id)
         return min(verdicts, key=lambda v: v.distance)
@@ -169,7 +170,7 @@ class IdentityService:
 
     def identification_threshold(self) -> float:
         """tau for the current gallery size (stricter than 1:1 as the gallery grows)."""
-        return self.calibration.identification_threshold(self.index.people, self.identification_far)
+        return self.verifier.identification_threshold(self.index.people, self.identification_far)
 
     def _identified(
         self, face: AnalyzedFace, matches, names: dict[str, str], threshold: float
@@ -179,7 +180,7 @@ class IdentityService:
                 m.person_id,
                 names.get(m.person_id, "?"),
                 m.distance,
-                float(self.calibration.confidence(m.distance)),
+                float(self.verifier.confidence(m.distance)),
             )
             for m in matches
         ]

@@ -9,12 +9,45 @@ probability instead of a raw distance they would have to interpret.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
+
+
+class Verifier(Protocol):
+    """The one decision rule that verify, identify and the recognizer apply to two encodings.
+
+    A *distance* is lower for more alike faces: the squared L2 distance (``Calibration``, the
+    default) or 1 - P(same) of a binary head (shared/similarity/heads.py). Built once from
+    settings in shared/face/factory.build_verifier, so the choice is made in one place.
+    """
+
+    @property
+    def name(self) -> str:
+        """``l2``, ``head-l1`` or ``head-chi2`` (the setting face.verifier)."""
+        ...
+
+    @property
+    def threshold(self) -> float:
+        """1:1: same person when distance <= threshold."""
+        ...
+
+    def distances(self, queries: np.ndarray, references: np.ndarray) -> np.ndarray:
+        """(M, N) distances between every query and reference encoding."""
+        ...
+
+    def confidence(self, distance: np.ndarray | float) -> np.ndarray | float:
+        """Calibrated P(same person) for a distance."""
+        ...
+
+    def identification_threshold(self, gallery_size: int, false_accept_rate: float) -> float:
+        """The 1:K threshold for ``gallery_size`` enrolled people."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -31,6 +64,13 @@ class Calibration:
     impostor_quantiles: list[tuple[float, float]] = field(default_factory=list)
     """(false-accept rate, distance) points of the impostor distance distribution: the fraction of
     pairs of different people closer than ``distance``. Drives the 1:K threshold."""
+
+    @property
+    def name(self) -> str:
+        return "l2"
+
+    def distances(self, queries: np.ndarray, references: np.ndarray) -> np.ndarray:
+        return squared_distances(queries, references)
 
     def confidence(self, distance: np.ndarray | float) -> np.ndarray | float:
         return 1.0 / (1.0 + np.exp(-(self.intercept + self.slope * np.asarray(distance))))
@@ -78,14 +118,19 @@ def squared_distances(queries: np.ndarray, references: np.ndarray) -> np.ndarray
     return np.maximum(q2 + r2 - 2.0 * queries @ references.T, 0.0)
 
 
-def verify(first: np.ndarray, second: np.ndarray, calibration: Calibration) -> Verdict:
-    distance = float(squared_distances(first, second)[0, 0])
+def verify(first: np.ndarray, second: np.ndarray, verifier: Verifier) -> Verdict:
+    distance = float(verifier.distances(first, second)[0, 0])
     return Verdict(
         distance=distance,
-        threshold=calibration.threshold,
-        same=distance <= calibration.threshold,
-        confidence=float(calibration.confidence(distance)),
+        threshold=verifier.threshold,
+        same=distance <= verifier.threshold,
+        confidence=float(verifier.confidence(distance)),
     )
+
+
+def index_metric(verifier: Verifier) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+    """What GalleryIndex should rank with: None for L2 (its own fast path with cached norms)."""
+    return None if isinstance(verifier, Calibration) else verifier.distances
 
 
 def best_threshold(distances: np.ndarray, same: np.ndarray) -> tuple[float, float]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,13 +24,22 @@ log = logging.getLogger(__name__)
 class Match:
     person_id: str
     distance: float
-    """Squared L2 distance to the person's closest encoding."""
+    """Distance to the person's closest encoding: squared L2, or the index's ``metric``."""
 
 
 class GalleryIndex:
-    def __init__(self, gallery: Gallery | None = None) -> None:
-        """Follow ``gallery``; without one the index holds only rows given to ``add_local``."""
+    def __init__(
+        self,
+        gallery: Gallery | None = None,
+        metric: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    ) -> None:
+        """Follow ``gallery``; without one the index holds only rows given to ``add_local``.
+
+        ``metric(queries, matrix)`` -> (M, N) distances (lower = more alike) replaces the squared
+        L2 distance, e.g. a binary head's 1 - P(same) (shared/face/verification.Verifier).
+        """
         self.gallery = gallery
+        self.metric = metric
         self._lock = threading.RLock()
         self._matrix = np.empty((0, EMBEDDING_DIM), np.float32)
         self._norms = np.empty(0, np.float32)
@@ -139,8 +149,11 @@ class GalleryIndex:
             if size == 0:
                 return [[] for _ in queries]
             matrix, norms, owners = self._matrix[:size], self._norms[:size], self._owners
-            distances = np.einsum("ij,ij->i", queries, queries)[:, None] + norms[None, :]
-            distances -= 2.0 * (queries @ matrix.T)
+            if self.metric is not None:
+                distances = np.asarray(self.metric(queries, matrix))
+            else:
+                distances = np.einsum("ij,ij->i", queries, queries)[:, None] + norms[None, :]
+                distances -= 2.0 * (queries @ matrix.T)
             return [self._best_people(row, owners, top_k) for row in distances]
 
     @staticmethod
