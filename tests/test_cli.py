@@ -63,7 +63,9 @@ def test_an_invalid_camera_id_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_a_cameras_style_is_switched_by_name(tmp_path: Path) -> None:
-    assert facestream("cameras", "add", "door", "0", "--no-check", tmp_path=tmp_path).returncode == 0
+    assert (
+        facestream("cameras", "add", "door", "0", "--no-check", tmp_path=tmp_path).returncode == 0
+    )
     refused = facestream("cameras", "style", "door", "monet", tmp_path=tmp_path)
     assert refused.returncode == 2 and "no style network 'monet'" in refused.stderr
     assert "starry_night" in refused.stderr  # the message lists what exists
