@@ -1,0 +1,249 @@
+"""Presentation attacks synthesised from real frames: printed photos and screen replays.
+
+The liveness model is trained on live sequences from real videos and on attacks made here from
+the frames of *other* videos (never from ``liveness/``, which is evaluation-only). What the
+synthesis must get right is what tells an attack from a face:
+
+- **It moves as a plane.** A photo or a phone is rigid and flat, so everything on it, face
+  included, moves by one homography per frame; a live head rotates in depth, blinks and talks.
+  The medium's pose follows a smooth random trajectory (``smooth_trajectory``): rotation, tilt
+  (perspective), shift and scale drift slowly, as in a hand, never jump.
+- **It was captured twice.** Print: reduced dynamic range and gamma, paper tint, a halftone
+  pattern that beats with the camera's sampling (moire), a white paper margin. Screen: boosted
+  gamma and a blue cast, the pixel grid (moire again once resampled), a dark bezel, a new frame
+  per camera frame (a replayed clip). Both: defocus blur, a moving glare spot, sensor noise and
+  double JPEG compression (the medium was a JPEG, the camera encodes again), drawn once per clip
+  (``Recapture``): one camera, one focus, one lamp.
+
+Every function takes a ``numpy.random.Generator``: the same seed gives the same attack.
+Images are BGR uint8, as OpenCV reads them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+PRINT = "print"
+SCREEN = "screen"
+
+
+@dataclass(frozen=True)
+class Motion:
+    """Bounds of the hand's motion over a clip, relative to the frame size."""
+
+    rotation_deg: float = 6.0
+    tilt: float = 0.0004
+    """Perspective terms of the homography, per pixel of the medium (a 300 px medium's far edge
+    appears up to ~6% smaller or larger than its near edge)."""
+    shift: float = 0.05
+    scale: float = 0.08
+    control_points: int = 4
+    """Knots of the random path: fewer knots, slower and smoother motion."""
+
+
+def _smooth_path(frames: int, knots: int, bound: float, rng: np.random.Generator) -> np.ndarray:
+    """A random path through ``knots`` values in [-bound, bound], interpolated by a cubic."""
+    values = rng.uniform(-bound, bound, knots)
+    positions = np.linspace(0, frames - 1, knots)
+    t = np.arange(frames)
+    if knots < 4:
+        return np.interp(t, positions, values)
+    coefficients = np.polyfit(positions, values, 3)
+    return np.clip(np.polyval(coefficients, t), -bound, bound)
+
+
+def smooth_trajectory(
+    frames: int, medium_size: tuple[int, int], rng: np.random.Generator, motion: Motion = Motion()
+) -> np.ndarray:
+    """(frames, 3, 3) homographies moving a (width, height) medium about its centre."""
+    width, height = medium_size
+    paths = {
+        name: _smooth_path(frames, motion.control_points, bound, rng)
+        for name, bound in {
+            "angle": np.deg2rad(motion.rotation_deg),
+            "tilt_x": motion.tilt,
+            "tilt_y": motion.tilt,
+            "shift_x": motion.shift * width,
+            "shift_y": motion.shift * height,
+            "scale": motion.scale,
+        }.items()
+    }
+    centre = np.array([[1, 0, -width / 2], [0, 1, -height / 2], [0, 0, 1]], np.float64)
+    back = np.linalg.inv(centre)
+    homographies = np.empty((frames, 3, 3))
+    for i in range(frames):
+        cos, sin = np.cos(paths["angle"][i]), np.sin(paths["angle"][i])
+        scale = 1.0 + paths["scale"][i]
+        similarity = np.array(
+            [
+                [scale * cos, -scale * sin, paths["shift_x"][i]],
+                [scale * sin, scale * cos, paths["shift_y"][i]],
+                [0, 0, 1],
+            ]
+        )
+        perspective = np.array([[1, 0, 0], [0, 1, 0], [paths["tilt_x"][i], paths["tilt_y"][i], 1]])
+        homographies[i] = back @ similarity @ perspective @ centre
+    return homographies
+
+
+def placement(medium_size: tuple[int, int], frame_size: tuple[int, int], fill: float) -> np.ndarray:
+    """The homography that puts the medium, scaled to ``fill`` of the frame height, at its centre."""
+    (mw, mh), (fw, fh) = medium_size, frame_size
+    scale = fill * fh / mh
+    return np.array(
+        [[scale, 0, (fw - scale * mw) / 2], [0, scale, (fh - scale * mh) / 2], [0, 0, 1]]
+    )
+
+
+def _halftone(image: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+    """Multiply by a sinusoidal dot screen at a random pitch and angle (print moire)."""
+    height, width = image.shape[:2]
+    pitch = rng.uniform(2.2, 4.0)
+    angle = rng.uniform(0, np.pi)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    u = x * np.cos(angle) + y * np.sin(angle)
+    v = -x * np.sin(angle) + y * np.cos(angle)
+    screen = 0.5 * (np.cos(2 * np.pi * u / pitch) + np.cos(2 * np.pi * v / pitch))
+    return image * (1.0 - strength * (0.5 - 0.5 * screen))[..., None]
+
+
+def print_look(photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A photo as printed on paper: compressed range, gamma, warm tint, halftone, white margin."""
+    image = photo.astype(np.float32) / 255.0
+    low, high = rng.uniform(0.04, 0.12), rng.uniform(0.82, 0.95)
+    image = low + (high - low) * image ** rng.uniform(0.8, 1.25)
+    image *= np.array([rng.uniform(0.85, 0.95), rng.uniform(0.93, 1.0), 1.0], np.float32)  # BGR
+    image = _halftone(image, rng, rng.uniform(0.08, 0.2))
+    margin = max(2, int(0.06 * min(photo.shape[:2])))
+    paper = np.full((photo.shape[0] + 2 * margin, photo.shape[1] + 2 * margin, 3), high)
+    paper[margin:-margin, margin:-margin] = image
+    return np.clip(paper * 255.0, 0, 255).astype(np.uint8)
+
+
+def screen_look(frame: np.ndarray, rng: np.random.Generator, pixel_pitch: int = 3) -> np.ndarray:
+    """A frame as shown on a phone: bright, blue cast, a visible RGB pixel grid, a dark bezel."""
+    image = frame.astype(np.float32) / 255.0
+    image = image ** rng.uniform(0.7, 0.9)
+    image *= np.array([rng.uniform(1.0, 1.12), 1.0, rng.uniform(0.85, 0.97)], np.float32)  # BGR
+    height, width = image.shape[:2]
+    grid = np.ones((height, width, 3), np.float32)
+    grid[::pixel_pitch, :, :] = rng.uniform(0.6, 0.8)  # dark rows between pixel rows
+    grid[:, ::pixel_pitch, :] *= rng.uniform(0.6, 0.8)
+    image *= grid
+    bezel = max(3, int(0.08 * min(height, width)))
+    shade = rng.uniform(0.02, 0.15)
+    phone = np.full((height + 2 * bezel, width + 2 * bezel, 3), shade, np.float32)
+    phone[bezel:-bezel, bezel:-bezel] = image
+    return np.clip(phone * 255.0, 0, 255).astype(np.uint8)
+
+
+def _composite(background: np.ndarray, medium: np.ndarray, homography: np.ndarray) -> np.ndarray:
+    height, width = background.shape[:2]
+    warped = cv2.warpPerspective(medium, homography, (width, height), flags=cv2.INTER_LINEAR)
+    mask = cv2.warpPerspective(
+        np.ones(medium.shape[:2], np.float32), homography, (width, height), flags=cv2.INTER_LINEAR
+    )[..., None]
+    return (mask * warped + (1.0 - mask) * background).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Recapture:
+    """How the camera films a medium; drawn once per clip (one camera, one focus, one lamp)."""
+
+    blur_sigma: float
+    glare_radius: float
+    """Fraction of the shorter frame side; 0: no glare in this clip."""
+    glare_gain: float
+    noise_sd: float
+    jpeg_qualities: tuple[int, int]
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator) -> Recapture:
+        glare = rng.random() < 0.5  # glare depends on the light: half the clips have it
+        return cls(
+            blur_sigma=float(rng.uniform(0.3, 1.4)),
+            glare_radius=float(rng.uniform(0.05, 0.15)) if glare else 0.0,
+            glare_gain=float(rng.uniform(40, 120)),
+            noise_sd=float(rng.uniform(1.0, 4.0)),
+            jpeg_qualities=(int(rng.integers(60, 90)), int(rng.integers(70, 95))),
+        )
+
+    def apply(
+        self, frame: np.ndarray, glare_at: tuple[float, float], rng: np.random.Generator
+    ) -> np.ndarray:
+        """Defocus, the glare spot at ``glare_at`` (fractions of width, height), noise, 2 JPEGs."""
+        image = cv2.GaussianBlur(frame.astype(np.float32), (0, 0), self.blur_sigma)
+        if self.glare_radius > 0:
+            height, width = image.shape[:2]
+            y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+            cx, cy = glare_at[0] * width, glare_at[1] * height
+            radius = self.glare_radius * min(height, width)
+            glare = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * radius**2))
+            image += self.glare_gain * glare[..., None]
+        image += rng.normal(0, self.noise_sd, image.shape)
+        image = np.clip(image, 0, 255).astype(np.uint8)
+        for quality in self.jpeg_qualities:
+            ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+            image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        return image
+
+
+def _glare_path(frames: int, rng: np.random.Generator) -> list[tuple[float, float]]:
+    """Where the highlight sits in each frame: drifting slowly across the medium."""
+    start, end = rng.uniform(0.2, 0.8, 2), rng.uniform(0.2, 0.8, 2)
+    return [tuple(start + (end - start) * t / max(frames - 1, 1)) for t in range(frames)]
+
+
+def _attack(
+    media: Sequence[np.ndarray],
+    backgrounds: Sequence[np.ndarray],
+    rng: np.random.Generator,
+    fill: float,
+    motion: Motion,
+) -> list[np.ndarray]:
+    frames = len(backgrounds)
+    medium_size = (media[0].shape[1], media[0].shape[0])
+    frame_size = (backgrounds[0].shape[1], backgrounds[0].shape[0])
+    base = placement(medium_size, frame_size, fill)
+    path = smooth_trajectory(frames, medium_size, rng, motion)
+    camera, glare = Recapture.draw(rng), _glare_path(frames, rng)
+    return [
+        camera.apply(
+            _composite(backgrounds[i], media[i % len(media)], base @ path[i]), glare[i], rng
+        )
+        for i in range(frames)
+    ]
+
+
+def print_attack(
+    photo: np.ndarray,
+    backgrounds: Sequence[np.ndarray],
+    rng: np.random.Generator,
+    fill: float | None = None,
+    motion: Motion = Motion(),
+) -> list[np.ndarray]:
+    """One printed ``photo`` held in front of the camera over the ``backgrounds`` frames."""
+    fill = fill if fill is not None else rng.uniform(0.55, 0.95)
+    return _attack([print_look(photo, rng)], backgrounds, rng, fill, motion)
+
+
+def screen_replay(
+    clip: Sequence[np.ndarray],
+    backgrounds: Sequence[np.ndarray],
+    rng: np.random.Generator,
+    fill: float | None = None,
+    motion: Motion = Motion(),
+) -> list[np.ndarray]:
+    """A live ``clip`` replayed on a phone held in front of the camera, frame for frame."""
+    fill = fill if fill is not None else rng.uniform(0.45, 0.85)
+    screen_width = int(rng.integers(240, 420))
+    shown = [
+        cv2.resize(f, (screen_width, round(screen_width * f.shape[0] / f.shape[1]))) for f in clip
+    ]
+    seed = int(rng.integers(2**32))  # one phone: the same look for every frame of the clip
+    looks = [screen_look(frame, np.random.default_rng(seed)) for frame in shown]
+    return _attack(looks, backgrounds, rng, fill, motion)

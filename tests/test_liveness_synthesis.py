@@ -1,0 +1,84 @@
+"""ISO/IEC 30107-3 error rates by hand, and synthetic attacks that a liveness model can learn from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from shared.liveness.attacks import Motion, print_attack, screen_replay, smooth_trajectory
+from shared.liveness.metrics import error_rates
+
+
+def test_error_rates_by_hand() -> None:
+    labels = ["live"] * 4 + ["print"] * 2 + ["screen"] * 4
+    judged_live = [True, True, True, False] + [True, False] + [False, False, True, False]
+    rates = error_rates(labels, judged_live)
+    assert rates.apcer == {"print": 0.5, "screen": 0.25}
+    assert rates.bpcer == 0.25
+    assert rates.acer == pytest.approx((0.5 + 0.25) / 2)  # the worst attack type counts
+    assert rates.counts == {"live": 4, "print": 2, "screen": 4}
+
+
+def test_error_rates_refuse_what_they_cannot_measure() -> None:
+    with pytest.raises(ValueError, match="live presentation"):
+        error_rates(["print"], [True])
+    with pytest.raises(ValueError, match="attack presentation"):
+        error_rates(["live"], [True])
+    with pytest.raises(ValueError, match="2 labels but 1 decisions"):
+        error_rates(["live", "print"], [True])
+
+
+def test_the_hand_moves_smoothly_and_boundedly() -> None:
+    width, height = 300, 400
+    path = smooth_trajectory(90, (width, height), np.random.default_rng(0), Motion())
+    corners = np.array([[0, 0, 1], [width, 0, 1], [width, height, 1], [0, height, 1]], float).T
+    projected = np.einsum("tij,jk->tik", path, corners)
+    projected = projected[:, :2] / projected[:, 2:]
+    steps = np.linalg.norm(np.diff(projected, axis=0), axis=1)
+    assert steps.max() < 0.03 * width  # no jumps from one frame to the next
+    travel = np.linalg.norm(projected - projected[:1], axis=1).max()
+    assert 0.02 * width < travel < 0.5 * width  # it does move, like a hand, not across the room
+    again = smooth_trajectory(90, (width, height), np.random.default_rng(0), Motion())
+    np.testing.assert_array_equal(path, again)
+
+
+def _centre_track(frames: list[np.ndarray], pipeline) -> np.ndarray:
+    centres = []
+    for frame in frames:
+        faces = pipeline.detect(frame)
+        assert len(faces) == 1, f"{len(faces)} faces in a synthetic attack frame"
+        x, y, w, h = faces[0].box
+        centres.append((x + w / 2, y + h / 2, w))
+    return np.array(centres)
+
+
+@pytest.mark.data
+def test_a_printed_photo_keeps_a_detectable_face_that_drifts_smoothly(
+    face_pipeline, people_data: Path, shared_data: Path
+) -> None:
+    photo = cv2.imread(str(people_data / "enroll" / "obama" / "obama.jpg"))
+    backgrounds = [cv2.imread(str(shared_data / "style" / "content" / "tubingen.jpg"))] * 12
+    backgrounds = [cv2.resize(b, (640, 480)) for b in backgrounds]
+    frames = print_attack(photo, backgrounds, np.random.default_rng(4), fill=0.8)
+    assert len(frames) == 12 and frames[0].shape == (480, 640, 3)
+    track = _centre_track(frames, face_pipeline)
+    assert np.abs(np.diff(track[:, :2], axis=0)).max() < 0.25 * track[:, 2].mean()
+    same = print_attack(photo, backgrounds, np.random.default_rng(4), fill=0.8)
+    assert all(np.array_equal(a, b) for a, b in zip(frames, same, strict=True))
+
+
+@pytest.mark.data
+def test_a_replayed_clip_plays_on_the_phone_frame_for_frame(
+    face_pipeline, shared_data: Path
+) -> None:
+    """Training data only: liveness-train/, never liveness/ (evaluation)."""
+    capture = cv2.VideoCapture(str(shared_data / "liveness-train" / "live_person2.mp4"))
+    clip = [capture.read()[1] for _ in range(8)]
+    backgrounds = [cv2.resize(f, (640, 360)) for f in clip[::-1]]
+    frames = screen_replay(clip, backgrounds, np.random.default_rng(1), fill=0.85)
+    track = _centre_track(frames, face_pipeline)
+    assert track[:, 2].min() >= 40  # big enough for the pipeline's minimum face size
+    assert not np.array_equal(frames[0], frames[1])
