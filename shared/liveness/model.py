@@ -1,0 +1,89 @@
+"""The liveness sequence model: temporal 1D convolution over a window of per-frame features.
+
+Input: (window, FEATURES) for one track, standardised with the training set's mean and spread
+(stored with the weights). Layers and output lengths for a 16-frame window, (N - F) / S + 1 with
+N the input length, F the kernel and S the stride (floored), as docs/liveness.md derives:
+
+    Conv1D(32, F=3, S=1)  16 -> 14      local change over 3 frames (a blink, a jerk)
+    Conv1D(32, F=3, S=2)  14 -> 6       longer patterns at half the rate
+    Conv1D(32, F=3, S=1)   6 -> 4
+    GlobalAveragePooling   4 -> 1       the whole window's evidence
+    Dense(1, sigmoid)                   P(live)
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from shared.liveness.features import FEATURE_NAMES, FEATURES
+from shared.model_cache import npz_bytes, sha256_file, write_atomically
+
+WINDOW = 16
+WEIGHTS_FILE = Path(__file__).parent / "weights" / "liveness_tcn.npz"
+
+
+class LivenessModelError(RuntimeError):
+    """The liveness weights are missing, damaged or for other features."""
+
+
+def build_model(window: int = WINDOW) -> tf.keras.Model:
+    keras = tf.keras
+    inputs = keras.Input((window, FEATURES))
+    x = keras.layers.Conv1D(32, 3, activation="relu", name="conv1")(inputs)
+    x = keras.layers.Conv1D(32, 3, strides=2, activation="relu", name="conv2")(x)
+    x = keras.layers.Conv1D(32, 3, activation="relu", name="conv3")(x)
+    x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
+    x = keras.layers.Dropout(0.2, name="dropout")(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid", name="live")(x)
+    return keras.Model(inputs, outputs, name="liveness_tcn")
+
+
+class LivenessModel:
+    """A trained model with its feature standardisation: windows of raw features -> P(live)."""
+
+    def __init__(self, model: tf.keras.Model, mean: np.ndarray, scale: np.ndarray, card: dict):
+        self.model = model
+        self.mean = mean.astype(np.float32)
+        self.scale = scale.astype(np.float32)
+        self.card = card
+        self.window = int(model.input_shape[1])
+
+    def probability_live(self, windows: np.ndarray) -> np.ndarray:
+        """(B, window, FEATURES) raw features -> (B,) P(live)."""
+        standardised = (np.asarray(windows, np.float32) - self.mean) / self.scale
+        return self.model(standardised, training=False).numpy()[:, 0]
+
+    def save(self, path: Path = WEIGHTS_FILE) -> None:
+        arrays = {v.path: v.numpy() for v in self.model.weights}
+        arrays |= {"standardise/mean": self.mean, "standardise/scale": self.scale}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, npz_bytes(arrays))
+        card = {**self.card, "features": list(FEATURE_NAMES), "window": self.window}
+        card["sha256"] = sha256_file(path)
+        write_atomically(path.with_suffix(".json"), json.dumps(card, indent=2).encode() + b"\n")
+
+
+def load_model(path: Path = WEIGHTS_FILE) -> LivenessModel:
+    """The committed (or given) liveness model; LivenessModelError if missing or not matching."""
+    card_path = path.with_suffix(".json")
+    if not path.exists() or not card_path.exists():
+        raise LivenessModelError(
+            f"no liveness model at {path}; `python -m shared.liveness.training --out {path}` "
+            "trains one"
+        )
+    card = json.loads(card_path.read_text())
+    if sha256_file(path) != card.get("sha256"):
+        raise LivenessModelError(f"{path} does not match the sha256 in {card_path.name}")
+    if card.get("features") != list(FEATURE_NAMES):
+        raise LivenessModelError(f"{path} was trained on other features: {card.get('features')}")
+    model = build_model(int(card["window"]))
+    with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as archive:
+        stored = {key: archive[key] for key in archive.files}
+    for variable in model.weights:
+        variable.assign(stored[variable.path])
+    return LivenessModel(model, stored["standardise/mean"], stored["standardise/scale"], card)
