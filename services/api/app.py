@@ -238,7 +238,7 @@ def create_app(
         if network_name is not None:
             if network_name not in available_networks(networks_dir):
                 raise HTTPException(404, f"no style network {network_name!r}")
-            painted = await run_in_threadpool(network(network_name).stylize, content)
+            painted = await run_in_threadpool(lambda: network(network_name).stylize(content))
         else:
             if not (32 <= size <= MAX_GATYS_SIZE and 0 <= iterations <= MAX_GATYS_ITERATIONS):
                 raise ProcessingError(
