@@ -25,8 +25,9 @@ def test_a_plane_moving_leaves_no_affine_residual_a_turning_head_does() -> None:
     turned[2, 0] += 8.0  # the nose swings against the eyes: rotation in depth
     residual_head = motion_features(turned, BOX, (FACE, BOX))[0]
     assert residual_plane < 1e-6 and residual_head > 0.03
-    assert motion_features(FACE, BOX, None)[0] == 0.0  # no previous frame, no motion
-    assert motion_features(turned, BOX, None)[2] == pytest.approx(8.0 / 40.0)  # nose offset / IOD
+    assert not motion_features(FACE, BOX, None).any()  # no previous frame, no motion
+    assert motion_features(turned, BOX, (FACE, BOX))[2] == pytest.approx(8.0 / 40.0)  # swing / IOD
+    assert motion_features(moved_plane, BOX, (FACE, BOX))[2] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_recapture_texture_cues_move_the_right_way() -> None:

@@ -12,7 +12,9 @@ a live face and a medium held to the camera:
   the best affine map of the 5 landmarks, relative to the inter-ocular distance. A photo or a
   screen moves as a plane, so its landmarks follow an affine map up to perspective; a live head
   turns in depth (the nose moves against the eyes), blinks and talks. Also the change of scale and
-  the nose's offset from the eyes' midline (head yaw), whose variation the model can read.
+  how far the nose swung across the eyes' midline since the previous frame (head yaw changing:
+  a turn in depth). The pose itself is left out: it says who is filmed how, not whether they live,
+  and a model that saw it learnt the training videos' poses.
 
 Features are cheap (about a millisecond per face) so the liveness service keeps up with the
 detector.
@@ -35,7 +37,7 @@ FEATURE_NAMES = (
     "specular_share",
     "affine_residual",
     "scale_change",
-    "nose_offset",
+    "nose_swing",
 )
 FEATURES = len(FEATURE_NAMES)
 LEFT_EYE, RIGHT_EYE, NOSE = 0, 1, 2
@@ -73,23 +75,29 @@ def _inter_ocular(landmarks: np.ndarray) -> float:
     return float(np.linalg.norm(landmarks[RIGHT_EYE] - landmarks[LEFT_EYE])) + 1e-6
 
 
-def motion_features(
-    landmarks: np.ndarray, box: Sequence[float], previous: tuple[np.ndarray, Sequence[float]] | None
-) -> np.ndarray:
-    """Affine residual and scale change against the previous frame (0 for the first), nose offset."""
-    landmarks = np.asarray(landmarks, np.float64)
+def _nose_offset(landmarks: np.ndarray) -> float:
+    """The nose's signed distance from the eyes' midline, in inter-ocular distances (head yaw)."""
     iod = _inter_ocular(landmarks)
     eye_mid = (landmarks[LEFT_EYE] + landmarks[RIGHT_EYE]) / 2
     eye_axis = (landmarks[RIGHT_EYE] - landmarks[LEFT_EYE]) / iod
-    nose_offset = float(np.dot(landmarks[NOSE] - eye_mid, eye_axis) / iod)
+    return float(np.dot(landmarks[NOSE] - eye_mid, eye_axis) / iod)
+
+
+def motion_features(
+    landmarks: np.ndarray, box: Sequence[float], previous: tuple[np.ndarray, Sequence[float]] | None
+) -> np.ndarray:
+    """Affine residual, scale change and nose swing against the previous frame (0 for the first)."""
+    landmarks = np.asarray(landmarks, np.float64)
+    iod = _inter_ocular(landmarks)
     if previous is None:
-        return np.array([0.0, 0.0, nose_offset], np.float32)
+        return np.zeros(3, np.float32)
     before, previous_box = np.asarray(previous[0], np.float64), previous[1]
+    swing = abs(_nose_offset(landmarks) - _nose_offset(before))
     source = np.hstack([before, np.ones((len(before), 1))])
     affine, *_ = np.linalg.lstsq(source, landmarks, rcond=None)
     residual = np.sqrt(np.mean(np.sum((source @ affine - landmarks) ** 2, axis=1))) / iod
     scale = np.log((box[2] * box[3] + 1e-6) / (previous_box[2] * previous_box[3] + 1e-6)) / 2
-    return np.array([residual, abs(scale), nose_offset], np.float32)
+    return np.array([residual, abs(scale), swing], np.float32)
 
 
 def track_features(

@@ -226,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         windows = windows_of(read_video(data / "liveness" / name), label, detector)
         live = judged_live(model, windows)
         right = live if label == "live" else ~live
-        print(f"{name}: {right.mean():.1%} of {len(live)} windows judged {label}")
+        verdict = "live" if label == "live" else "an attack"
+        print(f"{name}: {right.mean():.1%} of {len(live)} windows judged {verdict}")
     return 0
 
 
