@@ -23,12 +23,13 @@ from shared.errors import ProcessingError
 from shared.face.model_files import ModelFileError
 from shared.gallery.base import GalleryError
 from shared.images import decode_image
+from shared.liveness import LivenessModelError
 from shared.schemas import Topics
-from shared.settings import Settings, get_settings
+from shared.settings import LIVENESS_WEIGHTS, Settings, get_settings
 from shared.style.vgg import StyleModelError
 from shared.worker import WorkerRunner, stop_on_signals
 
-SERVICES = ("ingestor", "detector", "recognizer", "stylizer")
+SERVICES = ("ingestor", "detector", "liveness", "recognizer", "stylizer")
 
 
 class CliError(Exception):
@@ -72,7 +73,14 @@ def build_services(
                 build_verifier(settings),
                 settings.recognizer,
                 settings.face.identification_far,
+                liveness_gate=settings.liveness.gate,
             )
+            services[name] = WorkerRunner(worker, bus, stop, batch_size=16)
+        elif name == "liveness":
+            from services.liveness.worker import LivenessWorker
+            from shared.liveness.model import load_model
+
+            worker = LivenessWorker(load_model(settings.liveness.weights), settings.liveness)
             services[name] = WorkerRunner(worker, bus, stop, batch_size=16)
         elif name == "stylizer":
             services[name] = _stylizer(settings, bus, stop, registry)
@@ -428,6 +436,44 @@ def cmd_similarity(args: argparse.Namespace, settings: Settings) -> None:
         print(f"wrote {args.report} and {args.roc}")
 
 
+def cmd_liveness(args: argparse.Namespace, settings: Settings) -> None:
+    """Liveness: train the sequence model, and measure it (docs/liveness.md)."""
+    from shared.face.detection import create_detector
+    from shared.liveness import commands
+    from shared.liveness.model import load_model
+
+    detector = create_detector("mtcnn", min_face_px=settings.face.min_face_px)
+    data = settings.shared_data
+    if args.action == "train":
+        model = commands.train(data, args.out, args.seed, args.folders, args.dev_folders, detector)
+        print(f"trained on {model.card['windows']} windows; wrote {args.out} and its card")
+    else:
+        report = commands.evaluate(load_model(args.model), data, args.folders, detector)
+        if args.report:
+            commands.save_report(report, args.report)
+
+
+def _liveness_parser(commands, settings_weights: Path) -> None:
+    liveness = commands.add_parser("liveness-model", help="train and evaluate the liveness model")
+    actions = liveness.add_subparsers(dest="action", required=True)
+    folders_help = "FOLDER/live/*.mp4 and FOLDER/ATTACK_TYPE/*.mp4 instead of the project's data"
+    train = actions.add_parser("train", help="train the sequence model (about 5 minutes)")
+    train.add_argument("--out", type=Path, default=settings_weights)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--folders", type=Path, help=folders_help)
+    train.add_argument(
+        "--dev-folders", type=Path, help="held-out videos (same layout) to calibrate on"
+    )
+    evaluate = actions.add_parser(
+        "evaluate",
+        help="APCER/BPCER/ACER on held-out synthetic attacks, the real videos and stills",
+    )
+    evaluate.add_argument("--model", type=Path, default=settings_weights)
+    evaluate.add_argument("--folders", type=Path, help=folders_help)
+    evaluate.add_argument("--report", type=Path, help="also write the figures as JSON here")
+    liveness.set_defaults(handler=cmd_liveness)
+
+
 def _similarity_parser(commands) -> None:
     from shared.similarity.data import DEFAULT_CACHE
 
@@ -598,6 +644,7 @@ def parser() -> argparse.ArgumentParser:
     )
     layers.add_argument("options", nargs="*", help="see `facestream layers --help`")
     _similarity_parser(commands)
+    _liveness_parser(commands, LIVENESS_WEIGHTS)
     return root
 
 
@@ -620,6 +667,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         GalleryError,
         ModelFileError,
         StyleModelError,
+        LivenessModelError,
         ValueError,
         KeyError,
     ) as error:

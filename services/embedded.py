@@ -1,7 +1,7 @@
 """The embedded default: every service in one process over the in-memory bus.
 
 This is what ``facestream run`` starts on a machine with nothing else installed: the same service
-classes as a Kafka deployment (ingestor, detector, recognizer), wired to a ``MemoryBus``, the
+classes as a Kafka deployment (ingestor, detector, liveness, recognizer), wired to a ``MemoryBus``, the
 file-backed gallery under ``data_dir`` (enroll with ``facestream enroll``) and a camera registry
 in a temporary file; it prints the recognition events as they happen and a summary at the end.
 """
@@ -66,7 +66,8 @@ def run_embedded(
         for index, source in enumerate(sources):
             camera_id = camera_id_for(source, index)
             registry.put(CameraSpec(id=camera_id, url=source, fps=fps, style=style))
-        names = ["ingestor", "detector", "recognizer"] + (["stylizer"] if style else [])
+        names = ["ingestor", "detector"] + (["liveness"] if settings.liveness.gate else [])
+        names += ["recognizer"] + (["stylizer"] if style else [])
         services = build_services(names, settings, bus, stop, registry)
         ingestor = services["ingestor"]
         topics = [Topics.FACES, Topics.EVENTS, Topics.DEAD_LETTERS, Topics.STYLED_FRAMES]

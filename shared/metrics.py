@@ -66,6 +66,22 @@ STYLIZER_LATENCY = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 
+LIVENESS_WINDOWS = Counter(
+    "facestream_liveness_windows_total",
+    "Track windows judged by the liveness model, by the track's verdict after it (live, attack).",
+    ["verdict"],
+)
+LIVENESS_FACES_SKIPPED = Counter(
+    "facestream_liveness_faces_skipped_total",
+    "Faces the liveness service could not use, by reason (no_track, no_context).",
+    ["reason"],
+)
+LIVENESS_MODEL_SECONDS = Histogram(
+    "facestream_liveness_model_seconds",
+    "Time of one call of the liveness model (all windows due in a poll).",
+    buckets=LATENCY_BUCKETS,
+)
+
 METRIC_NAMES = frozenset(
     {
         "facestream_frames_in_total",
@@ -87,6 +103,11 @@ METRIC_NAMES = frozenset(
         "facestream_stylizer_latency_seconds_bucket",
         "facestream_stylizer_latency_seconds_count",
         "facestream_stylizer_latency_seconds_sum",
+        "facestream_liveness_windows_total",
+        "facestream_liveness_faces_skipped_total",
+        "facestream_liveness_model_seconds_bucket",
+        "facestream_liveness_model_seconds_count",
+        "facestream_liveness_model_seconds_sum",
     }
 )
 """Every series name the services export; the Grafana dashboard may query only these."""

@@ -139,6 +139,8 @@ class DetectedFace(BaseModel):
     track_id: int | None = None
     chip_jpeg_b64: str | None = None
     """The aligned face chip, JPEG in base64, for the encoder and the liveness model."""
+    context_jpeg_b64: str | None = None
+    """The face's surroundings (2.5 box sides, 96x96 grey JPEG in base64) for the liveness model."""
 
 
 class FacesMessage(JsonMessage):
@@ -175,7 +177,11 @@ class EmbeddingsMessage(JsonMessage):
 
 
 class LivenessVerdict(JsonMessage):
-    """Liveness of one track over a window of its frames. Key: ``camera_id``."""
+    """Liveness of one track after its latest window. Key: ``camera_id``.
+
+    ``score`` is the mean P(live) of the track's windows so far, ``live`` whether it reaches the
+    service's threshold; one verdict per window evaluated (every ``hop`` frames of the track).
+    """
 
     SCHEMA: ClassVar[str] = "liveness/1"
 

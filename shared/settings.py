@@ -109,6 +109,25 @@ class StyleSettings(BaseModel):
     wants the latest frames, not a growing backlog."""
 
 
+LIVENESS_WEIGHTS = Path(__file__).parent / "liveness" / "weights" / "liveness_tcn.npz"
+
+
+class LivenessSettings(BaseModel):
+    """The liveness service and the recognizer's spoof gate (docs/liveness.md)."""
+
+    gate: bool = True
+    """Run the liveness service with the pipeline, and let the recognizer name a track only once
+    it was judged live (a track judged an attack gets a ``spoof`` event instead). Off: no liveness
+    check at all, every matching track is identified."""
+    weights: Path = LIVENESS_WEIGHTS
+    threshold: float = Field(0.5, gt=0, lt=1)
+    """A track is live when the mean P(live) of its windows reaches this."""
+    hop: int = Field(8, ge=1)
+    """Frames between two windows of a track: a verdict every ``hop`` frames once it has a window."""
+    track_timeout_s: float = 2.0
+    """A track not seen for this long is forgotten."""
+
+
 class ApiSettings(BaseModel):
     """The HTTP API. It refuses to start without a token: biometric data is never served openly."""
 
@@ -143,6 +162,7 @@ class Settings(BaseSettings):
     face: FaceSettings = FaceSettings()
     recognizer: RecognizerSettings = RecognizerSettings()
     style: StyleSettings = StyleSettings()
+    liveness: LivenessSettings = LivenessSettings()
     api: ApiSettings = ApiSettings()
 
 

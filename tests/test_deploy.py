@@ -46,8 +46,10 @@ REQUIRED_SERIES = (
     "facestream_camera_up",
     "facestream_stylizer_frames_total",
     "facestream_stylizer_latency_seconds_bucket",
+    "facestream_liveness_windows_total",
+    "facestream_liveness_model_seconds_bucket",
 )
-FACESTREAM_SERVICES = ("ingestor", "detector", "recognizer", "stylizer")
+FACESTREAM_SERVICES = ("ingestor", "detector", "liveness", "recognizer", "stylizer")
 SERVICE_ENV = {
     "FACESTREAM_BUS": "kafka",
     "FACESTREAM_STORE": "redis",
@@ -255,7 +257,7 @@ def test_kustomization_lists_every_manifest() -> None:
 
 
 def test_k8s_scaling_is_consistent() -> None:
-    """The detector HPA must not add replicas that the partition count would leave idle."""
+    """No HPA may add consumers that the partition count would leave idle."""
     by_kind = {(doc["kind"], doc["metadata"]["name"]): doc for _, doc in k8s_documents()}
     job = by_kind[("Job", "facestream-topics")]
     env = {
@@ -263,8 +265,10 @@ def test_k8s_scaling_is_consistent() -> None:
     }
     partitions = int(env["FACESTREAM_KAFKA__PARTITIONS"])
     assert partitions == 12
-    hpa = by_kind[("HorizontalPodAutoscaler", "facestream-detector")]
-    assert hpa["spec"]["maxReplicas"] <= partitions
+    hpas = {name: doc for (kind, name), doc in by_kind.items() if kind == "HorizontalPodAutoscaler"}
+    assert "facestream-detector" in hpas
+    for name, hpa in hpas.items():
+        assert hpa["spec"]["maxReplicas"] <= partitions, f"{name}: maxReplicas > {partitions}"
     assert by_kind[("Deployment", "facestream-ingestor")]["spec"]["replicas"] == 1
 
 

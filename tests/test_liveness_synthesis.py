@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from shared.liveness import attacks
 from shared.liveness.attacks import Motion, print_attack, screen_replay, smooth_trajectory
 from shared.liveness.metrics import error_rates
 
@@ -82,3 +83,11 @@ def test_a_replayed_clip_plays_on_the_phone_frame_for_frame(
     track = _centre_track(frames, face_pipeline)
     assert track[:, 2].min() >= 40  # big enough for the pipeline's minimum face size
     assert not np.array_equal(frames[0], frames[1])
+
+
+def test_a_replayed_selfie_video_is_zoomed_on_the_face_and_stays_in_the_frame() -> None:
+    rng = np.random.default_rng(3)
+    for box in ((300.0, 100.0, 60.0, 70.0), (5.0, 5.0, 90.0, 100.0), (560.0, 250.0, 70.0, 80.0)):
+        x, y, w, h = attacks.selfie_region(box, (640, 360), rng)
+        assert x >= 0 and y >= 0 and x + w <= 640 and y + h <= 360
+        assert 0.35 <= max(box[2], box[3]) / w <= 1.0  # the face fills much of the screen

@@ -1,4 +1,4 @@
-"""Recognition over Kafka end to end: RTSP -> ingestor -> detector -> recognizer -> events."""
+"""Recognition over Kafka end to end: RTSP -> ingestor -> detector -> liveness -> recognizer -> events."""
 
 from __future__ import annotations
 
@@ -29,13 +29,17 @@ def test_lin_manuel_miranda_is_identified_on_his_track(
     identity.enroll("lin_manuel_miranda", photo.read_bytes())  # one photo: one-shot
 
     camera = f"hamilton-{unique}"
-    for group in ("facestream-detector", "facestream-recognizer"):
-        skip_group_to_end(
-            stack.kafka, group, Topics.FRAMES if "detector" in group else Topics.FACES
-        )
+    for group, topic in (
+        ("facestream-detector", Topics.FRAMES),
+        ("facestream-liveness", Topics.FACES),
+        ("facestream-recognizer", Topics.FACES),
+        ("facestream-recognizer", Topics.LIVENESS),
+    ):
+        skip_group_to_end(stack.kafka, group, topic)
     events = TopicReader(stack.kafka, Topics.EVENTS, camera)
     stack.registry.put(CameraSpec(id=camera, url=f"{RTSP_URL}/cam", fps=15))
     recognizer = stack.start("recognizer")
+    stack.start("liveness")  # the gate is on by default: he is named once judged live
     stack.start("detector")
     ingestor = stack.start("ingestor")
 

@@ -67,9 +67,33 @@ def test_a_real_change_of_majority_re_identifies_once() -> None:
 def test_spoof_tracks_are_never_identified() -> None:
     v = voter()
     events = observe_many(v, [("p1", 0.2)] * 2)
-    events += v.mark_spoof("cam", 1)
+    events += v.judged("cam", 1, live=False)
     events += observe_many(v, [("p1", 0.2)] * 10, start=1.0)
+    events += v.judged("cam", 1, live=True)
     assert [e.type for e in events] == ["started", "spoof"]
+
+
+def test_with_the_gate_a_track_is_named_only_once_judged_live() -> None:
+    v = voter(require_live=True)
+    events = observe_many(v, [("p1", 0.2)] * 10)
+    assert [e.type for e in events] == ["started"]
+    events = v.judged("cam", 1, live=True)
+    assert [(e.type, e.person_name) for e in events] == [("identified", "Ada")]
+
+
+def test_with_the_gate_unknown_is_not_held() -> None:
+    v = voter(require_live=True)
+    assert [e.type for e in observe_many(v, [(None, None)] * 3)] == ["started", "unknown"]
+
+
+def test_a_verdict_that_arrives_before_the_track_is_applied_when_it_appears() -> None:
+    v = voter(require_live=True)
+    assert v.judged("cam", 1, live=False) == []
+    events = observe_many(v, [("p1", 0.2)] * 10)
+    assert [e.type for e in events] == ["started", "spoof"]
+    w = voter(require_live=True)
+    w.judged("cam", 1, live=True)
+    assert [e.type for e in observe_many(w, [("p1", 0.2)] * 3)] == ["started", "identified"]
 
 
 def test_tracks_end_only_after_the_timeout() -> None:

@@ -103,8 +103,19 @@ start_rtsp() {
   if [ ! -f "$loop" ] || [ "$video" -nt "$loop" ]; then
     ffmpeg -v error -y -stream_loop 59 -i "$video" -map 0:v:0 -c copy "$loop.tmp.mp4" && mv "$loop.tmp.mp4" "$loop"
   fi
+  # The liveness pair (/live, /replay) is VP8; the server re-payloads H.264 only, so encode once.
+  local mounts=(--mount "/cam=$video" --mount "/loop=$loop") name clip
+  for name in live replay; do
+    clip="$FACESTREAM_SHARED_DATA/liveness/$([ "$name" = live ] && echo live_person.mov || echo replay_attack_same_person.mp4)"
+    [ -f "$clip" ] || continue
+    if [ ! -f "$RUN/rtsp/$name.mp4" ]; then
+      ffmpeg -v error -y -i "$clip" -map 0:v:0 -c:v libx264 -preset veryfast -crf 18 -pix_fmt yuv420p \
+        -g 15 "$RUN/rtsp/$name.tmp.mp4" && mv "$RUN/rtsp/$name.tmp.mp4" "$RUN/rtsp/$name.mp4"
+    fi
+    mounts+=(--mount "/$name=$RUN/rtsp/$name.mp4")
+  done
   launch rtsp "$FACESTREAM_LOCAL_RTSP_PORT" /usr/bin/python3 "$FACESTREAM_ROOT/deploy/local/rtsp_server.py" \
-    --mount "/cam=$video" --mount "/loop=$loop" --host 127.0.0.1 --port "$FACESTREAM_LOCAL_RTSP_PORT"
+    "${mounts[@]}" --host 127.0.0.1 --port "$FACESTREAM_LOCAL_RTSP_PORT"
 }
 
 stop_one() {

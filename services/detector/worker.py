@@ -18,6 +18,7 @@ from shared.face.chips import chip_to_b64
 from shared.face.detection import FaceDetector
 from shared.face.types import Detection
 from shared.images import decode_image
+from shared.liveness.context import context_crop, context_to_b64
 from shared.schemas import Box, DetectedFace, FacesMessage, FrameMeta, Topics
 from shared.worker import BatchWorker, Outgoing
 
@@ -99,4 +100,7 @@ def _face(image: np.ndarray, detection: Detection, track_id: int) -> DetectedFac
         else [],
         track_id=track_id,
         chip_jpeg_b64=chip,
+        context_jpeg_b64=context_to_b64(context_crop(image, detection.box))
+        if has_landmarks
+        else None,
     )

@@ -5,6 +5,11 @@ within tau, else for "unknown". Weights favour large, confidently detected faces
 are the most reliable. A track is decided once it has ``min_frames`` frames and one side holds a
 majority of the weight; it is re-decided only if another side takes the majority, so a track
 produces started, identified/unknown (rarely twice), and ended.
+
+With ``require_live`` (the liveness gate) a track is named only once the liveness service judged
+it live; a track judged an attack gets a ``spoof`` event and is never named after it. Verdicts can
+arrive before the recognizer has seen the track's frames (the two services consume the faces topic
+independently), so an early verdict is kept until its track appears.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from dataclasses import dataclass, field
 from shared.schemas import Box, RecognitionEvent
 
 UNKNOWN = ""
+MAX_EARLY_VERDICTS = 10_000
+"""Verdicts for tracks that never show up (their faces were dropped) must not pile up."""
 
 
 @dataclass
@@ -31,6 +38,7 @@ class TrackVotes:
     distances: dict[str, list[float]] = field(default_factory=dict)
     decided: str | None = None
     spoof: bool = False
+    live: bool = False
 
     def leader(self) -> tuple[str, float]:
         person = max(self.weights, key=self.weights.get)
@@ -51,6 +59,7 @@ class TrackVoter:
         min_frames: int = 3,
         track_timeout_s: float = 2.0,
         clock: Callable[[], float] = time.time,
+        require_live: bool = False,
     ) -> None:
         self.threshold = threshold
         self.confidence = confidence
@@ -58,7 +67,10 @@ class TrackVoter:
         self.min_frames = min_frames
         self.track_timeout_s = track_timeout_s
         self.clock = clock
+        self.require_live = require_live
         self.tracks: dict[tuple[str, int], TrackVotes] = {}
+        self._early_verdicts: dict[tuple[str, int], bool] = {}
+        """Liveness verdicts (live?) of tracks not seen yet."""
         self._camera_clock: dict[str, tuple[float, float]] = {}
         """Per camera: (latest capture time seen, wall time it was seen)."""
 
@@ -81,6 +93,9 @@ class TrackVoter:
             track = TrackVotes(camera_id, track_id, ts, ts, box)
             self.tracks[(camera_id, track_id)] = track
             events.append(self._event("started", track))
+            early = self._early_verdicts.pop((camera_id, track_id), None)
+            if early is not None:
+                events.extend(self._judged(track, early))
         track.frames += 1
         track.last_seen_ts, track.box = max(track.last_seen_ts, ts), box
         matched = (
@@ -100,14 +115,27 @@ class TrackVoter:
         leader, share = track.leader()
         if share <= 0.5 or leader == track.decided:
             return []
+        if leader != UNKNOWN and self.require_live and not track.live:
+            return []  # named once liveness says live
         track.decided = leader
         return [self._event("unknown" if leader == UNKNOWN else "identified", track)]
 
-    def mark_spoof(self, camera_id: str, track_id: int) -> list[RecognitionEvent]:
-        """Liveness judged the track an attack: a spoof event, and no identification after it."""
+    def judged(self, camera_id: str, track_id: int, live: bool) -> list[RecognitionEvent]:
+        """A liveness verdict for a track: release its name if live, a spoof event if not."""
         track = self.tracks.get((camera_id, track_id))
-        if track is None or track.spoof:
+        if track is None:
+            self._early_verdicts[(camera_id, track_id)] = live
+            while len(self._early_verdicts) > MAX_EARLY_VERDICTS:
+                del self._early_verdicts[next(iter(self._early_verdicts))]
             return []
+        return self._judged(track, live)
+
+    def _judged(self, track: TrackVotes, live: bool) -> list[RecognitionEvent]:
+        if track.spoof:
+            return []  # an attack stays an attack
+        if live:
+            track.live = True
+            return self._decide(track)
         track.spoof = True
         return [self._event("spoof", track)]
 

@@ -2,7 +2,9 @@
 
 The chips of a whole poll are encoded in one batch, matched against the in-memory gallery index (kept in
 sync with the store's change feed from ``tick``), and fed to the track voter, which turns a
-stream of per-frame matches into a few events per track.
+stream of per-frame matches into a few events per track. With the liveness gate on, the recognizer
+also consumes the liveness service's verdicts: a track is named only once judged live, and a
+track judged an attack gets a ``spoof`` event instead.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from shared.schemas import (
     EmbeddingsMessage,
     FaceEmbedding,
     FacesMessage,
+    LivenessVerdict,
     RecognitionEvent,
     Topics,
 )
@@ -34,7 +37,6 @@ from shared.worker import BatchWorker, Outgoing
 
 class RecognizerWorker(BatchWorker):
     name = "recognizer"
-    topics = (Topics.FACES,)
 
     def __init__(
         self,
@@ -43,8 +45,10 @@ class RecognizerWorker(BatchWorker):
         verifier: Verifier,
         settings: RecognizerSettings,
         identification_far: float = 0.01,
+        liveness_gate: bool = False,
     ) -> None:
         """``verifier``: the decision rule (shared/face/factory.build_verifier)."""
+        self.topics = (Topics.FACES, Topics.LIVENESS) if liveness_gate else (Topics.FACES,)
         self.encoder = encoder
         self.gallery = gallery
         self.index = GalleryIndex(gallery, index_metric(verifier))
@@ -60,6 +64,7 @@ class RecognizerWorker(BatchWorker):
             self._name,
             min_frames=settings.min_frames,
             track_timeout_s=settings.track_timeout_s,
+            require_live=liveness_gate,
         )
 
     def process_batch(self, messages: list[Message]) -> list[list[Outgoing] | Exception]:
@@ -68,6 +73,9 @@ class RecognizerWorker(BatchWorker):
         frames: list[tuple[int, FacesMessage, list[DetectedFace], np.ndarray]] = []
         for i, message in enumerate(messages):
             try:
+                if message.topic == Topics.LIVENESS:
+                    results[i] = self._judged(message)
+                    continue
                 frame = self._usable_faces(message)
             except Exception as error:  # noqa: BLE001 - dead-lettered by the runner
                 results[i] = error
@@ -84,6 +92,11 @@ class RecognizerWorker(BatchWorker):
             start += len(usable)
             results[i] = self._vote(faces, usable, vectors)
         return results
+
+    def _judged(self, message: Message) -> list[Outgoing]:
+        verdict = LivenessVerdict.from_message(message)
+        events = self.voter.judged(verdict.camera_id, verdict.track_id, verdict.live)
+        return [_outgoing(e) for e in events]
 
     def _usable_faces(
         self, message: Message

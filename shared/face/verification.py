@@ -150,20 +150,28 @@ def best_threshold(distances: np.ndarray, same: np.ndarray) -> tuple[float, floa
 
 
 def fit_logistic(
-    distances: np.ndarray, same: np.ndarray, iterations: int = 50
+    distances: np.ndarray, same: np.ndarray, iterations: int = 50, balanced: bool = False
 ) -> tuple[float, float]:
     """(slope, intercept) of P(same | d) by Newton's method on the log-likelihood (Platt scaling).
 
     Platt's smoothed targets (not 0/1) keep the fit finite when the pairs are separable.
+    ``balanced`` weighs both classes equally, so P = 0.5 sits where the two error rates balance
+    rather than where the sample's class ratio puts it.
     """
     x = np.stack([np.ones_like(distances), distances], axis=1).astype(np.float64)
-    positives, negatives = int(np.sum(same)), int(np.sum(~same.astype(bool)))
-    y = np.where(same.astype(bool), (positives + 1) / (positives + 2), 1 / (negatives + 2))
+    positive = same.astype(bool)
+    positives, negatives = int(np.sum(positive)), int(np.sum(~positive))
+    y = np.where(positive, (positives + 1) / (positives + 2), 1 / (negatives + 2))
+    weight = (
+        np.where(positive, len(y) / (2 * positives), len(y) / (2 * negatives))
+        if balanced
+        else np.ones(len(y))
+    )
     w = np.zeros(2)
     for _ in range(iterations):
         p = 1.0 / (1.0 + np.exp(-x @ w))
-        gradient = x.T @ (y - p)
-        hessian = -(x.T * (p * (1 - p))) @ x - 1e-6 * np.eye(2)
+        gradient = x.T @ (weight * (y - p))
+        hessian = -(x.T * (weight * p * (1 - p))) @ x - 1e-6 * np.eye(2)
         step = np.linalg.solve(hessian, gradient)
         w -= step
         if np.abs(step).max() < 1e-9:

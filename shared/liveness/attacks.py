@@ -125,7 +125,8 @@ def print_look(photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def screen_look(frame: np.ndarray, rng: np.random.Generator, pixel_pitch: int = 3) -> np.ndarray:
-    """A frame as shown on a phone: bright, blue cast, a visible RGB pixel grid, a dark bezel."""
+    """A frame as shown on a phone: bright, blue cast, a visible RGB pixel grid, a bezel (the
+    phone's body, black to silver)."""
     image = frame.astype(np.float32) / 255.0
     image = image ** rng.uniform(0.7, 0.9)
     image *= np.array([rng.uniform(1.0, 1.12), 1.0, rng.uniform(0.85, 0.97)], np.float32)  # BGR
@@ -135,7 +136,7 @@ def screen_look(frame: np.ndarray, rng: np.random.Generator, pixel_pitch: int = 
     grid[:, ::pixel_pitch, :] *= rng.uniform(0.6, 0.8)
     image *= grid
     bezel = max(3, int(0.08 * min(height, width)))
-    shade = rng.uniform(0.02, 0.15)
+    shade = rng.uniform(0.02, 0.15) if rng.random() < 0.5 else rng.uniform(0.5, 0.9)
     phone = np.full((height + 2 * bezel, width + 2 * bezel, 3), shade, np.float32)
     phone[bezel:-bezel, bezel:-bezel] = image
     return np.clip(phone * 255.0, 0, 255).astype(np.uint8)
@@ -231,16 +232,49 @@ def print_attack(
     return _attack([print_look(photo, rng)], backgrounds, rng, fill, motion)
 
 
+def selfie_region(
+    face_box: Sequence[float], frame_size: tuple[int, int], rng: np.random.Generator
+) -> tuple[int, int, int, int]:
+    """A portrait crop of a clip around its face, as a selfie video shows it on a phone.
+
+    The face fills 40-65% of the crop's width, a little above its centre: what an attacker
+    replays is a video of the face, not a wide shot in which it is a speck.
+    """
+    x, y, w, h = face_box
+    width = max(w, h) / rng.uniform(0.40, 0.65)
+    height = width * rng.uniform(1.3, 1.8)
+    left = x + w / 2 - width / 2 + rng.uniform(-0.1, 0.1) * width
+    top = y + h / 2 - height * rng.uniform(0.35, 0.5)
+    frame_width, frame_height = frame_size
+    left = float(np.clip(left, 0, max(0.0, frame_width - width)))
+    top = float(np.clip(top, 0, max(0.0, frame_height - height)))
+    return (
+        int(left),
+        int(top),
+        int(min(width, frame_width - left)),
+        int(min(height, frame_height - top)),
+    )
+
+
 def screen_replay(
     clip: Sequence[np.ndarray],
     backgrounds: Sequence[np.ndarray],
     rng: np.random.Generator,
     fill: float | None = None,
     motion: Motion = Motion(),
+    region: tuple[int, int, int, int] | None = None,
 ) -> list[np.ndarray]:
-    """A live ``clip`` replayed on a phone held in front of the camera, frame for frame."""
-    fill = fill if fill is not None else rng.uniform(0.45, 0.85)
-    screen_width = int(rng.integers(240, 420))
+    """A live ``clip`` replayed on a phone held in front of the camera, frame for frame.
+
+    ``region`` (x, y, w, h): the part of the clip the phone shows (``selfie_region``); the
+    whole frame by default.
+    """
+    if fill is None:  # a portrait phone held close fills more of the frame's height
+        fill = rng.uniform(0.75, 1.0) if region is not None else rng.uniform(0.45, 0.85)
+    if region is not None:
+        x, y, w, h = region
+        clip = [frame[y : y + h, x : x + w] for frame in clip]
+    screen_width = int(rng.integers(160, 420))
     shown = [
         cv2.resize(f, (screen_width, round(screen_width * f.shape[0] / f.shape[1]))) for f in clip
     ]

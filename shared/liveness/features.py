@@ -1,22 +1,24 @@
-"""Per-frame liveness features of a face track: recapture texture and non-planar motion.
+"""Per-frame liveness features of a face track: motion in depth, and the border of a medium.
 
-The sequence model sees, for each frame of a track's window, what the detector already gives
-(the aligned 150x150 chip, the 5 landmarks, the box) turned into a few numbers that differ between
-a live face and a medium held to the camera:
+The sequence model sees, for each frame of a track's window, four numbers made from what the
+detector already publishes (the 5 landmarks, the box, a grey crop of the face's surroundings):
 
-- **texture of a recapture** (from the chip): sharpness (log variance of the Laplacian: a second
-  capture is softer), the share of spectral energy at high frequencies and its sharpest peak
-  (halftone and pixel-grid moire put energy in a few periodic peaks), luminance range (paper and
-  screens compress it), saturation, blue-red cast (screens), specular share (glare);
-- **motion that is not planar** (from the landmarks against the previous frame): the residual of
-  the best affine map of the 5 landmarks, relative to the inter-ocular distance. A photo or a
-  screen moves as a plane, so its landmarks follow an affine map up to perspective; a live head
-  turns in depth (the nose moves against the eyes), blinks and talks. Also the change of scale and
-  how far the nose swung across the eyes' midline since the previous frame (head yaw changing:
-  a turn in depth). The pose itself is left out: it says who is filmed how, not whether they live,
-  and a model that saw it learnt the training videos' poses.
+- **motion that is not planar** (landmarks against the previous frame): the RMS residual of the
+  best affine map of the 5 landmarks, over the inter-ocular distance. A photo or a screen is flat,
+  so its landmarks follow an affine map up to perspective; a live head turns in depth (the nose
+  moves against the eyes), blinks and talks. Also the change of scale and how far the nose swung
+  across the eyes' midline (head yaw changing: a turn in depth). Every number is relative to the
+  face's own size, so it means the same on any camera;
+- **the border of a medium** (``context.frame_lines``): long straight edges around the face, a
+  print's margin or a phone's bezel.
 
-Features are cheap (about a millisecond per face) so the liveness service keeps up with the
+Tried and left out, with the measurements in docs/liveness.md: texture of the chip (sharpness,
+high-frequency share, moire peak, luminance range, glare, colour) and whether the surroundings
+move with the face. On the held-out live videos they described the camera, the face's size and
+the synthetic replays' content more than liveness, and the model that used them rejected real
+live faces. The pose is left out too: it says how someone was filmed, not whether they live.
+
+Features are cheap (well under a millisecond per face) so the liveness service keeps up with the
 detector.
 """
 
@@ -24,51 +26,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 
-FEATURE_NAMES = (
-    "sharpness",
-    "high_frequency_share",
-    "spectral_peak",
-    "luminance_range",
-    "saturation",
-    "blue_red_cast",
-    "specular_share",
-    "affine_residual",
-    "scale_change",
-    "nose_swing",
-)
+from shared.liveness.context import frame_lines
+
+FEATURE_NAMES = ("affine_residual", "scale_change", "nose_swing", "frame_lines")
 FEATURES = len(FEATURE_NAMES)
 LEFT_EYE, RIGHT_EYE, NOSE = 0, 1, 2
-
-
-def texture_features(chip_rgb: np.ndarray) -> np.ndarray:
-    """The seven texture features of one aligned RGB chip."""
-    gray = cv2.cvtColor(chip_rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    sharpness = np.log1p(cv2.Laplacian(gray, cv2.CV_32F).var())
-    spectrum = np.abs(np.fft.fftshift(np.fft.fft2(gray - gray.mean())))
-    height, width = gray.shape
-    y, x = np.mgrid[0:height, 0:width]
-    radius = np.hypot((y - height / 2) / (height / 2), (x - width / 2) / (width / 2))
-    high = spectrum[radius > 0.5]
-    high_share = high.sum() / (spectrum.sum() + 1e-6)
-    peak = np.log1p(high.max() / (np.median(high) + 1e-6))
-    low, top = np.percentile(gray, [1, 99])
-    hsv = cv2.cvtColor(chip_rgb, cv2.COLOR_RGB2HSV)
-    red, _, blue = (chip_rgb[..., c].astype(np.float32).mean() for c in range(3))
-    return np.array(
-        [
-            sharpness,
-            high_share,
-            peak,
-            (top - low) / 255.0,
-            hsv[..., 1].mean() / 255.0,
-            (blue - red) / 255.0,
-            float((hsv[..., 2] >= 250).mean()),
-        ],
-        np.float32,
-    )
 
 
 def _inter_ocular(landmarks: np.ndarray) -> float:
@@ -100,15 +64,25 @@ def motion_features(
     return np.array([residual, abs(scale), swing], np.float32)
 
 
+def frame_features(
+    landmarks: np.ndarray,
+    box: Sequence[float],
+    context: np.ndarray,
+    previous: tuple[np.ndarray, Sequence[float]] | None,
+) -> np.ndarray:
+    """(FEATURES,) for one frame of a track, given the previous frame's landmarks and box."""
+    motion = motion_features(landmarks, box, previous)
+    return np.append(motion, np.float32(frame_lines(context)))
+
+
 def track_features(
-    chips: Sequence[np.ndarray], landmarks: Sequence[np.ndarray], boxes: Sequence[Sequence[float]]
+    landmarks: Sequence[np.ndarray],
+    boxes: Sequence[Sequence[float]],
+    contexts: Sequence[np.ndarray],
 ) -> np.ndarray:
     """(T, FEATURES) for consecutive frames of one track."""
-    rows = []
-    previous = None
-    for chip, points, box in zip(chips, landmarks, boxes, strict=True):
-        rows.append(
-            np.concatenate([texture_features(chip), motion_features(points, box, previous)])
-        )
+    rows, previous = [], None
+    for points, box, context in zip(landmarks, boxes, contexts, strict=True):
+        rows.append(frame_features(points, box, context, previous))
         previous = (points, box)
     return np.stack(rows) if rows else np.empty((0, FEATURES), np.float32)

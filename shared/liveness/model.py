@@ -8,7 +8,13 @@ N the input length, F the kernel and S the stride (floored), as docs/liveness.md
     Conv1D(32, F=3, S=2)  14 -> 6       longer patterns at half the rate
     Conv1D(32, F=3, S=1)   6 -> 4
     GlobalAveragePooling   4 -> 1       the whole window's evidence
-    Dense(1, sigmoid)                   P(live)
+    Dense(1)                            the log-odds of live
+
+P(live) = sigmoid(a * logit + b): (a, b) are fitted after training on held-out windows (Platt
+scaling, both classes weighted equally), so P = 0.5 sits where the held-out error rates balance.
+A network fitted to a few clean training videos is overconfident; its ranking transfers better
+than its raw probabilities, and the calibration is what makes one threshold mean the same thing
+on new cameras.
 """
 
 from __future__ import annotations
@@ -20,15 +26,13 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from shared.liveness import LivenessModelError
 from shared.liveness.features import FEATURE_NAMES, FEATURES
 from shared.model_cache import npz_bytes, sha256_file, write_atomically
+from shared.settings import LIVENESS_WEIGHTS
 
 WINDOW = 16
-WEIGHTS_FILE = Path(__file__).parent / "weights" / "liveness_tcn.npz"
-
-
-class LivenessModelError(RuntimeError):
-    """The liveness weights are missing, damaged or for other features."""
+WEIGHTS_FILE = LIVENESS_WEIGHTS
 
 
 def build_model(window: int = WINDOW) -> tf.keras.Model:
@@ -39,28 +43,43 @@ def build_model(window: int = WINDOW) -> tf.keras.Model:
     x = keras.layers.Conv1D(32, 3, activation="relu", name="conv3")(x)
     x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
     x = keras.layers.Dropout(0.2, name="dropout")(x)
-    outputs = keras.layers.Dense(1, activation="sigmoid", name="live")(x)
+    outputs = keras.layers.Dense(1, name="live")(x)  # log-odds; P(live) after calibration
     return keras.Model(inputs, outputs, name="liveness_tcn")
 
 
 class LivenessModel:
-    """A trained model with its feature standardisation: windows of raw features -> P(live)."""
+    """A trained model with its feature standardisation and calibration: windows -> P(live)."""
 
-    def __init__(self, model: tf.keras.Model, mean: np.ndarray, scale: np.ndarray, card: dict):
+    def __init__(
+        self,
+        model: tf.keras.Model,
+        mean: np.ndarray,
+        scale: np.ndarray,
+        card: dict,
+        calibration: tuple[float, float] = (1.0, 0.0),
+    ):
         self.model = model
         self.mean = mean.astype(np.float32)
         self.scale = scale.astype(np.float32)
         self.card = card
+        self.calibration = calibration
+        """(a, b): P(live) = sigmoid(a * logit + b)."""
         self.window = int(model.input_shape[1])
 
-    def probability_live(self, windows: np.ndarray) -> np.ndarray:
-        """(B, window, FEATURES) raw features -> (B,) P(live)."""
+    def logits(self, windows: np.ndarray) -> np.ndarray:
+        """(B, window, FEATURES) raw features -> (B,) the network's uncalibrated log-odds."""
         standardised = (np.asarray(windows, np.float32) - self.mean) / self.scale
-        return self.model(standardised, training=False).numpy()[:, 0]
+        return self.model(standardised, training=False).numpy()[:, 0].astype(np.float64)
+
+    def probability_live(self, windows: np.ndarray) -> np.ndarray:
+        """(B, window, FEATURES) raw features -> (B,) calibrated P(live)."""
+        a, b = self.calibration
+        return 1.0 / (1.0 + np.exp(-(a * self.logits(windows) + b)))
 
     def save(self, path: Path = WEIGHTS_FILE) -> None:
         arrays = {v.path: v.numpy() for v in self.model.weights}
         arrays |= {"standardise/mean": self.mean, "standardise/scale": self.scale}
+        arrays["calibration/ab"] = np.array(self.calibration, np.float64)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(path, npz_bytes(arrays))
         card = {**self.card, "features": list(FEATURE_NAMES), "window": self.window}
@@ -73,8 +92,7 @@ def load_model(path: Path = WEIGHTS_FILE) -> LivenessModel:
     card_path = path.with_suffix(".json")
     if not path.exists() or not card_path.exists():
         raise LivenessModelError(
-            f"no liveness model at {path}; `python -m shared.liveness.training --out {path}` "
-            "trains one"
+            f"no liveness model at {path}; `facestream liveness-model train --out {path}` trains one"
         )
     card = json.loads(card_path.read_text())
     if sha256_file(path) != card.get("sha256"):
@@ -86,4 +104,7 @@ def load_model(path: Path = WEIGHTS_FILE) -> LivenessModel:
         stored = {key: archive[key] for key in archive.files}
     for variable in model.weights:
         variable.assign(stored[variable.path])
-    return LivenessModel(model, stored["standardise/mean"], stored["standardise/scale"], card)
+    a, b = stored["calibration/ab"]
+    return LivenessModel(
+        model, stored["standardise/mean"], stored["standardise/scale"], card, (float(a), float(b))
+    )

@@ -19,21 +19,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from shared.face.alignment import align_face
 from shared.face.detection import FaceDetector
 from shared.liveness import attacks
+from shared.liveness.context import context_crop
 from shared.liveness.features import track_features
+from shared.liveness.metrics import LIVE
 from shared.liveness.model import WINDOW
 
 log = logging.getLogger(__name__)
 
 STRIDE = 4
+PIPELINE_FPS = 15.0
+"""The rate the ingestor samples cameras at by default: windows are cut at it, since the motion
+between two frames, and so every motion feature, depends on the frame rate."""
 
 
 @dataclass
@@ -72,32 +76,98 @@ def read_video(path: Path, limit: int | None = None, start: int = 0) -> list[np.
     return frames
 
 
-def main_face_track(frames: Sequence[np.ndarray], detector: FaceDetector, min_face_px: int = 40):
-    """Chips, landmarks and boxes of the largest face in each frame that has one."""
-    chips, points, boxes = [], [], []
+def at_pipeline_rate(path: Path, frames: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
+    """The clip as the pipeline would sample it: one clip per phase of the subsampling.
+
+    A 30 fps video becomes two 15 fps clips (even and odd frames): the same motion per frame
+    as the pipeline sees, and no frame thrown away.
+    """
+    capture = cv2.VideoCapture(str(path))
+    fps = capture.get(cv2.CAP_PROP_FPS) or PIPELINE_FPS
+    capture.release()
+    step = max(1, round(fps / PIPELINE_FPS))
+    return [list(frames[phase::step]) for phase in range(step)]
+
+
+@dataclass
+class FaceTrack:
+    """What the detector publishes for one face across consecutive frames of a clip."""
+
+    landmarks: list[np.ndarray] = field(default_factory=list)
+    boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
+    contexts: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, frame: np.ndarray, face) -> None:
+        self.landmarks.append(np.asarray(face.landmarks))
+        self.boxes.append(tuple(float(v) for v in face.box))
+        self.contexts.append(context_crop(frame, face.box))
+
+    def features(self) -> np.ndarray:
+        return track_features(self.landmarks, self.boxes, self.contexts)
+
+
+def _area(detection) -> float:
+    return detection.box[2] * detection.box[3]
+
+
+def _usable_faces(frame: np.ndarray, detector: FaceDetector, min_face_px: int) -> list:
+    return [
+        d
+        for d in detector.detect(frame)
+        if d.landmarks is not None and min(d.box[2], d.box[3]) >= min_face_px
+    ]
+
+
+def every_track(
+    frames: Sequence[np.ndarray], detector: FaceDetector, min_face_px: int = 40
+) -> list[FaceTrack]:
+    """Every face's track through the clip, as the detector service's tracker links them.
+
+    For live videos: every face in them is live, the subject's and the bystanders' alike.
+    """
+    from services.detector.tracker import FaceTracker, TrackIds
+
+    tracker = FaceTracker(TrackIds())
+    tracks: dict[int, FaceTrack] = {}
+    for index, frame in enumerate(frames):
+        faces = _usable_faces(frame, detector, min_face_px)
+        for face, track_id in zip(
+            faces, tracker.update([d.box for d in faces], index / PIPELINE_FPS), strict=True
+        ):
+            tracks.setdefault(track_id, FaceTrack()).add(frame, face)
+    return list(tracks.values())
+
+
+def follow_face(
+    frames: Sequence[np.ndarray],
+    detector: FaceDetector,
+    smallest: bool = False,
+    min_face_px: int = 40,
+) -> FaceTrack:
+    """The largest (or smallest) face of each frame that has one: the subject of the clip.
+
+    ``smallest`` picks the face on the medium in a clip that also shows the live person holding
+    it (the first seconds of ``replay_attack_same_person.mp4``).
+    """
+    track = FaceTrack()
     for frame in frames:
-        faces = [
-            d
-            for d in detector.detect(frame)
-            if d.landmarks is not None and min(d.box[2], d.box[3]) >= min_face_px
-        ]
-        if not faces:
-            continue
-        face = max(faces, key=lambda d: d.box[2] * d.box[3])
-        chips.append(align_face(frame, face.landmarks))
-        points.append(np.asarray(face.landmarks))
-        boxes.append(face.box)
-    return chips, points, boxes
+        faces = _usable_faces(frame, detector, min_face_px)
+        if faces:
+            track.add(frame, (min if smallest else max)(faces, key=_area))
+    return track
 
 
-def windows_of(frames: Sequence[np.ndarray], label: str, detector: FaceDetector) -> Windows:
-    """Every WINDOW-frame window (stride STRIDE) of the clip's main face track."""
-    features = track_features(*main_face_track(frames, detector))
-    starts = range(0, len(features) - WINDOW + 1, STRIDE)
-    stacked = [features[s : s + WINDOW] for s in starts]
+def windows_of(track: FaceTrack, label: str, stride: int = STRIDE) -> Windows:
+    """Every WINDOW-frame window (every ``stride`` frames) of a face track."""
+    features = track.features()
+    stacked = [features[s : s + WINDOW] for s in range(0, len(features) - WINDOW + 1, stride)]
     if not stacked:
         return Windows.empty()
     return Windows(np.stack(stacked), [label] * len(stacked))
+
+
+def clip_windows(frames: Sequence[np.ndarray], label: str, detector: FaceDetector) -> Windows:
+    return windows_of(follow_face(frames, detector), label)
 
 
 def backgrounds(shared_data: Path, count: int, rng: np.random.Generator, size=(640, 360)):
@@ -120,25 +190,48 @@ def lfw_people(shared_data: Path, group: str, count: int, seed: int) -> list[Pat
     return [sorted(people[i].glob("*.jpg"))[0] for i in chosen[:count]]
 
 
+def _photo(path: Path) -> np.ndarray:
+    """An LFW photo at twice its size: the face as large as a print or a phone would show it."""
+    return cv2.resize(cv2.imread(str(path)), None, fx=2.0, fy=2.0, interpolation=cv2.INTER_CUBIC)
+
+
 def synthetic_prints(photos: Sequence[Path], shared_data: Path, detector, seed: int) -> Windows:
     rng = np.random.default_rng(seed)
     total = Windows.empty()
     for photo in photos:
-        image = cv2.imread(str(photo))
-        image = cv2.resize(image, None, fx=2.0, fy=2.0, interpolation=cv2.INTER_CUBIC)
-        frames = attacks.print_attack(image, backgrounds(shared_data, 24, rng), rng)
-        total = total + windows_of(frames, attacks.PRINT, detector)
+        frames = attacks.print_attack(_photo(photo), backgrounds(shared_data, 24, rng), rng)
+        total = total + clip_windows(frames, attacks.PRINT, detector)
     return total
 
 
 def synthetic_replays(
     clips: Iterator[list[np.ndarray]], shared_data: Path, detector, seed: int
 ) -> Windows:
+    """Each clip replayed on a phone, zoomed on its main face as a selfie video would be."""
     rng = np.random.default_rng(seed)
     total = Windows.empty()
     for clip in clips:
-        frames = attacks.screen_replay(clip, backgrounds(shared_data, len(clip), rng), rng)
-        total = total + windows_of(frames, attacks.SCREEN, detector)
+        faces = _usable_faces(clip[0], detector, 40)
+        if not faces:
+            continue
+        size = (clip[0].shape[1], clip[0].shape[0])
+        region = attacks.selfie_region(max(faces, key=_area).box, size, rng)
+        frames = attacks.screen_replay(
+            clip, backgrounds(shared_data, len(clip), rng), rng, region=region
+        )
+        total = total + clip_windows(frames, attacks.SCREEN, detector)
+    return total
+
+
+def synthetic_photo_screens(
+    photos: Sequence[Path], shared_data: Path, detector, seed: int
+) -> Windows:
+    """Each photo shown on a phone held to the camera: a screen attack with a still face."""
+    rng = np.random.default_rng(seed)
+    total = Windows.empty()
+    for photo in photos:
+        frames = attacks.screen_replay([_photo(photo)], backgrounds(shared_data, 24, rng), rng)
+        total = total + clip_windows(frames, attacks.SCREEN, detector)
     return total
 
 
@@ -147,28 +240,71 @@ def clips_of(frames: Sequence[np.ndarray], length: int = 24, step: int = 24):
         yield list(frames[start : start + length])
 
 
+def video(shared_data: Path, name: str) -> tuple[Path, list[np.ndarray]]:
+    path = shared_data / name
+    return path, read_video(path)
+
+
+def live_windows(path: Path, frames: Sequence[np.ndarray], detector: FaceDetector) -> Windows:
+    """Windows of every face's track of a live video, at the pipeline's rate."""
+    total = Windows.empty()
+    for clip in at_pipeline_rate(path, frames):
+        for track in every_track(clip, detector):
+            total = total + windows_of(track, LIVE)
+    return total
+
+
+def attack_windows(path: Path, frames, label: str, detector: FaceDetector) -> Windows:
+    """Windows of the medium's face (the largest) in a real attack video, at the pipeline's rate."""
+    total = Windows.empty()
+    for clip in at_pipeline_rate(path, frames):
+        total = total + clip_windows(clip, label, detector)
+    return total
+
+
+def replay_clips(path: Path, frames: Sequence[np.ndarray]) -> Iterator[list[np.ndarray]]:
+    """Overlapping 24-frame clips of a live video at the pipeline's rate, to be replayed."""
+    for phase in at_pipeline_rate(path, frames):
+        yield from clips_of(phase, 24, 12)
+
+
 def training_windows(shared_data: Path, detector: FaceDetector, seed: int = 0) -> Windows:
-    hamilton = read_video(shared_data / "video" / "hamilton_clip_640x360.mp4")
-    person2 = read_video(shared_data / "liveness-train" / "live_person2.mp4")
-    live = windows_of(hamilton, "live", detector) + windows_of(person2[:56], "live", detector)
-    real_replay = windows_of(
-        read_video(shared_data / "liveness-train" / "replay_attack_person2.mp4"),
-        attacks.SCREEN,
-        detector,
+    hamilton_path, hamilton = video(shared_data, "video/hamilton_clip_640x360.mp4")
+    person2_path, person2 = video(shared_data, "liveness-train/live_person2.mp4")
+    replay_path, replay = video(shared_data, "liveness-train/replay_attack_person2.mp4")
+    live = live_windows(hamilton_path, hamilton, detector) + live_windows(
+        person2_path, person2, detector
     )
+    real_replay = attack_windows(replay_path, replay, attacks.SCREEN, detector)
     prints = synthetic_prints(lfw_people(shared_data, "A", 40, seed), shared_data, detector, seed)
-    replays = synthetic_replays(clips_of(hamilton), shared_data, detector, seed + 1)
-    return live + real_replay + prints + replays
-
-
-def heldout_windows(shared_data: Path, detector: FaceDetector, seed: int = 0) -> Windows:
-    person2 = read_video(shared_data / "liveness-train" / "live_person2.mp4")
-    live = windows_of(person2[56:], "live", detector)
-    prints = synthetic_prints(
-        lfw_people(shared_data, "B", 20, seed), shared_data, detector, seed + 2
+    replays = synthetic_replays(
+        replay_clips(hamilton_path, hamilton), shared_data, detector, seed + 1
     )
-    replays = synthetic_replays(clips_of(person2, 24, 12), shared_data, detector, seed + 3)
-    return live + prints + replays
+    screens = synthetic_photo_screens(
+        lfw_people(shared_data, "A", 60, seed)[40:], shared_data, detector, seed + 4
+    )
+    return live + real_replay + prints + replays + screens
+
+
+def heldout_windows(shared_data: Path, detector: FaceDetector, part: str, seed: int = 0) -> Windows:
+    """Held-out windows, nothing of which was trained on, in two disjoint parts.
+
+    ``dev`` calibrates the model's probabilities, ``test`` measures it. Live: the street crowd's
+    first or second half; attacks: LFW people none of whom was trained on, printed and shown on a
+    phone (the crowd's faces pass by too fast to make replays of).
+    """
+    if part not in ("dev", "test"):
+        raise ValueError(f"part is dev or test, not {part!r}")
+    crowd_path, crowd = video(shared_data, "video/street_crowd_1080p.mp4")
+    half = len(crowd) // 2
+    live = live_windows(crowd_path, crowd[:half] if part == "dev" else crowd[half:], detector)
+    people = lfw_people(shared_data, "B", 40, seed)
+    offset = 0 if part == "dev" else 10
+    prints = synthetic_prints(people[offset : offset + 10], shared_data, detector, seed + 2)
+    screens = synthetic_photo_screens(
+        people[20 + offset : 30 + offset], shared_data, detector, seed + 3
+    )
+    return live + prints + screens
 
 
 def fit(train: Windows, seed: int = 0, epochs: int = 80):
@@ -179,11 +315,14 @@ def fit(train: Windows, seed: int = 0, epochs: int = 80):
 
     tf.keras.utils.set_random_seed(seed)
     x = train.features.astype(np.float32)
-    y = np.array([label == "live" for label in train.labels], np.float32)
+    y = np.array([label == LIVE for label in train.labels], np.float32)
     mean = x.reshape(-1, x.shape[-1]).mean(axis=0)
     scale = x.reshape(-1, x.shape[-1]).std(axis=0) + 1e-6
     model = build_model(x.shape[1])
-    model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
+    model.compile(
+        optimizer=tf.keras.optimizers.Adam(1e-3),
+        loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
+    )
     positives = max(float(y.sum()), 1.0)
     weights = {1: len(y) / (2 * positives), 0: len(y) / (2 * max(len(y) - positives, 1.0))}
     history = model.fit(
@@ -198,38 +337,31 @@ def fit(train: Windows, seed: int = 0, epochs: int = 80):
     return LivenessModel(model, mean, scale, card)
 
 
+def calibrate(model, heldout: Windows) -> None:
+    """Fit the model's (a, b) on held-out windows: balanced Platt scaling of its log-odds."""
+    from shared.face.verification import fit_logistic
+
+    live = np.array([label == LIVE for label in heldout.labels])
+    model.calibration = fit_logistic(model.logits(heldout.features), live, balanced=True)
+    model.card["calibration"] = {
+        "windows": {label: heldout.labels.count(label) for label in sorted(set(heldout.labels))},
+        "a": model.calibration[0],
+        "b": model.calibration[1],
+    }
+
+
 def judged_live(model, windows: Windows, threshold: float = 0.5) -> np.ndarray:
     return model.probability_live(windows.features) >= threshold
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Build the windows, train, and report held-out synthetic and real error rates."""
-    import argparse
-
-    from shared.face.detection import create_detector
-    from shared.liveness.metrics import error_rates
-    from shared.settings import get_settings
-
-    parser = argparse.ArgumentParser(prog="python -m shared.liveness.training")
-    parser.add_argument("--out", type=Path, required=True, help="where to write the model")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    data = get_settings().shared_data
-    detector = create_detector("mtcnn", min_face_px=40)
-    train = training_windows(data, detector, args.seed)
-    model = fit(train, args.seed)
-    model.save(args.out)
-    heldout = heldout_windows(data, detector, args.seed)
-    rates = error_rates(heldout.labels, judged_live(model, heldout))
-    print(f"trained on {model.card['windows']}; held-out synthetic {rates}")
-    for name, label in (("live_person.mov", "live"), ("replay_attack_same_person.mp4", "screen")):
-        windows = windows_of(read_video(data / "liveness" / name), label, detector)
-        live = judged_live(model, windows)
-        right = live if label == "live" else ~live
-        verdict = "live" if label == "live" else "an attack"
-        print(f"{name}: {right.mean():.1%} of {len(live)} windows judged {verdict}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def real_windows(shared_data: Path, detector: FaceDetector) -> dict[str, Windows]:
+    """The real evaluation videos, per window: never used to train or to choose anything."""
+    folder = shared_data / "liveness"
+    live = follow_face(read_video(folder / "live_person.mov"), detector)
+    replay = follow_face(
+        read_video(folder / "replay_attack_same_person.mp4"), detector, smallest=True
+    )
+    return {
+        "live_person.mov": windows_of(live, "live"),
+        "replay_attack_same_person.mp4": windows_of(replay, attacks.SCREEN),
+    }

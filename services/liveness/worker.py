@@ -1,0 +1,136 @@
+"""The liveness service: faces in, a verdict per track out, every ``hop`` frames of the track.
+
+For each face with a track id the service turns what the detector sent (landmarks, box, context
+crop) into one row of per-frame features, against the same track's previous frame, and
+keeps the last WINDOW rows. Once a track has a full window, and then every ``hop`` frames, the
+window goes to the sequence model; all windows due in a poll are judged in one call. The track's
+score is the mean P(live) of its windows so far, so one odd window does not flip a verdict, and
+each judged window publishes a ``liveness/1`` verdict the recognizer gates on.
+
+Frames of a camera arrive in order on one partition (keyed by camera id), so a track's state
+lives on one liveness instance, as the detector's trackers do.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from shared import metrics
+from shared.bus.base import Message
+from shared.liveness.context import context_from_b64
+from shared.liveness.features import frame_features
+from shared.liveness.model import LivenessModel
+from shared.schemas import DetectedFace, FacesMessage, LivenessVerdict, Topics
+from shared.settings import LivenessSettings
+from shared.worker import BatchWorker, Outgoing
+
+
+@dataclass
+class TrackWindow:
+    """One track's recent per-frame features and its windows' scores."""
+
+    rows: deque
+    previous: tuple[np.ndarray, tuple[float, ...]] | None = None
+    """The previous frame's landmarks and box."""
+    since_window: int = 0
+    windows: int = 0
+    """Windows sent to the model (their scores may still be on the way, within a poll)."""
+    scores: list[float] = field(default_factory=list)
+    last_seen_ts: float = 0.0
+
+
+class LivenessWorker(BatchWorker):
+    name = "liveness"
+    topics = (Topics.FACES,)
+
+    def __init__(self, model: LivenessModel, settings: LivenessSettings) -> None:
+        self.model = model
+        self.settings = settings
+        self.tracks: dict[tuple[str, int], TrackWindow] = {}
+        self._latest_capture: dict[str, float] = {}
+
+    def process_batch(self, messages: list[Message]) -> list[list[Outgoing] | Exception]:
+        """Features for every face of the poll, then one model call for the windows that are due."""
+        results: list[list[Outgoing] | Exception] = [[] for _ in messages]
+        due: list[tuple[int, str, int, np.ndarray]] = []
+        for i, message in enumerate(messages):
+            try:
+                due.extend((i, *window) for window in self._observe(message))
+            except Exception as error:  # noqa: BLE001 - dead-lettered by the runner
+                results[i] = error
+        if not due:
+            return results
+        started = time.perf_counter()
+        scores = self.model.probability_live(np.stack([w for *_, w in due]))
+        metrics.LIVENESS_MODEL_SECONDS.observe(time.perf_counter() - started)
+        for (i, camera_id, track_id, _), score in zip(due, scores, strict=True):
+            if isinstance(results[i], list):
+                results[i].append(self._verdict(camera_id, track_id, float(score)))
+        return results
+
+    def _observe(self, message: Message) -> list[tuple[str, int, np.ndarray]]:
+        """Add the frame's faces to their tracks; the (camera, track, window) now due."""
+        faces = FacesMessage.from_message(message)
+        if faces.capture_ts <= self._latest_capture.get(faces.camera_id, float("-inf")):
+            return []  # a replay after a restart (at-least-once): already seen
+        self._latest_capture[faces.camera_id] = faces.capture_ts
+        due = []
+        for face in faces.faces:
+            window = self._add(faces.camera_id, faces.capture_ts, face)
+            if window is not None:
+                due.append((faces.camera_id, face.track_id, window))
+        return due
+
+    def _add(self, camera_id: str, ts: float, face: DetectedFace) -> np.ndarray | None:
+        if face.track_id is None:
+            metrics.LIVENESS_FACES_SKIPPED.labels("no_track").inc()
+            return None
+        if not (face.context_jpeg_b64 and len(face.landmarks) == 5):
+            metrics.LIVENESS_FACES_SKIPPED.labels("no_context").inc()
+            return None
+        track = self.tracks.setdefault(
+            (camera_id, face.track_id), TrackWindow(deque(maxlen=self.model.window))
+        )
+        landmarks = np.asarray(face.landmarks, np.float64)
+        box = (face.box.x, face.box.y, face.box.w, face.box.h)
+        context = context_from_b64(face.context_jpeg_b64)
+        track.rows.append(frame_features(landmarks, box, context, track.previous))
+        track.previous = (landmarks, box)
+        track.last_seen_ts = ts
+        track.since_window += 1
+        full = len(track.rows) == self.model.window
+        if not full or (track.windows and track.since_window < self.settings.hop):
+            return None
+        track.since_window = 0
+        track.windows += 1
+        return np.stack(track.rows)
+
+    def _verdict(self, camera_id: str, track_id: int, score: float) -> Outgoing:
+        track = self.tracks[(camera_id, track_id)]
+        track.scores.append(score)
+        mean = float(np.mean(track.scores))
+        live = mean >= self.settings.threshold
+        metrics.LIVENESS_WINDOWS.labels("live" if live else "attack").inc()
+        verdict = LivenessVerdict(
+            camera_id=camera_id,
+            track_id=track_id,
+            live=live,
+            score=mean,
+            window_frames=self.model.window,
+            model=self.model.card.get("sha256", "unknown")[:12],
+            ts=track.last_seen_ts,
+        )
+        return Outgoing(Topics.LIVENESS, verdict.to_bytes(), camera_id, verdict.headers())
+
+    def tick(self, now: float) -> Iterable[Outgoing]:
+        """Forget tracks their camera has not shown for ``track_timeout_s`` of stream time."""
+        for key, track in list(self.tracks.items()):
+            latest = self._latest_capture.get(key[0], track.last_seen_ts)
+            if latest - track.last_seen_ts > self.settings.track_timeout_s:
+                del self.tracks[key]
+        return ()

@@ -1,0 +1,106 @@
+"""The liveness service: when it judges a track, what it publishes, and what it does with bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from services.liveness.worker import LivenessWorker
+from shared.bus.base import Message
+from shared.liveness.context import context_to_b64
+from shared.liveness.features import FEATURES
+from shared.liveness.model import WINDOW, LivenessModel, build_model
+from shared.schemas import Box, DetectedFace, FacesMessage, LivenessVerdict, Topics
+from shared.settings import LivenessSettings
+
+RNG = np.random.default_rng(0)
+CONTEXT = context_to_b64(RNG.integers(0, 256, (96, 96), dtype=np.uint8))
+LANDMARKS = [(40.0, 50.0), (80.0, 50.0), (60.0, 70.0), (45.0, 90.0), (75.0, 90.0)]
+
+
+class ConstantModel(LivenessModel):
+    """The real model's interface with a fixed answer, so a test can say which verdict to expect."""
+
+    def __init__(self, p_live: float) -> None:
+        super().__init__(build_model(WINDOW), np.zeros(FEATURES), np.ones(FEATURES), {})
+        self.p_live = p_live
+        self.windows_seen: list[np.ndarray] = []
+
+    def probability_live(self, windows: np.ndarray) -> np.ndarray:
+        self.windows_seen.append(windows)
+        return np.full(len(windows), self.p_live, np.float32)
+
+
+def faces(seq: int, *tracks: int, context: str | None = CONTEXT, camera: str = "cam") -> Message:
+    message = FacesMessage(
+        camera_id=camera,
+        seq=seq,
+        capture_ts=1000.0 + seq / 15,
+        frame_width=640,
+        frame_height=360,
+        detector="test",
+        faces=[
+            DetectedFace(
+                box=Box(x=20 + seq, y=20, w=80, h=100),
+                score=0.99,
+                landmarks=[(x + seq, y) for x, y in LANDMARKS],
+                track_id=track,
+                context_jpeg_b64=context,
+            )
+            for track in tracks
+        ],
+    )
+    return Message(Topics.FACES, message.to_bytes(), camera, message.headers())
+
+
+def verdicts(results) -> list[LivenessVerdict]:
+    return [
+        LivenessVerdict.from_message(Message(o.topic, o.value, o.key, o.headers))
+        for result in results
+        for o in result
+    ]
+
+
+def test_a_track_is_judged_once_it_has_a_window_then_every_hop_frames() -> None:
+    model = ConstantModel(0.9)
+    worker = LivenessWorker(model, LivenessSettings(hop=8))
+    results = worker.process_batch([faces(seq, 7) for seq in range(WINDOW + 16)])
+    judged_at = [i for i, result in enumerate(results) if result]
+    assert judged_at == [WINDOW - 1, WINDOW + 7, WINDOW + 15]
+    first = verdicts(results)[0]
+    assert (first.camera_id, first.track_id, first.live, first.window_frames) == (
+        "cam",
+        7,
+        True,
+        16,
+    )
+    assert model.windows_seen[0].shape == (3, WINDOW, FEATURES)  # one model call for the poll
+
+
+def test_the_verdict_is_the_mean_of_the_tracks_windows_against_the_threshold() -> None:
+    worker = LivenessWorker(ConstantModel(0.2), LivenessSettings(threshold=0.5))
+    [verdict] = verdicts(worker.process_batch([faces(seq, 1) for seq in range(WINDOW)]))
+    assert verdict.live is False and verdict.score == pytest.approx(0.2)
+
+
+def test_tracks_are_kept_apart_and_faces_without_context_are_skipped() -> None:
+    worker = LivenessWorker(ConstantModel(0.9), LivenessSettings())
+    batch = [faces(seq, 1, 2) for seq in range(WINDOW)]
+    batch += [faces(WINDOW + seq, 3, context=None) for seq in range(WINDOW)]
+    assert sorted(v.track_id for v in verdicts(worker.process_batch(batch))) == [1, 2]
+
+
+def test_a_damaged_context_fails_that_message_only() -> None:
+    worker = LivenessWorker(ConstantModel(0.9), LivenessSettings())
+    batch = [faces(seq, 1) for seq in range(WINDOW - 1)] + [faces(WINDOW - 1, 2, context="!!")]
+    batch.append(faces(WINDOW, 1))
+    results = worker.process_batch(batch)
+    assert isinstance(results[WINDOW - 1], ValueError)
+    assert [v.track_id for v in verdicts(r for r in results if isinstance(r, list))] == [1]
+
+
+def test_replayed_frames_after_a_restart_are_not_counted_twice() -> None:
+    worker = LivenessWorker(ConstantModel(0.9), LivenessSettings())
+    worker.process_batch([faces(seq, 1) for seq in range(WINDOW - 1)])
+    assert worker.process_batch([faces(WINDOW - 2, 1)]) == [[]]
+    assert len(worker.tracks[("cam", 1)].rows) == WINDOW - 1
