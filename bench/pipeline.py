@@ -3,7 +3,8 @@
     bash deploy/local/infra.sh start && source deploy/local/env.sh
     .venv/bin/python -m bench.pipeline [--fps 15] [--seconds 60]
 
-Starts the ingestor, detector, liveness and recognizer as separate processes on the local Kafka and Redis,
+Starts the ingestor, detector, liveness (unless ``FACESTREAM_LIVENESS__GATE=false``) and
+recognizer as separate processes on the local Kafka and Redis,
 enrolls lin_manuel_miranda from his one photo, and streams the clip over RTSP (looped, so the
 run lasts ``--seconds``). For every frame with a face it measures capture (the ingestor's
 ``capture_ts``) to the recognizer's result for that frame (its embeddings message, published
@@ -90,7 +91,8 @@ def main() -> None:
     log_dir = Path(__file__).parent / "out" / f"pipeline-{run}"
     log_dir.mkdir(parents=True, exist_ok=True)
     processes = []
-    for name in ("recognizer", "liveness", "detector", "ingestor"):
+    gate = settings.liveness.gate  # FACESTREAM_LIVENESS__GATE=false measures without liveness
+    for name in ("recognizer", *(["liveness"] if gate else []), "detector", "ingestor"):
         processes.append(start(name, {**env, "FACESTREAM_METRICS_PORT": "0"}, log_dir))
     registry = RedisCameraRegistry(create_redis(settings.redis), prefix)
     rtsp = os.environ.get("FACESTREAM_RTSP_URL", "rtsp://127.0.0.1:38554")

@@ -45,7 +45,7 @@ def build_services(
     """
     services: dict[str, Service] = {}
     registry = registry or create_camera_registry(settings)
-    if settings.face.tf_threads and {"detector", "recognizer"} & set(names):
+    if settings.face.tf_threads and {"detector", "liveness", "recognizer"} & set(names):
         from shared.face.encoder import configure_threads
 
         configure_threads(settings.face.tf_threads, 1)
