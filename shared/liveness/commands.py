@@ -29,7 +29,8 @@ STILLS = {"live.jpg": LIVE, "print_attack.jpg": "print", "screen_replay_attack.j
 
 
 def folder_windows(root: Path, detector: FaceDetector) -> training.Windows:
-    """Windows of every video under ``root/LABEL/``; the folder name is the label."""
+    """Windows of every video under ``root/LABEL/``, at the pipeline's rate; the folder names
+    the label. Every face of a live video is live; an attack video's track is its largest face."""
     folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     videos = [
         (v, f.name)
@@ -41,7 +42,12 @@ def folder_windows(root: Path, detector: FaceDetector) -> training.Windows:
         raise ValueError(f"{root} needs a live/ folder and at least one attack folder of videos")
     total = training.Windows.empty()
     for video, label in videos:
-        total = total + training.clip_windows(training.read_video(video), label, detector)
+        frames = training.read_video(video)
+        total = total + (
+            training.live_windows(video, frames, detector)
+            if label == LIVE
+            else training.attack_windows(video, frames, label, detector)
+        )
     return total
 
 

@@ -1,23 +1,22 @@
-"""Liveness data, training and evaluation: windows of per-frame features from real and synthetic clips.
+"""Liveness data and training: windows of per-frame features from real and synthetic clips.
 
-Data (``../shared/data``; ``liveness/`` is never trained on):
+Data (``../shared/data``; ``liveness/`` is never trained on, nor used to calibrate):
 
-- live: the Hamilton clip and the first half of ``liveness-train/live_person2.mp4``;
-- attacks for training: the real replay ``liveness-train/replay_attack_person2.mp4``, screen
-  replays of Hamilton clips and printed LFW photos (people A), both synthesised (``attacks.py``)
-  over street-crowd and content-photo backgrounds;
-- held-out synthetic evaluation: screen replays of ``live_person2.mp4`` (a video not replayed in
-  training), prints of other LFW people (B), and the second half of ``live_person2.mp4`` as live;
-- real evaluation: ``liveness/live_person.mov``, ``liveness/replay_attack_same_person.mp4`` and
-  the three stills, per window.
+- train, live: every face's track in the Hamilton clip and in ``liveness-train/live_person2.mp4``;
+- train, attacks: the real replay ``liveness-train/replay_attack_person2.mp4``, prints of LFW
+  people (group A), Hamilton clips replayed on a phone zoomed on the face, other LFW people (A)
+  shown on a phone, all synthesised (``attacks.py``) over street-crowd and content-photo scenes;
+- held-out, in a ``dev`` part (calibration) and a ``test`` part (measurement): the street crowd's
+  two halves as live, LFW people of group B printed and on a phone;
+- real evaluation: ``liveness/live_person.mov``, the phone's face in
+  ``liveness/replay_attack_same_person.mp4``, and the three stills.
 
-In every clip the track is the largest face of each frame (the subject; bystanders and the
-street crowd are smaller), frames without a face are skipped.
+Every clip is cut at the pipeline's frame rate; an attack clip's track is the medium's face (the
+largest, or the smallest where the live person stands beside the phone).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +30,6 @@ from shared.liveness.context import context_crop
 from shared.liveness.features import track_features
 from shared.liveness.metrics import LIVE
 from shared.liveness.model import WINDOW
-
-log = logging.getLogger(__name__)
 
 STRIDE = 4
 PIPELINE_FPS = 15.0
@@ -59,17 +56,14 @@ class Windows:
         return Windows(np.concatenate([self.features, other.features]), self.labels + other.labels)
 
 
-def read_video(path: Path, limit: int | None = None, start: int = 0) -> list[np.ndarray]:
+def read_video(path: Path, limit: int | None = None) -> list[np.ndarray]:
     capture = cv2.VideoCapture(str(path))
     frames = []
-    index = 0
     while limit is None or len(frames) < limit:
         ok, frame = capture.read()
         if not ok:
             break
-        if index >= start:
-            frames.append(frame)
-        index += 1
+        frames.append(frame)
     capture.release()
     if not frames:
         raise FileNotFoundError(f"no frames read from {path}")
@@ -172,10 +166,10 @@ def clip_windows(frames: Sequence[np.ndarray], label: str, detector: FaceDetecto
 
 def backgrounds(shared_data: Path, count: int, rng: np.random.Generator, size=(640, 360)):
     """Scenes to hold a medium in front of: street-crowd frames or a content photo."""
-    crowd = read_video(shared_data / "video" / "street_crowd_1080p.mp4", limit=count, start=0)
-    photos = [cv2.imread(str(p)) for p in sorted((shared_data / "style" / "content").glob("*.jpg"))]
     if rng.random() < 0.5:
+        crowd = read_video(shared_data / "video" / "street_crowd_1080p.mp4", limit=count)
         return [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in crowd]
+    photos = [cv2.imread(str(p)) for p in sorted((shared_data / "style" / "content").glob("*.jpg"))]
     still = cv2.resize(photos[int(rng.integers(len(photos)))], size, interpolation=cv2.INTER_AREA)
     return [still] * count
 
@@ -355,7 +349,11 @@ def judged_live(model, windows: Windows, threshold: float = 0.5) -> np.ndarray:
 
 
 def real_windows(shared_data: Path, detector: FaceDetector) -> dict[str, Windows]:
-    """The real evaluation videos, per window: never used to train or to choose anything."""
+    """The real evaluation videos, per window; never trained on nor calibrated on.
+
+    Both are 15 fps, the pipeline's rate. The replay's first seconds also show the live person
+    beside the phone: the phone's face is the smaller one, and the one evaluated.
+    """
     folder = shared_data / "liveness"
     live = follow_face(read_video(folder / "live_person.mov"), detector)
     replay = follow_face(
