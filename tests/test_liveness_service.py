@@ -104,3 +104,13 @@ def test_replayed_frames_after_a_restart_are_not_counted_twice() -> None:
     worker.process_batch([faces(seq, 1) for seq in range(WINDOW - 1)])
     assert worker.process_batch([faces(WINDOW - 2, 1)]) == [[]]
     assert len(worker.tracks[("cam", 1)].rows) == WINDOW - 1
+
+
+def test_ended_tracks_and_silent_cameras_are_forgotten() -> None:
+    worker = LivenessWorker(ConstantModel(0.9), LivenessSettings(track_timeout_s=2.0))
+    worker.process_batch([faces(seq, 1) for seq in range(5)])  # track 1 until 1000.27
+    worker.process_batch([faces(seq, 2) for seq in range(5, 60)])  # the camera goes on to 1003.9
+    worker.tick(now=1004.0)
+    assert set(worker.tracks) == {("cam", 2)}
+    worker.tick(now=1003.9 + 61)
+    assert worker.tracks == {}

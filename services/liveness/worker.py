@@ -29,6 +29,8 @@ from shared.schemas import DetectedFace, FacesMessage, LivenessVerdict, Topics
 from shared.settings import LivenessSettings
 from shared.worker import BatchWorker, Outgoing
 
+CAMERA_IDLE_S = 60.0
+
 
 @dataclass
 class TrackWindow:
@@ -128,9 +130,13 @@ class LivenessWorker(BatchWorker):
         return Outgoing(Topics.LIVENESS, verdict.to_bytes(), camera_id, verdict.headers())
 
     def tick(self, now: float) -> Iterable[Outgoing]:
-        """Forget tracks their camera has not shown for ``track_timeout_s`` of stream time."""
+        """Forget tracks their camera has not shown for ``track_timeout_s`` of its stream time,
+        and every track of a camera silent for ``CAMERA_IDLE_S`` (it was removed or died)."""
+        for camera_id, latest in list(self._latest_capture.items()):
+            if now - latest > CAMERA_IDLE_S:
+                del self._latest_capture[camera_id]
         for key, track in list(self.tracks.items()):
-            latest = self._latest_capture.get(key[0], track.last_seen_ts)
-            if latest - track.last_seen_ts > self.settings.track_timeout_s:
+            latest = self._latest_capture.get(key[0])
+            if latest is None or latest - track.last_seen_ts > self.settings.track_timeout_s:
                 del self.tracks[key]
         return ()
