@@ -457,7 +457,9 @@ def _liveness_parser(commands, settings_weights: Path) -> None:
     liveness = commands.add_parser("liveness-model", help="train and evaluate the liveness model")
     actions = liveness.add_subparsers(dest="action", required=True)
     folders_help = "FOLDER/live/*.mp4 and FOLDER/ATTACK_TYPE/*.mp4 instead of the project's data"
-    train = actions.add_parser("train", help="train the sequence model (about 10 minutes on 2 cores)")
+    train = actions.add_parser(
+        "train", help="train the sequence model (about 10 minutes on 2 cores)"
+    )
     train.add_argument("--out", type=Path, default=settings_weights)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--folders", type=Path, help=folders_help)
