@@ -114,3 +114,27 @@ def test_ended_tracks_and_silent_cameras_are_forgotten() -> None:
     assert set(worker.tracks) == {("cam", 2)}
     worker.tick(now=1003.9 + 61)
     assert worker.tracks == {}
+
+
+@pytest.mark.data
+def test_the_detector_sends_each_face_with_the_crop_of_its_surroundings(shared_data) -> None:
+    import cv2
+
+    from services.detector.worker import DetectorWorker
+    from shared.face.detection import create_detector
+    from shared.images import encode_jpeg
+    from shared.liveness.context import context_crop, context_from_b64
+    from shared.schemas import FrameMeta
+
+    photo = cv2.imread(str(shared_data / "faces" / "people" / "enroll" / "obama" / "obama.jpg"))
+    jpeg = encode_jpeg(photo, 95)
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    height, width = image.shape[:2]
+    meta = FrameMeta(camera_id="cam", seq=0, capture_ts=1000.0, width=width, height=height)
+    worker = DetectorWorker(create_detector("mtcnn", min_face_px=40))
+    [[out]] = worker.process_batch([Message(Topics.FRAMES, jpeg, "cam", meta.to_headers())])
+    [face] = FacesMessage.model_validate_json(out.value).faces
+    sent = context_from_b64(face.context_jpeg_b64).astype(int)
+    box = (face.box.x, face.box.y, face.box.w, face.box.h)
+    expected = context_crop(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), box).astype(int)
+    assert np.abs(sent - expected).mean() < 3  # the same crop, up to its JPEG

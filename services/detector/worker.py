@@ -1,4 +1,5 @@
-"""The detector service: frames in; faces with boxes, landmarks, track ids and aligned chips out.
+"""The detector service: frames in; faces with boxes, landmarks, track ids, aligned chips and
+context crops (the face's surroundings, for liveness) out.
 
 One tracker per camera. Frames of a camera arrive in order on one partition (they are keyed by
 camera id), so the tracker state of a camera lives on exactly one detector instance.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import cv2
 import numpy as np
 
 from services.detector.tracker import FaceTracker, TrackIds
@@ -54,6 +56,7 @@ class DetectorWorker(BatchWorker):
         return results  # type: ignore[return-value] - every slot is filled above
 
     def _faces(self, meta: FrameMeta, image: np.ndarray, detections: list[Detection]) -> Outgoing:
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if detections else image  # context crops
         detections = [d for d in detections if min(d.box[2], d.box[3]) >= self.min_face_px]
         tracker = self.trackers.setdefault(meta.camera_id, FaceTracker(self.track_ids))
         track_ids = tracker.update([d.box for d in detections], meta.capture_ts)
@@ -64,7 +67,7 @@ class DetectorWorker(BatchWorker):
             frame_width=meta.width,
             frame_height=meta.height,
             detector=self.detector.name,
-            faces=[_face(image, d, t) for d, t in zip(detections, track_ids, strict=True)],
+            faces=[_face(image, gray, d, t) for d, t in zip(detections, track_ids, strict=True)],
         )
         return Outgoing(Topics.FACES, faces.to_bytes(), meta.camera_id, faces.headers())
 
@@ -88,7 +91,7 @@ def _decode_frame(message: Message) -> tuple[FrameMeta, np.ndarray]:
     return meta, image
 
 
-def _face(image: np.ndarray, detection: Detection, track_id: int) -> DetectedFace:
+def _face(image: np.ndarray, gray: np.ndarray, detection: Detection, track_id: int) -> DetectedFace:
     x, y, w, h = detection.box
     has_landmarks = detection.landmarks is not None
     chip = chip_to_b64(align_face(image, detection.landmarks)) if has_landmarks else None
@@ -100,7 +103,7 @@ def _face(image: np.ndarray, detection: Detection, track_id: int) -> DetectedFac
         else [],
         track_id=track_id,
         chip_jpeg_b64=chip,
-        context_jpeg_b64=context_to_b64(context_crop(image, detection.box))
+        context_jpeg_b64=context_to_b64(context_crop(gray, detection.box))
         if has_landmarks
         else None,
     )
