@@ -453,14 +453,14 @@ def cmd_liveness(args: argparse.Namespace, settings: Settings) -> None:
             commands.save_report(report, args.report)
 
 
-def _liveness_parser(commands, settings_weights: Path) -> None:
+def _liveness_parser(commands) -> None:
     liveness = commands.add_parser("liveness-model", help="train and evaluate the liveness model")
     actions = liveness.add_subparsers(dest="action", required=True)
     folders_help = "FOLDER/live/*.mp4 and FOLDER/ATTACK_TYPE/*.mp4 instead of the project's data"
     train = actions.add_parser(
         "train", help="train the sequence model (about 10 minutes on 2 cores)"
     )
-    train.add_argument("--out", type=Path, default=settings_weights)
+    train.add_argument("--out", type=Path, default=LIVENESS_WEIGHTS)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--folders", type=Path, help=folders_help)
     train.add_argument(
@@ -470,7 +470,7 @@ def _liveness_parser(commands, settings_weights: Path) -> None:
         "evaluate",
         help="APCER/BPCER/ACER on held-out synthetic attacks, the real videos and stills",
     )
-    evaluate.add_argument("--model", type=Path, default=settings_weights)
+    evaluate.add_argument("--model", type=Path, default=LIVENESS_WEIGHTS)
     evaluate.add_argument("--folders", type=Path, help=folders_help)
     evaluate.add_argument("--report", type=Path, help="also write the figures as JSON here")
     liveness.set_defaults(handler=cmd_liveness)
@@ -646,7 +646,7 @@ def parser() -> argparse.ArgumentParser:
     )
     layers.add_argument("options", nargs="*", help="see `facestream layers --help`")
     _similarity_parser(commands)
-    _liveness_parser(commands, LIVENESS_WEIGHTS)
+    _liveness_parser(commands)
     return root
 
 

@@ -32,7 +32,6 @@ from shared.model_cache import npz_bytes, sha256_file, write_atomically
 from shared.settings import LIVENESS_WEIGHTS
 
 WINDOW = 16
-WEIGHTS_FILE = LIVENESS_WEIGHTS
 
 
 def build_model(window: int = WINDOW) -> tf.keras.Model:
@@ -76,7 +75,7 @@ class LivenessModel:
         a, b = self.calibration
         return 1.0 / (1.0 + np.exp(-(a * self.logits(windows) + b)))
 
-    def save(self, path: Path = WEIGHTS_FILE) -> None:
+    def save(self, path: Path = LIVENESS_WEIGHTS) -> None:
         arrays = {v.path: v.numpy() for v in self.model.weights}
         arrays |= {"standardise/mean": self.mean, "standardise/scale": self.scale}
         arrays["calibration/ab"] = np.array(self.calibration, np.float64)
@@ -87,7 +86,7 @@ class LivenessModel:
         write_atomically(path.with_suffix(".json"), json.dumps(card, indent=2).encode() + b"\n")
 
 
-def load_model(path: Path = WEIGHTS_FILE) -> LivenessModel:
+def load_model(path: Path = LIVENESS_WEIGHTS) -> LivenessModel:
     """The committed (or given) liveness model; LivenessModelError if missing or not matching."""
     card_path = path.with_suffix(".json")
     if not path.exists() or not card_path.exists():
