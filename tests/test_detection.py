@@ -175,6 +175,32 @@ def test_haar_finds_a_face_without_landmarks(haar: HaarCascadeDetector) -> None:
 
 
 @pytest.mark.data
+def test_mtcnn_graphs_give_the_library_eager_results(mtcnn: MtcnnDetector) -> None:
+    """The graph-compiled cascade must be a speed-up only: rows equal to ``MTCNN.detect_faces``."""
+    from mtcnn import MTCNN
+    from mtcnn.stages import StageONet, StageRNet
+
+    from shared.face.detection import _pnet_stage
+
+    library = MTCNN(stages=[_pnet_stage(), StageRNet, StageONet], device="CPU:0")
+    group = cv2.cvtColor(probe("two_people.jpg"), cv2.COLOR_BGR2RGB)
+    single = cv2.cvtColor(probe("obama-480p.jpg"), cv2.COLOR_BGR2RGB)
+    for batch in ([group], [single, single[:, ::-1].copy()]):
+        ours = mtcnn._cascade(batch, 40.0)
+        theirs = library.detect_faces(
+            batch,
+            box_format="xyxy",
+            output_type="numpy",
+            min_face_size=40.0,
+            threshold_pnet=0.6,
+            threshold_rnet=0.7,
+            threshold_onet=0.8,
+        )
+        assert len(ours) >= len(batch)
+        np.testing.assert_allclose(ours, np.asarray(theirs).reshape(-1, 16), rtol=0, atol=1e-3)
+
+
+@pytest.mark.data
 @pytest.mark.parametrize("layout", ["gray", "bgra", "uint16"])
 def test_other_layouts_find_the_same_face(mtcnn: MtcnnDetector, layout: str) -> None:
     bgr = probe("obama-480p.jpg")

@@ -167,8 +167,21 @@ def mtcnn_scales(min_side: int, min_face: float, factor: float = 0.709) -> np.nd
     return start * factor ** np.arange(max(count, 0))
 
 
+def _compiled(model: Any) -> Any:
+    """A stage network run as one TensorFlow graph instead of Keras layer by layer.
+
+    Eager Keras spends more time dispatching ops from Python than computing on these small
+    networks; as graphs MTCNN runs 2x (batches of 8) to 3.8x (one frame) faster, with the same
+    outputs. ``reduce_retracing`` lets one trace serve every batch size and pyramid level.
+    """
+    import tensorflow as tf
+
+    return tf.function(model, reduce_retracing=True)
+
+
 def _pnet_stage() -> Any:
     """mtcnn's PNet stage with ``mtcnn_scales`` as its pyramid (built lazily: imports TF)."""
+    import tensorflow as tf
     from mtcnn.stages import StagePNet
     from mtcnn.utils.bboxes import (
         generate_bounding_box,
@@ -176,9 +189,16 @@ def _pnet_stage() -> Any:
         smart_nms_from_bboxes,
         upscale_bboxes,
     )
-    from mtcnn.utils.images import scale_images
 
     class PNetStage(StagePNet):
+        def __init__(self) -> None:
+            super().__init__()
+            self._level = _compiled(self._scaled_pnet)
+
+        def _scaled_pnet(self, images: Any, size: Any) -> Any:
+            """One pyramid level: the library's area resize, then PNet, in one graph."""
+            return self._model(tf.image.resize(images, size, method=tf.image.ResizeMethod.AREA))
+
         def __call__(  # the library's steps, with the pyramid fixed
             self,
             images_normalized: Any,
@@ -193,9 +213,11 @@ def _pnet_stage() -> Any:
             min_side = int(np.min(np.asarray(images_oshapes)[:, :2]))
             scales = mtcnn_scales(min_side, min_face_size, scale_factor)
             batch = images_normalized.shape[0]
+            shape = np.asarray(images_normalized.shape[1:3])
             boxes = []
             for scale in scales:
-                reg, cls = self._model(scale_images(images_normalized, scale))
+                size = tf.constant((shape * scale).astype(np.int32))  # truncated, as the library
+                reg, cls = self._level(images_normalized, size)
                 found = generate_bounding_box(reg, cls, threshold_pnet)
                 found = upscale_bboxes(found, np.asarray([scale] * batch))
                 boxes.append(
@@ -225,32 +247,50 @@ class MtcnnDetector(FaceDetector):
     ) -> None:
         super().__init__(min_face_px, max_side)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        from mtcnn import MTCNN
         from mtcnn.stages import StageONet, StageRNet
 
-        self._mtcnn = MTCNN(stages=[_pnet_stage(), StageRNet, StageONet], device="CPU:0")
+        self._pnet = _pnet_stage()
+        self._rnet, self._onet = StageRNet(), StageONet()
+        for stage in (self._rnet, self._onet):
+            stage._model = _compiled(stage._model)
         self.thresholds = thresholds
 
     def _detect(self, image: np.ndarray, min_face: float) -> list[Detection]:
         return self._detect_batch([image], min_face)[0]
 
     def _detect_batch(self, images: list[np.ndarray], min_face: float) -> list[list[Detection]]:
-        """One MTCNN pass over same-sized images: at 8 frames, about half the time per frame."""
+        """One MTCNN pass over same-sized images: at 8 frames, about 0.85x the time per frame."""
         if min(images[0].shape[:2]) < max(12.0, min_face):
             return [[] for _ in images]  # no pyramid level fits; the library would raise
-        rows = self._mtcnn.detect_faces(
-            [cv2.cvtColor(image, cv2.COLOR_BGR2RGB) for image in images],
-            box_format="xyxy",
-            output_type="numpy",
-            min_face_size=max(12.0, min_face),
-            threshold_pnet=self.thresholds[0],
-            threshold_rnet=self.thresholds[1],
-            threshold_onet=self.thresholds[2],
-        )
         found: list[list[Detection]] = [[] for _ in images]
-        for row in np.asarray(rows).reshape(-1, 16):
+        for row in self._cascade(
+            [cv2.cvtColor(image, cv2.COLOR_BGR2RGB) for image in images], min_face
+        ):
             found[int(row[0])].append(self._to_detection(row))
         return found
+
+    def _cascade(self, images_rgb: list[np.ndarray], min_face: float) -> np.ndarray:
+        """``MTCNN.detect_faces``' steps, the batch made a tensor once rather than at every stage.
+
+        Rows: image id, x1 y1 x2 y2, score, 5 x then 5 y, in the images' pixels.
+        """
+        import tensorflow as tf
+        from mtcnn.utils.bboxes import fix_bboxes_offsets, limit_bboxes
+        from mtcnn.utils.images import load_images_batch, standarize_batch
+
+        normalized, shapes, padding = standarize_batch(load_images_batch(images_rgb))
+        normalized = tf.convert_to_tensor(normalized)
+        pnet, rnet, onet = self.thresholds
+        try:
+            rows = self._pnet(
+                normalized, shapes, min_face_size=max(12.0, min_face), threshold_pnet=pnet
+            )
+            rows = self._rnet(normalized, rows, threshold_rnet=rnet)
+            rows = self._onet(normalized, rows, threshold_onet=onet)
+        except tf.errors.InvalidArgumentError:  # what the library does when a stage finds nothing
+            return np.empty((0, 16))
+        rows = fix_bboxes_offsets(rows, padding)
+        return limit_bboxes(rows, images_shapes=shapes, limit_landmarks=False)
 
     @staticmethod
     def _to_detection(row: np.ndarray) -> Detection:
