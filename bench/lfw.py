@@ -1,13 +1,15 @@
 """LFW View 1 verification, threshold calibration, and open-set identification.
 
-    .venv/bin/python -m bench.lfw [--calibrate] [--reference] [--open-set]
+    .venv/bin/python -m bench.lfw [--calibrate] [--reference] [--open-set] [--jitters N]
 
 Protocol (the standard one for View 1): tau is chosen on DevTrain only (the midpoint maximising
 accuracy), accuracy is reported on DevTest (1,000 pairs, people disjoint from DevTrain). Faces are
 found, aligned and encoded by the project's own pipeline; in each 250x250 deep-funneled image the
 face nearest the centre is the subject. ``--reference`` runs dlib-bin's original pipeline (HOG
 detector, 5-point landmarks, dlib's ResNet) on the same DevTest pairs in the same run, at dlib's
-documented threshold 0.6 (squared: 0.36). ``--calibrate`` writes shared/face/calibration.json.
+documented threshold 0.6 (squared: 0.36). ``--calibrate`` writes shared/face/calibration.json,
+or with ``--jitters N`` (the mean encoding of N perturbed copies of each chip, as 1:1 verification
+of two photos encodes them: shared/face/jitter.py) calibration_jitterN.json.
 ``--open-set`` enrolls 100 people with one image each and probes with their other images and with
 1,000 images of people not enrolled: rank-1 identification rate and false-accept rate at tau.
 Encodings are cached in bench/out/ so reruns are quick.
@@ -26,7 +28,13 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from shared.datasets.lfw import Pair, identities, people_in, read_pairs  # noqa: E402
-from shared.face.verification import Calibration, best_threshold, calibrate, squared_distances  # noqa: E402
+from shared.face.verification import (  # noqa: E402
+    Calibration,
+    best_threshold,
+    calibrate,
+    calibration_path,
+    squared_distances,
+)
 from shared.gallery.base import Encoding  # noqa: E402
 from shared.gallery.index import GalleryIndex  # noqa: E402
 from shared.settings import get_settings  # noqa: E402
@@ -64,7 +72,7 @@ class Embedder:
         np.savez(self.cache_path, **self.cache)
 
 
-def project_embedder() -> Embedder:
+def project_embedder(jitters: int = 0) -> Embedder:
     import cv2
 
     from shared.face.alignment import align_face
@@ -82,10 +90,10 @@ def project_embedder() -> Embedder:
             faces,
             key=lambda d: np.linalg.norm(np.array(d.box[:2]) + np.array(d.box[2:]) / 2 - centre),
         )
-        chip = align_face(image, face.landmarks)
-        return pipeline.encoder.encode(chip[None])[0]
+        return pipeline.encode(align_face(image, face.landmarks)[None], jitters)[0]
 
-    return Embedder(f"project-{pipeline.detector.name}", encode)
+    suffix = f"-jitter{jitters}" if jitters > 0 else ""
+    return Embedder(f"project-{pipeline.detector.name}{suffix}", encode)
 
 
 def dlib_embedder() -> Embedder:
@@ -140,7 +148,8 @@ def impostor_distances(pairs: list[Pair], embed: Embedder) -> np.ndarray:
     return np.concatenate(chunks)
 
 
-def verification(embed: Embedder, data: Path, do_calibrate: bool) -> Calibration:
+def verification(embed: Embedder, data: Path, save_to: Path | None, command: str) -> Calibration:
+    """tau and the confidence curve on DevTrain, accuracy on DevTest; saved to ``save_to``."""
     train, test = read_pairs(data, "DevTrain"), read_pairs(data, "DevTest")
     d_train, y_train, miss_train = pair_distances(train, embed)
     finite = np.isfinite(d_train)
@@ -150,7 +159,7 @@ def verification(embed: Embedder, data: Path, do_calibrate: bool) -> Calibration
         y_train[finite],
         model=embed.name,
         source=f"LFW View 1 DevTrain, {finite.sum()} pairs with both faces found ({miss_train} missed), "
-        f"{len(impostors):,} impostor pairs among its images; python -m bench.lfw --calibrate",
+        f"{len(impostors):,} impostor pairs among its images; {command}",
         impostor_distances=impostors,
     )
     d_test, y_test, miss_test = pair_distances(test, embed)
@@ -165,9 +174,9 @@ def verification(embed: Embedder, data: Path, do_calibrate: bool) -> Calibration
     print(
         f"  DevTest best possible (oracle tau): {best_threshold(np.nan_to_num(d_test, posinf=9), y_test)[1]:.4f}"
     )
-    if do_calibrate:
-        fitted.save()
-        print("  wrote shared/face/calibration.json")
+    if save_to is not None:
+        fitted.save(save_to)
+        print(f"  wrote {save_to}")
     return fitted
 
 
@@ -219,15 +228,22 @@ def open_set(embed: Embedder, data: Path, calibration: Calibration, seed: int = 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--calibrate", action="store_true", help="write shared/face/calibration.json"
+        "--calibrate", action="store_true", help="write shared/face/calibration[_jitterN].json"
     )
     parser.add_argument("--reference", action="store_true", help="also run dlib-bin's pipeline")
     parser.add_argument("--open-set", action="store_true")
+    parser.add_argument(
+        "--jitters", type=int, default=0, help="encode the mean of N perturbed copies of each chip"
+    )
     args = parser.parse_args()
     data = get_settings().shared_data
-    ours = project_embedder()
+    ours = project_embedder(args.jitters)
     try:
-        fitted = verification(ours, data, args.calibrate)
+        save_to = calibration_path(args.jitters) if args.calibrate else None
+        command = "python -m bench.lfw --calibrate" + (
+            f" --jitters {args.jitters}" if args.jitters > 0 else ""
+        )
+        fitted = verification(ours, data, save_to, command)
         if args.reference:
             theirs = dlib_embedder()
             try:

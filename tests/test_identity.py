@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from shared.errors import ProcessingError
-from shared.face.identity import EnrollmentError, IdentityService
-from shared.face.verification import Calibration
+from shared.face.identity import EnrollmentError, IdentityService, PhotoVerification
+from shared.face.verification import Calibration, calibration_path
 from shared.gallery.file_store import FileGallery
 from shared.gallery.redis_store import RedisGallery
 from shared.redis_client import create_redis
@@ -71,6 +71,30 @@ def test_verify_same_and_different_people(enrolled, people_data: Path) -> None:
         (probe / "obama1.jpg").read_bytes(), enrolled.resolve("obama").id
     )
     assert claimed.same
+
+
+def test_photo_verification_jitters_both_faces_and_uses_their_calibration(
+    face_pipeline, people_data: Path, tmp_path: Path
+) -> None:
+    """The shipped setting: 50 jittered copies per face, tau fitted on jittered LFW encodings."""
+    jittered = Calibration.load(calibration_path(50))
+    identity = IdentityService(
+        face_pipeline,
+        FileGallery(tmp_path),
+        Calibration.load(),
+        photo_verification=PhotoVerification(50, jittered),
+    )
+    probe = people_data / "probe"
+    obama, obama_720p, alex = (
+        (probe / name).read_bytes()
+        for name in ("obama1.jpg", "obama-720p.jpg", "alex_lacamoire1.jpg")
+    )
+    same, other = identity.verify(obama, obama_720p), identity.verify(obama, alex)
+    assert same.same and not other.same
+    assert same.threshold == other.threshold == jittered.threshold != Calibration.load().threshold
+    assert identity.verify(obama, obama_720p) == same  # the same photos, the same perturbations
+    single = identity.encode_one(obama).embedding
+    assert not np.allclose(identity.encode_one(obama, 50).embedding, single, atol=1e-3)
 
 
 def test_enrollment_refuses_a_photo_without_a_face(enrolled) -> None:

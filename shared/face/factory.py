@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from shared.face.identity import IdentityService
+from shared.face.identity import IdentityService, PhotoVerification
+from shared.face.model_files import ModelFileError
 from shared.face.pipeline import FacePipeline
-from shared.face.verification import Calibration, Verifier
+from shared.face.verification import Calibration, Verifier, calibration_path
 from shared.gallery.factory import create_gallery
 from shared.settings import Settings
 
@@ -28,11 +29,31 @@ def build_verifier(settings: Settings) -> Verifier:
     return load_head(choice.removeprefix("head-"), settings.face.verifier_weights)
 
 
+def build_photo_verification(settings: Settings, verifier: Verifier) -> PhotoVerification:
+    """Jittered 1:1 verification of two photos (``face.verify_jitters``) with its own calibration.
+
+    Only for the l2 verifier: the binary heads were fitted on single encodings.
+    """
+    jitters = settings.face.verify_jitters
+    if settings.face.verifier != "l2" or jitters == 0:
+        return PhotoVerification(0, verifier)
+    path = calibration_path(jitters)
+    if not path.is_file():
+        raise ModelFileError(
+            f"no calibration for {jitters} jitters at {path}: run "
+            f"python -m bench.lfw --calibrate --jitters {jitters}, or set "
+            "FACESTREAM_FACE__VERIFY_JITTERS=0"
+        )
+    return PhotoVerification(jitters, Calibration.load(path))
+
+
 def build_identity(settings: Settings) -> IdentityService:
     verifier = build_verifier(settings)  # first: a bad weights file fails before models load
+    photo_verification = build_photo_verification(settings, verifier)
     return IdentityService(
         build_pipeline(settings),
         create_gallery(settings),
         verifier,
         settings.face.identification_far,
+        photo_verification,
     )

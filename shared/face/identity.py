@@ -67,6 +67,18 @@ class IdentifiedFace:
 
 
 @dataclass(frozen=True)
+class PhotoVerification:
+    """How 1:1 verification of two photos encodes their faces, and the rule that decides.
+
+    Both faces are fresh, so both can be jittered (shared/face/jitter.py); jittered encodings sit
+    closer together than single ones and need a threshold calibrated on jittered encodings.
+    """
+
+    jitters: int
+    verifier: Verifier
+
+
+@dataclass(frozen=True)
 class Enrolled:
     person: Person
     encoding_id: str
@@ -80,11 +92,15 @@ class IdentityService:
         gallery: Gallery,
         verifier: Verifier,
         identification_far: float = 0.01,
+        photo_verification: PhotoVerification | None = None,
     ) -> None:
-        """``verifier``: the decision rule (a Calibration for squared L2, or a binary head)."""
+        """``verifier``: the decision rule (a Calibration for squared L2, or a binary head) for
+        everything compared with the gallery; ``photo_verification``: for ``verify`` of two photos
+        (default: single encodings and ``verifier``)."""
         self.pipeline = pipeline
         self.gallery = gallery
         self.verifier = verifier
+        self.photo_verification = photo_verification or PhotoVerification(0, verifier)
         self.identification_far = identification_far
         self.index = GalleryIndex(gallery, index_metric(verifier))
 
@@ -131,21 +147,22 @@ class IdentityService:
             )
         return faces[0]
 
-    def encode_one(self, image: bytes) -> AnalyzedFace:
+    def encode_one(self, image: bytes, jitters: int = 0) -> AnalyzedFace:
         """The most prominent face of a photo (largest), for verification."""
-        faces = self.pipeline.analyze(decode_image(image))
+        faces = self.pipeline.analyze(decode_image(image), jitters)
         if not faces:
             raise EnrollmentError("no_face", "no face found in the photo")
         return max(faces, key=lambda f: f.detection.area)
 
     def verify(self, first: bytes, second: bytes) -> Verdict:
         """1:1: are the main faces of two photos the same person?"""
-        return verify(
-            self.encode_one(first).embedding, self.encode_one(second).embedding, self.verifier
-        )
+        jitters, verifier = self.photo_verification.jitters, self.photo_verification.verifier
+        first_face, second_face = self.encode_one(first, jitters), self.encode_one(second, jitters)
+        return verify(first_face.embedding, second_face.embedding, verifier)
 
     def verify_person(self, image: bytes, person_id: str) -> Verdict:
-        """1:1 against a claimed identity: the closest of the person's enrolled encodings."""
+        """1:1 against a claimed identity: the closest of the person's enrolled encodings (single
+        encodings, like the gallery's)."""
         person = self.gallery.person(person_id)
         encodings = self.gallery.encodings(list(person.encoding_ids))
         probe = self.encode_one(image).embedding

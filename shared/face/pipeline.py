@@ -13,6 +13,7 @@ import numpy as np
 from shared.face.alignment import align_face
 from shared.face.detection import FaceDetector
 from shared.face.encoder import FaceEncoder
+from shared.face.jitter import jittered_copies
 from shared.face.types import Detection
 
 
@@ -39,13 +40,23 @@ class FacePipeline:
             if d.landmarks is not None and min(d.box[2], d.box[3]) >= self.min_face_px
         ]
 
-    def analyze(self, image: np.ndarray) -> list[AnalyzedFace]:
+    def analyze(self, image: np.ndarray, jitters: int = 0) -> list[AnalyzedFace]:
+        """Every face found, aligned and encoded; ``jitters`` > 0: jittered encodings."""
         detections = self.detect(image)
         if not detections:
             return []
         chips = np.stack([align_face(image, d.landmarks) for d in detections])
-        embeddings = self.encoder.encode(chips)
+        embeddings = self.encode(chips, jitters)
         return [
             AnalyzedFace(d, chip, embedding)
             for d, chip, embedding in zip(detections, chips, embeddings, strict=True)
         ]
+
+    def encode(self, chips: np.ndarray, jitters: int = 0) -> np.ndarray:
+        """(N, 128) encodings of aligned chips: each chip's own, or with ``jitters`` > 0 the mean
+        of the encodings of that many perturbed copies (shared/face/jitter.py)."""
+        if jitters <= 0:
+            return self.encoder.encode(chips)
+        return np.stack(
+            [self.encoder.encode(jittered_copies(chip, jitters)).mean(axis=0) for chip in chips]
+        )

@@ -19,6 +19,15 @@ import numpy as np
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
 
 
+def calibration_path(jitters: int = 0) -> Path:
+    """Where the calibration of single encodings (0) or of ``jitters``-jittered ones lives."""
+    return (
+        CALIBRATION_FILE
+        if jitters <= 0
+        else CALIBRATION_FILE.with_name(f"calibration_jitter{jitters}.json")
+    )
+
+
 class Verifier(Protocol):
     """The one decision rule that verify, identify and the recognizer apply to two encodings.
 
