@@ -426,7 +426,9 @@ def cmd_similarity(args: argparse.Namespace, settings: Settings) -> None:
         )
         print(f"wrote {out}/ (curves.csv, curves.json, checkpoints, final weights)")
     elif args.action == "train-head":
-        path = commands.train_head(data, args.kind, args.output, args.cache, args.seed, args.l2)
+        path = commands.train_head(
+            data, args.kind, args.output, args.cache, args.seed, args.l2, args.hard_negatives
+        )
         print(f"wrote {path}")
     elif args.action == "curves":
         commands.curves(args.runs, args.output)
@@ -508,6 +510,12 @@ def _similarity_parser(commands) -> None:
     head.add_argument("--output", type=Path, help="default: the committed file of the kind")
     head.add_argument("--seed", type=int, default=0)
     head.add_argument("--l2", type=float, default=1e-5, help="L2 penalty per pair on the weights")
+    head.add_argument(
+        "--hard-negatives",
+        type=int,
+        default=2,
+        help="also pair every image with its K nearest images of other people (0: random only)",
+    )
     evaluate = actions.add_parser("evaluate", help="ROC, AUC, accuracy, TAR@FAR=1e-3 on DevTest")
     evaluate.add_argument(
         "models",

@@ -24,7 +24,14 @@ from shared.gallery.file_store import FileGallery
 from shared.schemas import Box, DetectedFace, FacesMessage
 from shared.settings import FaceSettings, RecognizerSettings, Settings
 from shared.similarity.evaluation import auc, roc_curve, tar_at_far
-from shared.similarity.heads import BinaryHead, HeadVerifier, load_head, pair_features, save_head
+from shared.similarity.heads import (
+    BinaryHead,
+    HeadVerifier,
+    hard_negative_pairs,
+    load_head,
+    pair_features,
+    save_head,
+)
 from shared.similarity.weights import WeightsFileError
 
 
@@ -226,3 +233,25 @@ def test_committed_fine_tuned_layer_loads_and_refuses_another_base(tmp_path: Pat
     finetuned.save_fc_kernel(other, kernel, {"base_content_sha256": "0" * 64})
     with pytest.raises(WeightsFileError, match="other pretrained weights"):
         finetuned.load_fc_kernel(other)
+
+
+def test_hard_negatives_are_each_rows_nearest_rows_of_other_people() -> None:
+    # On a line: 0 and 1 are ada, 2 and 3 bob, 4 cy. Nearest other-person rows, by hand.
+    encodings = np.array([[0.0], [1.0], [1.5], [5.0], [5.2]], np.float32)
+    labels = np.array([0, 0, 1, 1, 2])
+    first, second = hard_negative_pairs(encodings, labels, per_image=2, block=2)
+    chosen = {(int(a), int(b)) for a, b in zip(first, second, strict=True)}
+    assert len(first) == 10
+    assert chosen == {
+        (0, 2),
+        (0, 3),
+        (1, 2),
+        (1, 3),
+        (2, 1),
+        (2, 0),
+        (3, 4),
+        (3, 1),
+        (4, 3),
+        (4, 2),
+    }
+    assert all(labels[a] != labels[b] for a, b in chosen)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from shared.similarity.data import DEFAULT_CACHE
+from shared.similarity.heads import hard_negative_pairs
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +72,11 @@ def train(
     return out
 
 
-def _head_pairs(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every same-identity pair of training rows, and as many random different-identity pairs."""
+def _head_pairs(
+    labels: np.ndarray, seed: int, encodings: np.ndarray | None = None, hard_negatives: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every same-identity pair of training rows, as many random different-identity pairs, and
+    with ``hard_negatives`` > 0 each row's nearest rows of other identities in ``encodings``."""
     rng = np.random.default_rng(seed)
     first, second = [], []
     for value in np.unique(labels):
@@ -85,6 +89,9 @@ def _head_pairs(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, 
     b = rng.integers(0, len(labels), 3 * positives)
     different = labels[a] != labels[b]
     a, b = a[different][:positives], b[different][:positives]
+    if hard_negatives > 0:
+        hard_a, hard_b = hard_negative_pairs(encodings, labels, hard_negatives)
+        a, b = np.r_[a, hard_a], np.r_[b, hard_b]
     same = np.r_[np.ones(positives, bool), np.zeros(len(a), bool)]
     return np.r_[np.array(first), a], np.r_[np.array(second), b], same
 
@@ -109,6 +116,7 @@ def train_head(
     cache: Path = DEFAULT_CACHE,
     seed: int = 0,
     l2: float = 1e-5,
+    hard_negatives: int = 2,
 ) -> Path:
     """Fit a binary head on pretrained encodings of training pairs, calibrate it on DevTrain."""
     from datetime import date
@@ -125,7 +133,7 @@ def train_head(
     chips = ChipCache.load(cache)
     encodings = load_features(cache)["encodings"]
     rows, labels, names = training_rows(chips, shared_data)
-    first, second, same = _head_pairs(labels, seed)
+    first, second, same = _head_pairs(labels, seed, encodings[rows], hard_negatives)
     head = fit_head(kind, encodings[rows[first]], encodings[rows[second]], same, l2=l2)
     dev = pair_rows(chips, shared_data, "DevTrain")
     ok = (dev.first >= 0) & (dev.second >= 0)
@@ -143,13 +151,21 @@ def train_head(
         source=f"head fitted on {int(same.sum())} same + {int((~same).sum())} different pairs of "
         f"{len(names)} LFW training identities (no DevTest person); threshold and confidence on "
         f"{int(ok.sum())} DevTrain pairs, {len(impostors):,} impostor pairs among DevTrain images; "
-        f"facestream similarity train-head --kind {kind} --l2 {l2:g}",
+        f"facestream similarity train-head --kind {kind} --l2 {l2:g} --hard-negatives {hard_negatives}",
         train_accuracy=train_accuracy,
         impostor_quantiles=impostor_quantiles(impostors),
     )
     path = output or head_file(kind)
     save_head(
-        path, head, calibration, {"trained": date.today().isoformat(), "seed": seed, "l2": l2}
+        path,
+        head,
+        calibration,
+        {
+            "trained": date.today().isoformat(),
+            "seed": seed,
+            "l2": l2,
+            "hard_negatives": hard_negatives,
+        },
     )
     log.info("%s head: DevTrain accuracy %.4f at distance %.4f", kind, train_accuracy, threshold)
     return path

@@ -13,6 +13,9 @@ The encoder stays frozen: gallery encodings are computed once at enrollment (the
 trick) and a probe costs one encoding plus a cheap head per enrolled encoding. The head is a
 logistic regression on phi, fitted by Newton's method (129 parameters; exact and deterministic)
 with a small L2 penalty, on same/different pairs of the training identities (no DevTest person).
+Random different-person pairs are mostly easy (far apart in any metric); the boundary is drawn by
+the close ones, so the negatives are random pairs plus every image's nearest images of other
+people (``hard_negative_pairs``), the pair-level counterpart of triplet mining.
 
 A head's *distance* for the rest of the system is 1 - P(same): lower means more alike, as for
 the squared L2 distance, so thresholds, 1:K tightening and responses work unchanged.
@@ -25,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.face.verification import Calibration
+from shared.face.verification import Calibration, squared_distances
 from shared.similarity.weights import WEIGHTS_DIR, WeightsFileError, load_weights, save_weights
 
 KINDS = ("l1", "chi2")
@@ -45,6 +48,21 @@ def pair_features(kind: str, first: np.ndarray, second: np.ndarray) -> np.ndarra
     if kind == "chi2":
         return np.square(difference) / (np.abs(first) + np.abs(second) + EPSILON)
     raise ValueError(f"unknown head kind {kind!r}: one of {', '.join(KINDS)}")
+
+
+def hard_negative_pairs(
+    encodings: np.ndarray, labels: np.ndarray, per_image: int, block: int = 512
+) -> tuple[np.ndarray, np.ndarray]:
+    """(first, second) rows: for every row, its ``per_image`` nearest rows (squared L2) with a
+    different label. A pair that is mutually nearest appears once from each side."""
+    first, second = [], []
+    for start in range(0, len(encodings), block):
+        distances = squared_distances(encodings[start : start + block], encodings)
+        distances[labels[start : start + block, None] == labels[None, :]] = np.inf
+        nearest = np.argsort(distances, axis=1, kind="stable")[:, :per_image]
+        first.append(np.repeat(np.arange(start, start + len(nearest)), per_image))
+        second.append(nearest.ravel())
+    return np.concatenate(first), np.concatenate(second)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
