@@ -149,10 +149,10 @@ class IdentityService:
 
     def encode_one(self, image: bytes, jitters: int = 0) -> AnalyzedFace:
         """The most prominent face of a photo (largest), for verification."""
-        faces = self.pipeline.analyze(decode_image(image), jitters)
-        if not faces:
+        face = self.pipeline.analyze_main(decode_image(image), jitters)
+        if face is None:
             raise EnrollmentError("no_face", "no face found in the photo")
-        return max(faces, key=lambda f: f.detection.area)
+        return face
 
     def verify(self, first: bytes, second: bytes) -> Verdict:
         """1:1: are the main faces of two photos the same person?"""

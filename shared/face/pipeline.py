@@ -40,17 +40,26 @@ class FacePipeline:
             if d.landmarks is not None and min(d.box[2], d.box[3]) >= self.min_face_px
         ]
 
-    def analyze(self, image: np.ndarray, jitters: int = 0) -> list[AnalyzedFace]:
-        """Every face found, aligned and encoded; ``jitters`` > 0: jittered encodings."""
+    def analyze(self, image: np.ndarray) -> list[AnalyzedFace]:
+        """Every face found, aligned and encoded."""
         detections = self.detect(image)
         if not detections:
             return []
         chips = np.stack([align_face(image, d.landmarks) for d in detections])
-        embeddings = self.encode(chips, jitters)
+        embeddings = self.encoder.encode(chips)
         return [
             AnalyzedFace(d, chip, embedding)
             for d, chip, embedding in zip(detections, chips, embeddings, strict=True)
         ]
+
+    def analyze_main(self, image: np.ndarray, jitters: int = 0) -> AnalyzedFace | None:
+        """The largest face only (the photo's subject), so that jittering is paid for one face."""
+        detections = self.detect(image)
+        if not detections:
+            return None
+        main = max(detections, key=lambda d: d.area)
+        chip = align_face(image, main.landmarks)
+        return AnalyzedFace(main, chip, self.encode(chip[None], jitters)[0])
 
     def encode(self, chips: np.ndarray, jitters: int = 0) -> np.ndarray:
         """(N, 128) encodings of aligned chips: each chip's own, or with ``jitters`` > 0 the mean
