@@ -108,6 +108,17 @@ def test_gradients_reach_every_encoder_variable(selector: str) -> None:
     assert all(g is not None and float(tf.reduce_max(tf.abs(g))) > 0 for g in gradients)
 
 
+def test_untrained_scratch_embeddings_start_spread_over_the_sphere() -> None:
+    """Centred outputs: random unit vectors in 128-d are ~2 apart (squared). Without the batch norm
+    before the unit normalisation, the pooled post-ReLU features of any two images point nearly
+    the same way and the semi-hard loss is cheapest to lower by spreading them (similarity.md)."""
+    encoder = build_scratch_encoder(seed=1)
+    images = tf.random.stateless_uniform((32, 64, 64, 3), seed=(3, 4))
+    distances = pairwise_squared_distances(encoder(images, training=True)).numpy()
+    off_diagonal = distances[~np.eye(32, dtype=bool)]
+    assert 1.5 < off_diagonal.mean() < 2.5 and off_diagonal.min() > 0.5
+
+
 def test_pk_sampler_builds_p_identities_with_k_images_each() -> None:
     labels = np.repeat(np.arange(6), [5, 5, 3, 2, 4, 1])  # identity 5 has one image: unusable
     sampler = PKSampler(labels, p=3, k=4, seed=7)

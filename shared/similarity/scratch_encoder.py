@@ -2,10 +2,17 @@
 
 64x64 RGB chips (the central 120x120 of the aligned 150x150 chip, downscaled: the face without
 most of dlib's 25% padding) -> four conv stages (32, 64, 128, 256 channels, 3x3, batch norm,
-ReLU, 2x2 max pool after the first three) -> global average pool -> 128-d -> L2 normalised.
-About 0.4 M parameters and 60 M multiply-adds per image, so one batch of 64 trains in well under
-a second on one thread. Unit-norm outputs put every squared distance in [0, 4], which makes the
-triplet margin alpha mean the same thing throughout training.
+ReLU, 2x2 max pool after the first three) -> global average pool -> 128-d -> batch norm -> L2
+normalised. About 0.4 M parameters and 60 M multiply-adds per image, so one batch of 64 trains in
+well under a second on one thread. Unit-norm outputs put every squared distance in [0, 4], which
+makes the triplet margin alpha mean the same thing throughout training.
+
+The batch norm before the unit normalisation (the "BNNeck" of Luo et al. 2019) centres every
+output dimension. Without it the pooled post-ReLU features make all untrained embeddings point
+the same way: the squared distances are all near 0 and the cheapest way to lower the semi-hard
+loss is to spread the embeddings out, whoever they belong to (the batch-all loss *rose* for five
+epochs with one seed). Centred, the embeddings start spread over the sphere and every selector
+has only identity left to learn (docs/similarity.md).
 """
 
 from __future__ import annotations
@@ -53,5 +60,6 @@ def build_scratch_encoder(embedding_size: int = 128, seed: int = 0) -> keras.Mod
     x = keras.layers.Dense(
         embedding_size, kernel_initializer=keras.initializers.GlorotUniform(seed=seed)
     )(x)
+    x = keras.layers.BatchNormalization(name="centred")(x)
     outputs = keras.layers.UnitNormalization(name="embedding")(x)
     return keras.Model(inputs, outputs, name="scratch_face_encoder")
