@@ -133,9 +133,14 @@ def train_head(
     chips = ChipCache.load(cache)
     encodings = load_features(cache)["encodings"]
     rows, labels, names = training_rows(chips, shared_data)
+    dev = pair_rows(chips, shared_data, "DevTrain")
+    # The threshold and the confidence come from DevTrain pairs, so none of their images trains
+    # the head: on pairs it had learned, its P(same) would be too sure and the threshold too loose
+    # for faces it has never seen.
+    unseen = ~np.isin(rows, dev.used_rows)
+    rows, labels = rows[unseen], labels[unseen]
     first, second, same = _head_pairs(labels, seed, encodings[rows], hard_negatives)
     head = fit_head(kind, encodings[rows[first]], encodings[rows[second]], same, l2=l2)
-    dev = pair_rows(chips, shared_data, "DevTrain")
     ok = (dev.first >= 0) & (dev.second >= 0)
     d_dev = 1.0 - head.probability(encodings[dev.first[ok]], encodings[dev.second[ok]])
     threshold, train_accuracy = best_threshold(d_dev, dev.same[ok])
@@ -149,7 +154,8 @@ def train_head(
         intercept=intercept,
         model=f"dlib_face_recognition_resnet_model_v1 + binary-head-{kind}",
         source=f"head fitted on {int(same.sum())} same + {int((~same).sum())} different pairs of "
-        f"{len(names)} LFW training identities (no DevTest person); threshold and confidence on "
+        f"{len(np.unique(labels))} LFW training identities (no DevTest person, no DevTrain image); "
+        f"threshold and confidence on "
         f"{int(ok.sum())} DevTrain pairs, {len(impostors):,} impostor pairs among DevTrain images; "
         f"facestream similarity train-head --kind {kind} --l2 {l2:g} --hard-negatives {hard_negatives}",
         train_accuracy=train_accuracy,
