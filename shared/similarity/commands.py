@@ -132,7 +132,7 @@ def train_head(
 
     chips = ChipCache.load(cache)
     encodings = load_features(cache)["encodings"]
-    rows, labels, names = training_rows(chips, shared_data)
+    rows, labels, _ = training_rows(chips, shared_data)
     dev = pair_rows(chips, shared_data, "DevTrain")
     # The threshold and the confidence come from DevTrain pairs, so none of their images trains
     # the head: on pairs it had learned, its P(same) would be too sure and the threshold too loose
