@@ -12,9 +12,9 @@ non-negative and stays bounded (by |f_i - f_j|) everywhere else.
 The encoder stays frozen: gallery encodings are computed once at enrollment (the deployment
 trick) and a probe costs one encoding plus a cheap head per enrolled encoding. The head is a
 logistic regression on phi, fitted by Newton's method (129 parameters; exact and deterministic)
-with a small L2 penalty, on same/different pairs of the training identities (no DevTest person; no DevTrain image,
-so the DevTrain threshold is set on faces the head has not seen).
-Random different-person pairs are mostly easy (far apart in any metric); the boundary is drawn by
+with a small L2 penalty, on same/different pairs of the training identities (no DevTest person;
+no DevTrain image, so the DevTrain threshold is set on faces the head has not seen). Random
+different-person pairs are mostly easy (far apart in any metric); the boundary is drawn by
 the close ones, so the negatives are random pairs plus every image's nearest images of other
 people (``hard_negative_pairs``), the pair-level counterpart of triplet mining.
 
