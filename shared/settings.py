@@ -133,6 +133,20 @@ class LivenessSettings(BaseModel):
     """A track not seen for this long is forgotten."""
 
 
+class ImageSettings(BaseModel):
+    """Ceilings on the images the system decodes, checked from each file's header before decoding
+    (shared/images.py): a small file can declare billions of pixels (a decompression bomb)."""
+
+    max_pixels: int = Field(40_000_000, gt=0)
+    """Uploads (API, CLI): width x height at most this (40 MP: a 48 MP phone photo is refused,
+    an 8K frame of 33 MP is not). Decoded as BGR that is 120 MB."""
+    max_frame_pixels: int = Field(16_777_216, gt=0)
+    """Camera frames on the bus (detector, stylizer): 4096x4096; a 4K UHD camera sends 8.3 MP."""
+    batch_pixels: int = Field(50_331_648, gt=0)
+    """The detector decodes and detects a poll in chunks of at most this many pixels (six 4K
+    frames), so a poll of large frames cannot take more memory than this bounds."""
+
+
 class ApiSettings(BaseModel):
     """The HTTP API. It refuses to start without a token: biometric data is never served openly."""
 
@@ -169,6 +183,7 @@ class Settings(BaseSettings):
     style: StyleSettings = StyleSettings()
     liveness: LivenessSettings = LivenessSettings()
     api: ApiSettings = ApiSettings()
+    images: ImageSettings = ImageSettings()
 
 
 @lru_cache(maxsize=1)

@@ -24,7 +24,7 @@ from shared import metrics
 from shared.bus.base import Message
 from shared.cameras import CameraRegistry, RegistryError
 from shared.errors import ProcessingError
-from shared.images import decode_image, encode_jpeg
+from shared.images import decode_image, encode_jpeg, max_frame_pixels
 from shared.schemas import STYLED_FRAME_SCHEMA, FrameMeta, Topics
 from shared.style.fast import StyleNetwork, StyleNetworkError
 from shared.worker import BatchWorker, Outgoing
@@ -89,7 +89,7 @@ class StylizerWorker(BatchWorker):
         if self.clock() - meta.capture_ts > self.max_lag_s:
             self._count(meta.camera_id, "dropped_stale")
             return None
-        bgr = decode_image(message.value)
+        bgr = decode_image(message.value, max_frame_pixels(), (meta.width, meta.height))
         if (bgr.shape[1], bgr.shape[0]) != (meta.width, meta.height):
             raise ProcessingError(
                 "corrupt_image",
