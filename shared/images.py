@@ -72,7 +72,7 @@ def check_size(
         )
     if expected is not None and (width, height) != expected:
         raise ProcessingError(
-            "image_too_large" if width * height > expected[0] * expected[1] else "corrupt_image",
+            "corrupt_image",
             f"{kind} of {width}x{height} pixels, expected {expected[0]}x{expected[1]}",
         )
     return width, height
@@ -82,8 +82,8 @@ def decode_image(
     data: bytes, limit: int | None = None, expected: tuple[int, int] | None = None
 ) -> np.ndarray:
     """BGR uint8 image from encoded bytes, or ``ProcessingError``: ``image_too_large`` when the
-    header declares more than ``limit`` pixels (None: ``max_pixels()``) or a larger size than
-    ``expected`` (width, height), ``corrupt_image`` when it does not decode or has another size.
+    header declares more than ``limit`` pixels (None: ``max_pixels()``), ``corrupt_image`` when
+    its size is not ``expected`` (width, height) or it does not decode.
     The size is checked before any pixel is decoded."""
     width, height = check_size(data, limit, expected)
     buffer = np.frombuffer(data, dtype=np.uint8)
