@@ -336,6 +336,17 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> None:
         raise CliError(
             "set FACESTREAM_API__TOKEN: the API does not serve biometric data without one"
         )
+    from services.api.guard import WeakTokenError, check_token_strength
+
+    try:
+        check_token_strength(settings.api.token.get_secret_value())
+    except WeakTokenError as error:
+        raise CliError(f"{error} (FACESTREAM_API__TOKEN)") from None
+    readiness = {}
+    if settings.store == "redis":
+        from shared.redis_client import create_redis
+
+        readiness["redis"] = create_redis(settings.redis).ping
     app = create_app(
         _identity(settings),
         create_camera_registry(settings),
@@ -343,6 +354,10 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> None:
         settings.api.max_upload_bytes,
         settings.style.networks_dir,
         settings.face.models_dir,
+        readiness=readiness,
+        max_request_bytes=settings.api.max_request_bytes,
+        model_workers=settings.api.model_workers,
+        model_queue=settings.api.model_queue,
     )
     uvicorn.run(app, host=settings.api.host, port=settings.api.port, log_level="warning")
 

@@ -153,8 +153,16 @@ class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8080
     token: SecretStr | None = None
-    """Clients send ``Authorization: Bearer <token>``."""
+    """Clients send ``Authorization: Bearer <token>``. At least 20 characters of A-Z a-z 0-9 - . _ ~
+    + / and ~64 bits of entropy, or the API refuses to start (services/api/guard.py)."""
     max_upload_bytes: int = 40 * 1024 * 1024
+    max_request_bytes: int | None = None
+    """Whole request bodies, checked from Content-Length (and counted for chunked bodies) before
+    they are read; None: two uploads plus 1 MiB of form fields."""
+    model_workers: int = Field(2, ge=1)
+    """Requests doing model work (detection, encoding, style) at once, in a thread pool."""
+    model_queue: int = Field(4, ge=0)
+    """Requests that may wait for a model worker; beyond that the API answers 503 ``busy``."""
 
 
 class Settings(BaseSettings):
