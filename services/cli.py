@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -111,10 +111,23 @@ def cmd_service(args: argparse.Namespace, settings: Settings) -> None:
     stop_on_signals(stop)
     bus = create_bus(settings)
     health, threads = start_services(
-        build_services([args.command], settings, bus, stop), settings, stop
+        build_services([args.command], settings, bus, stop),
+        settings,
+        stop,
+        _dependencies(args.command, settings),
     )
     wait_and_stop(health, threads, stop)
     bus.close()
+
+
+def _dependencies(service: str, settings: Settings) -> dict[str, Callable[[], bool]]:
+    """Readiness checks beyond the bus: Redis for the services that read the gallery or the
+    camera registry from it (``/readyz`` 503 while it is down; ``/livez`` unaffected)."""
+    if settings.store != "redis" or service not in ("ingestor", "recognizer", "stylizer"):
+        return {}
+    from shared.redis_client import create_redis
+
+    return {"redis": create_redis(settings.redis).ping}
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> None:

@@ -6,10 +6,10 @@ no length, malformed Authorization headers, weak tokens, a burst of model work, 
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
@@ -27,7 +27,14 @@ from shared.gallery.redis_store import RedisGallery
 from shared.redis_client import create_redis
 from shared.settings import RedisSettings
 from tests.api_server import raw_request, serving
-from tests.helpers import free_port, wait_for
+from tests.helpers import wait_for
+from tests.private_redis import PrivateRedis, running
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    yield from running(tmp_path)
+
 
 TOKEN = "Zq3x-8Jk_fa0PnLw2Ry7TbVc-4hM"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -232,39 +239,10 @@ def test_model_work_is_bounded_and_livez_answers_during_it(
 # --- Redis outage ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def private_redis(tmp_path: Path):
-    """A redis-server of the test's own, so that it can be killed without disturbing others."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not installed (deploy/local/install.sh)")
-    port = free_port()
-    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir"]
-    command += [str(tmp_path), "--appendonly", "no"]
-
-    def start() -> subprocess.Popen:
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-        client = create_redis(RedisSettings(url=f"redis://127.0.0.1:{port}/0"))
-        wait_for(lambda: _pings(client), 10, "the private redis-server")
-        return process
-
-    state = {"process": start(), "port": port, "start": start}
-    yield state
-    state["process"].kill()
-    state["process"].wait()
-
-
-def _pings(client) -> bool:
-    try:
-        return client.ping()
-    except Exception:  # noqa: BLE001
-        return False
-
-
 def test_a_redis_outage_is_503_everywhere_and_not_ready(
     private_redis, face_pipeline, tmp_path: Path, people_data: Path
 ) -> None:
-    settings = RedisSettings(url=f"redis://127.0.0.1:{private_redis['port']}/0", socket_timeout_s=1)
+    settings = RedisSettings(url=f"redis://127.0.0.1:{private_redis.port}/0", socket_timeout_s=1)
     client = create_redis(settings)
     gallery = RedisGallery(client, "outage")
     identity = IdentityService(face_pipeline, gallery, Calibration.load())
@@ -282,8 +260,7 @@ def test_a_redis_outage_is_503_everywhere_and_not_ready(
         person = http.post("/v1/people", data={"name": "obama"}, files=files).json()["person"]
         assert http.put("/v1/cameras/door", json=camera).status_code == 200
 
-        private_redis["process"].kill()
-        private_redis["process"].wait()
+        private_redis.kill()
         calls = {
             "list people": lambda: http.get("/v1/people"),
             "enroll": lambda: http.post("/v1/people", data={"name": "x"}, files=files),
@@ -302,7 +279,7 @@ def test_a_redis_outage_is_503_everywhere_and_not_ready(
         assert ready.status_code == 503 and ready.json() == {"redis": False}
         assert http.get("/livez").status_code == 200  # alive: no restart for a Redis outage
 
-        private_redis["process"] = private_redis["start"]()
+        private_redis.start()
         wait_for(lambda: http.get("/readyz").status_code == 200, 20, "readiness after Redis")
         assert http.get("/v1/cameras").status_code == 200
 
