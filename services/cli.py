@@ -154,6 +154,12 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> None:
     try:
         create_bus(settings).ensure_topics(Topics.ALL)
+        if settings.bus == "kafka":
+            from shared.retention import apply_retention
+
+            for topic, configs in apply_retention(settings.kafka, settings.retention).items():
+                hours = int(configs["retention.ms"]) / 3_600_000
+                print(f"{topic}: records kept {hours:g} h")
     except BusError as error:
         raise CliError(str(error)) from None
     print(f"topics ready: {', '.join(Topics.ALL)}")

@@ -36,6 +36,21 @@ class KafkaSettings(BaseModel):
     request_timeout_ms: int = 30_000
 
 
+class RetentionSettings(BaseModel):
+    """Hours the broker keeps each topic (set by ``facestream topics create``; shared/retention.py).
+    Part of deletion: deleting a person cannot reach the frames and chips on the bus, so they must
+    expire soon by themselves (docs/security.md)."""
+
+    frames_hours: float = Field(2.0, gt=0)
+    """facestream.frames and facestream.frames.styled: camera images."""
+    faces_hours: float = Field(2.0, gt=0)
+    """facestream.faces, .embeddings and .liveness: face chips, encodings, context crops."""
+    dead_letters_hours: float = Field(24.0, gt=0)
+    """facestream.deadletters: originals of bad messages (images too), kept a day to inspect."""
+    events_hours: float = Field(72.0, gt=0)
+    """facestream.events: who was seen where and when (names, not images)."""
+
+
 class RedisSettings(BaseModel):
     """Connection to Redis; ``rediss://`` URLs switch TLS on."""
 
@@ -192,6 +207,7 @@ class Settings(BaseSettings):
     liveness: LivenessSettings = LivenessSettings()
     api: ApiSettings = ApiSettings()
     images: ImageSettings = ImageSettings()
+    retention: RetentionSettings = RetentionSettings()
 
 
 @lru_cache(maxsize=1)
