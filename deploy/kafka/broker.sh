@@ -51,6 +51,14 @@ replica.fetch.max.bytes=16777216
 # A ceiling for any topic; facestream's own get hours (facestream topics create).
 log.retention.hours=24
 PROPS
+# A client configuration for the admin user (the container's healthcheck uses it).
+cat > "${KAFKA_CLIENT_PROPERTIES:-$(dirname "$config")/admin.properties}" <<PROPS
+security.protocol=SASL_SSL
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$KAFKA_ADMIN_PASSWORD";
+ssl.truststore.type=PEM
+ssl.truststore.location=$certs/ca.pem
+PROPS
 java_cmd=(java ${KAFKA_HEAP_OPTS:--Xmx512m -Xms512m} ${KAFKA_LOG4J_OPTS:-} -cp "$home/libs/*")
 if [ ! -f "$data/meta.properties" ]; then
   # First start: the admin and every service whose FACESTREAM_KAFKA_<SERVICE>_PASSWORD is set get
