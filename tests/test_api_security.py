@@ -27,6 +27,7 @@ from shared.gallery.redis_store import RedisGallery
 from shared.redis_client import create_redis
 from shared.settings import RedisSettings
 from tests.api_server import raw_request, serving
+from tests.bombs import png_bomb
 from tests.helpers import wait_for
 from tests.private_redis import PrivateRedis, running
 
@@ -234,6 +235,69 @@ def test_model_work_is_bounded_and_livez_answers_during_it(
     assert codes == [200, 200, 503, 503], [r.text for r in answered]
     assert all(r.json()["reason"] == "busy" and r.headers["Retry-After"] for r in refused)
     assert first.result().json()["faces"]
+
+
+# --- decompression bombs ------------------------------------------------------------------------
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM): a decoded 30000x30000 image would add 2.7 GB to it."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_a_decompression_bomb_upload_is_refused_from_its_header(identity, tmp_path: Path) -> None:
+    """Issue 13: an 854 KB PNG of 30000x30000 grew the API from 1.6 to 6.9 GB."""
+    bomb = png_bomb(30000, 30000)
+    files = {"image": ("bomb.png", bomb, "image/png")}
+    with (
+        serving(app_for(identity, tmp_path)) as url,
+        httpx.Client(base_url=url, headers=AUTH, timeout=60) as http,
+    ):
+        before = peak_rss_mb()
+        replies = [
+            http.post("/v1/people", data={"name": "bomb"}, files=files),
+            http.post("/v1/identify", files=files),
+            http.post("/v1/verify", files={**files, "other": ("b.png", bomb, "image/png")}),
+            http.post("/v1/stylize", data={"network": "starry_night"}, files=files),
+        ]
+        after = peak_rss_mb()
+    print(f"API, 4 bomb uploads of {len(bomb)} bytes: peak RSS {before:.0f} -> {after:.0f} MB")
+    for reply in replies:
+        assert reply.status_code == 422 and reply.json()["reason"] == "image_too_large", reply.text
+    assert after - before < 100
+
+
+def test_the_cli_refuses_a_bomb_before_decoding(tmp_path: Path) -> None:
+    import sys
+
+    (tmp_path / "bomb.png").write_bytes(png_bomb(30000, 30000))
+    script = (
+        "import sys\n"
+        "from services.cli import main\n"
+        "def peak():\n"
+        "    for line in open('/proc/self/status'):\n"
+        "        if line.startswith('VmHWM:'): return int(line.split()[1]) / 1024\n"
+        "import shared.images, shared.settings, numpy\n"
+        "before = peak()\n"
+        "code = main(['stylize', sys.argv[1], '--network', 'starry_night', '-o', sys.argv[2]])\n"
+        "print(code, before, peak())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "bomb.png"), str(tmp_path / "out.png")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    code, before, after = result.stdout.split()
+    print(
+        f"CLI stylize of the bomb: exit {code}, peak RSS {float(before):.0f} -> {float(after):.0f} MB"
+    )
+    assert code == "2" and "30000x30000 pixels" in result.stderr, result.stderr
+    assert float(after) - float(before) < 100
+    assert not (tmp_path / "out.png").exists()
 
 
 # --- Redis outage ------------------------------------------------------------------------------
