@@ -90,3 +90,14 @@ def test_a_delete_rewrites_the_append_only_file(gallery: RedisGallery, unique: s
     assert marker not in after
     assert name.encode() not in after
     assert json.dumps(name).encode() not in after
+
+
+def test_an_invalid_camera_entry_is_skipped_not_fatal(redis_settings) -> None:
+    from shared.cameras import CameraSpec, RedisCameraRegistry
+
+    client = create_redis(redis_settings)
+    registry = RedisCameraRegistry(client, redis_settings.key_prefix)
+    registry.put(CameraSpec(id="door", url="rtsp://cam/door"))
+    client.hset(f"{redis_settings.key_prefix}:cameras", "evil", b'{"id": "../x", "url": ""}')
+    client.hset(f"{redis_settings.key_prefix}:cameras", "junk", b"\xff not json")
+    assert [c.id for c in registry.list()] == ["door"]
