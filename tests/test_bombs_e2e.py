@@ -72,5 +72,5 @@ def test_bomb_frames_are_dead_lettered_by_the_detector_process_without_memory(
     reasons = [dict(r.headers)["dlq.reason"].decode() for r in dead.records]
     print(f"detector process: peak RSS {before:.0f} -> {after:.0f} MB over {len(bombs)} bombs")
     assert reasons == ["image_too_large"] * len(bombs)
-    assert after - before < 100 and after < K8S_LIMIT_MB
+    assert after - before < 150 and after < K8S_LIMIT_MB  # one 10000² frame decoded: +300 MB
     assert detector.process.returncode in (None, 0, -15)
