@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -111,10 +111,23 @@ def cmd_service(args: argparse.Namespace, settings: Settings) -> None:
     stop_on_signals(stop)
     bus = create_bus(settings)
     health, threads = start_services(
-        build_services([args.command], settings, bus, stop), settings, stop
+        build_services([args.command], settings, bus, stop),
+        settings,
+        stop,
+        _dependencies(args.command, settings),
     )
     wait_and_stop(health, threads, stop)
     bus.close()
+
+
+def _dependencies(service: str, settings: Settings) -> dict[str, Callable[[], bool]]:
+    """Readiness checks beyond the bus: Redis for the services that read the gallery or the
+    camera registry from it (``/readyz`` 503 while it is down; ``/livez`` unaffected)."""
+    if settings.store != "redis" or service not in ("ingestor", "recognizer", "stylizer"):
+        return {}
+    from shared.redis_client import create_redis
+
+    return {"redis": create_redis(settings.redis).ping}
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
@@ -141,6 +154,12 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> None:
     try:
         create_bus(settings).ensure_topics(Topics.ALL)
+        if settings.bus == "kafka":
+            from shared.retention import apply_retention
+
+            for topic, configs in apply_retention(settings.kafka, settings.retention).items():
+                hours = int(configs["retention.ms"]) / 3_600_000
+                print(f"{topic}: records kept {hours:g} h")
     except BusError as error:
         raise CliError(str(error)) from None
     print(f"topics ready: {', '.join(Topics.ALL)}")
@@ -336,6 +355,17 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> None:
         raise CliError(
             "set FACESTREAM_API__TOKEN: the API does not serve biometric data without one"
         )
+    from services.api.guard import WeakTokenError, check_token_strength
+
+    try:
+        check_token_strength(settings.api.token.get_secret_value())
+    except WeakTokenError as error:
+        raise CliError(f"{error} (FACESTREAM_API__TOKEN)") from None
+    readiness = {}
+    if settings.store == "redis":
+        from shared.redis_client import create_redis
+
+        readiness["redis"] = create_redis(settings.redis).ping
     app = create_app(
         _identity(settings),
         create_camera_registry(settings),
@@ -343,6 +373,10 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> None:
         settings.api.max_upload_bytes,
         settings.style.networks_dir,
         settings.face.models_dir,
+        readiness=readiness,
+        max_request_bytes=settings.api.max_request_bytes,
+        model_workers=settings.api.model_workers,
+        model_queue=settings.api.model_queue,
     )
     uvicorn.run(app, host=settings.api.host, port=settings.api.port, log_level="warning")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Protocol
 
 from shared.health import HealthServer
@@ -21,14 +22,23 @@ class Service(Protocol):
 
 
 def start_services(
-    services: dict[str, Service], settings: Settings, stop: threading.Event
+    services: dict[str, Service],
+    settings: Settings,
+    stop: threading.Event,
+    dependencies: dict[str, Callable[[], bool]] | None = None,
 ) -> tuple[HealthServer, list[threading.Thread]]:
-    """Start the health endpoint and one thread per service; a crashed service stops the process."""
+    """Start the health endpoint and one thread per service; a crashed service stops the process.
+
+    Liveness (``/livez``): each service's thread runs. Readiness (``/readyz``): each service is
+    ``healthy()`` (its bus answers) and every check in ``dependencies`` (e.g. Redis) passes."""
     health = HealthServer(settings.metrics_host, settings.metrics_port).start()
+    for name, check in (dependencies or {}).items():
+        health.add_check(name, check)
     threads = []
     for name, service in services.items():
         health.add_check(name, service.healthy)
         thread = threading.Thread(target=_guarded, args=(name, service, stop), name=name)
+        health.add_liveness(name, thread.is_alive)
         thread.start()
         threads.append(thread)
     return health, threads

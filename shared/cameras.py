@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import tempfile
 from abc import ABC, abstractmethod
@@ -18,10 +19,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import redis
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.redis_client import redis_errors
 from shared.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class RegistryError(RuntimeError):
@@ -77,9 +80,17 @@ class RedisCameraRegistry(CameraRegistry):
             return bool(self._client.hdel(self._key, camera_id))
 
     def list(self) -> list[CameraSpec]:
+        """The valid cameras; an entry written by hand that does not validate is skipped (and
+        logged), so one bad entry cannot stop the ingestor or turn the API's list into a 500."""
         with redis_errors(RegistryError, "camera registry"):
             raw = self._client.hgetall(self._key)
-        return sorted((CameraSpec.model_validate_json(v) for v in raw.values()), key=lambda c: c.id)
+        cameras = []
+        for camera_id, value in raw.items():
+            try:
+                cameras.append(CameraSpec.model_validate_json(value))
+            except ValidationError:
+                log.warning("camera registry: skipping invalid entry %r", camera_id[:64])
+        return sorted(cameras, key=lambda c: c.id)
 
 
 class FileCameraRegistry(CameraRegistry):

@@ -36,6 +36,21 @@ class KafkaSettings(BaseModel):
     request_timeout_ms: int = 30_000
 
 
+class RetentionSettings(BaseModel):
+    """Hours the broker keeps each topic (set by ``facestream topics create``; shared/retention.py).
+    Part of deletion: deleting a person cannot reach the frames and chips on the bus, so they must
+    expire soon by themselves (docs/security.md)."""
+
+    frames_hours: float = Field(2.0, gt=0)
+    """facestream.frames and facestream.frames.styled: camera images."""
+    faces_hours: float = Field(2.0, gt=0)
+    """facestream.faces, .embeddings and .liveness: face chips, encodings, context crops."""
+    dead_letters_hours: float = Field(24.0, gt=0)
+    """facestream.deadletters: originals of bad messages (images too), kept a day to inspect."""
+    events_hours: float = Field(72.0, gt=0)
+    """facestream.events: who was seen where and when (names, not images)."""
+
+
 class RedisSettings(BaseModel):
     """Connection to Redis; ``rediss://`` URLs switch TLS on."""
 
@@ -133,14 +148,36 @@ class LivenessSettings(BaseModel):
     """A track not seen for this long is forgotten."""
 
 
+class ImageSettings(BaseModel):
+    """Ceilings on the images the system decodes, checked from each file's header before decoding
+    (shared/images.py): a small file can declare billions of pixels (a decompression bomb)."""
+
+    max_pixels: int = Field(40_000_000, gt=0)
+    """Uploads (API, CLI): width x height at most this (40 MP: a 48 MP phone photo is refused,
+    an 8K frame of 33 MP is not). Decoded as BGR that is 120 MB."""
+    max_frame_pixels: int = Field(16_777_216, gt=0)
+    """Camera frames on the bus (detector, stylizer): 4096x4096; a 4K UHD camera sends 8.3 MP."""
+    batch_pixels: int = Field(50_331_648, gt=0)
+    """The detector decodes and detects a poll in chunks of at most this many pixels (six 4K
+    frames), so a poll of large frames cannot take more memory than this bounds."""
+
+
 class ApiSettings(BaseModel):
     """The HTTP API. It refuses to start without a token: biometric data is never served openly."""
 
     host: str = "127.0.0.1"
     port: int = 8080
     token: SecretStr | None = None
-    """Clients send ``Authorization: Bearer <token>``."""
+    """Clients send ``Authorization: Bearer <token>``. At least 20 characters of A-Z a-z 0-9 - . _ ~
+    + / and ~64 bits of entropy, or the API refuses to start (services/api/guard.py)."""
     max_upload_bytes: int = 40 * 1024 * 1024
+    max_request_bytes: int | None = None
+    """Whole request bodies, checked from Content-Length (and counted for chunked bodies) before
+    they are read; None: two uploads plus 1 MiB of form fields."""
+    model_workers: int = Field(2, ge=1)
+    """Requests doing model work (detection, encoding, style) at once, in a thread pool."""
+    model_queue: int = Field(4, ge=0)
+    """Requests that may wait for a model worker; beyond that the API answers 503 ``busy``."""
 
 
 class Settings(BaseSettings):
@@ -169,6 +206,8 @@ class Settings(BaseSettings):
     style: StyleSettings = StyleSettings()
     liveness: LivenessSettings = LivenessSettings()
     api: ApiSettings = ApiSettings()
+    images: ImageSettings = ImageSettings()
+    retention: RetentionSettings = RetentionSettings()
 
 
 @lru_cache(maxsize=1)

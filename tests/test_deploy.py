@@ -59,8 +59,37 @@ SERVICE_ENV = {
 }
 
 
-def run_tool(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
+KAFKA = DEPLOY / "kafka"
+COMPOSE_SECRETS = {
+    "FACESTREAM_REDIS_PASSWORD": "r3dis-Pw-for-the-config-check",
+    "GRAFANA_ADMIN_PASSWORD": "gr4fana-Pw-for-the-config-check",
+    "FACESTREAM_API_TOKEN": "Zq3x-8Jk_fa0PnLw2Ry7TbVc-4hM",
+    "KAFKA_ADMIN_PASSWORD": "k4fka-admin-for-the-config-check",
+    **{
+        f"FACESTREAM_KAFKA_{name.upper()}_PASSWORD": f"{name}-pw-for-the-config-check"
+        for name in ("ingestor", "detector", "liveness", "recognizer", "stylizer")
+    },
+}
+"""Every variable docker-compose.yml requires (``${VAR:?message}``): it has no default password."""
+
+
+def run_tool(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    environment = {k: v for k, v in os.environ.items() if k not in COMPOSE_SECRETS}
+    return subprocess.run(
+        args,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**environment, **(env or {})},
+    )
+
+
+def read_acls() -> set[tuple[str, str, str, str]]:
+    lines = (KAFKA / "acls.tsv").read_text().splitlines()
+    return {tuple(line.split("\t")) for line in lines if line and not line.startswith("#")}
 
 
 # --- docker-compose --------------------------------------------------------------------------
@@ -74,8 +103,31 @@ def compose() -> dict[str, Any]:
 def test_compose_config_is_valid() -> None:
     if shutil.which("docker-compose") is None:
         pytest.skip("docker-compose is not on PATH (Debian package `docker-compose`)")
-    result = run_tool("docker-compose", "-f", str(COMPOSE_FILE), "config", "-q")
+    result = run_tool(
+        "docker-compose", "-f", str(COMPOSE_FILE), "config", "-q", env=COMPOSE_SECRETS
+    )
     assert result.returncode == 0, f"docker-compose config failed:\n{result.stderr}"
+
+
+@pytest.mark.parametrize("missing", sorted(COMPOSE_SECRETS))
+def test_compose_refuses_to_start_without_each_password(missing: str) -> None:
+    """No default passwords: without one of them, compose stops and names it."""
+    if shutil.which("docker-compose") is None:
+        pytest.skip("docker-compose is not on PATH (Debian package `docker-compose`)")
+    env = {k: v for k, v in COMPOSE_SECRETS.items() if k != missing}
+    result = run_tool("docker-compose", "-f", str(COMPOSE_FILE), "config", "-q", env=env)
+    assert result.returncode != 0 and missing in result.stderr, result.stderr
+
+
+def test_compose_has_no_default_secrets() -> None:
+    text = COMPOSE_FILE.read_text()
+    secrets = re.findall(r"\$\{([A-Z_]*(?:PASSWORD|TOKEN)[A-Z_]*)(:?[-?])?", text)
+    assert secrets
+    optional = {"FACESTREAM_KAFKA_SUBSCRIBER_PASSWORD"}  # no user is created without it
+    for name, operator in secrets:
+        if name not in optional:
+            assert operator == ":?", f"${{{name}}} must be required (${{{name}:?message}})"
+    assert set(COMPOSE_SECRETS) <= {name for name, _ in secrets}
 
 
 def test_compose_has_the_stack(compose: dict[str, Any]) -> None:
@@ -100,6 +152,24 @@ def test_compose_services_environment(compose: dict[str, Any], name: str) -> Non
     for key, value in SERVICE_ENV.items():
         assert str(env.get(key)) == value, f"{name}: {key}={env.get(key)!r}, expected {value!r}"
     assert "FACESTREAM_REDIS__PASSWORD" in env, f"{name}: no Redis password"
+    assert env["FACESTREAM_KAFKA__SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert env["FACESTREAM_KAFKA__SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert env["FACESTREAM_KAFKA__SASL_USERNAME"] == f"facestream-{name}", "its own Kafka user"
+    assert f"FACESTREAM_KAFKA_{name.upper()}_PASSWORD:?" in env["FACESTREAM_KAFKA__SASL_PASSWORD"]
+    probe = " ".join(compose["services"][name]["healthcheck"]["test"])
+    assert "/readyz" in probe, f"{name}: the healthcheck asks whether it is ready"
+
+
+def test_compose_kafka_speaks_only_sasl_ssl(compose: dict[str, Any]) -> None:
+    kafka = compose["services"]["kafka"]
+    assert kafka["entrypoint"][-1] == "/opt/facestream-kafka/broker.sh"
+    broker = (KAFKA / "broker.sh").read_text()
+    listeners = re.search(r"^listeners=(.*)$", broker, re.MULTILINE).group(1).split(",")
+    assert listeners[0].startswith("SASL_SSL://")
+    assert all(x.startswith(("SASL_SSL://", "CONTROLLER://127.0.0.1:")) for x in listeners)
+    assert "allow.everyone.if.no.acl.found=false" in broker
+    assert "StandardAuthorizer" in broker
+    assert compose["services"]["kafka-setup"]["entrypoint"][-1].endswith("setup.sh")
 
 
 def test_compose_bind_mounts_exist(compose: dict[str, Any]) -> None:
@@ -111,6 +181,10 @@ def test_compose_bind_mounts_exist(compose: dict[str, Any]) -> None:
     ]
     assert mounts, "expected the Prometheus and Grafana config to be bind-mounted"
     for source in mounts:
+        if source.startswith("./deploy/compose/certs"):
+            # Generated per installation (deploy/kafka/make-certs.sh), never committed.
+            assert (KAFKA / "make-certs.sh").is_file()
+            continue
         assert (ROOT / source).exists(), f"bind-mount source {source} does not exist"
 
 
@@ -278,9 +352,10 @@ def test_k8s_services_are_probed_and_scraped(name: str) -> None:
     pod = by_kind[("Deployment", f"facestream-{name}")]["spec"]["template"]["spec"]
     container = pod["containers"][0]
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
-    for probe in ("readinessProbe", "livenessProbe"):
+    # Liveness restarts the pod: only the process itself; a Kafka or Redis outage is readiness.
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/livez")):
         http = container[probe]["httpGet"]
-        assert http["path"] == "/healthz", f"{name}: {probe} path"
+        assert http["path"] == path, f"{name}: {probe} path"
         assert ports.get(http["port"], http["port"]) == 9100, f"{name}: {probe} port"
     assert container["resources"]["requests"] and container["resources"]["limits"]
     annotations = by_kind[("Service", f"facestream-{name}")]["metadata"]["annotations"]
@@ -288,11 +363,106 @@ def test_k8s_services_are_probed_and_scraped(name: str) -> None:
     assert annotations["prometheus.io/port"] == "9100"
 
 
-def test_kustomize_builds() -> None:
+def k8s_with_secrets(folder: Path) -> Path:
+    """A copy of deploy/k8s with the secret files an operator provides."""
+    shutil.copytree(K8S, folder / "k8s")
+    (folder / "k8s" / "secrets.env").write_text("FACESTREAM_REDIS__PASSWORD=r3dis-Pw-test\n")
+    (folder / "k8s" / "kafka-ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
+    return folder / "k8s"
+
+
+def test_kustomize_builds(tmp_path: Path) -> None:
     if shutil.which("kubectl") is None:
         pytest.skip("kubectl is not on PATH; `kubectl kustomize deploy/k8s` not checked")
-    result = run_tool("kubectl", "kustomize", str(K8S))
+    result = run_tool("kubectl", "kustomize", str(k8s_with_secrets(tmp_path)))
     assert result.returncode == 0, result.stderr
-    assert (
-        len([doc for doc in yaml.safe_load_all(result.stdout) if doc]) == len(k8s_documents()) - 1
-    )
+    built = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    assert len(built) == len(k8s_documents()) - 1 + 2  # - the kustomization + 2 generated
+    secrets = {doc["metadata"]["name"] for doc in built if doc["kind"] == "Secret"}
+    assert secrets == {"facestream-secrets", "facestream-kafka-ca"}
+    assert "example" not in result.stdout.lower().replace("registry.example.com", "")
+
+
+def test_kustomize_refuses_to_build_without_the_operators_secrets() -> None:
+    """The example is never applied as is: without secrets.env the build fails."""
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not on PATH")
+    if (K8S / "secrets.env").exists():
+        pytest.skip("this checkout has a deploy/k8s/secrets.env")
+    result = run_tool("kubectl", "kustomize", str(K8S))
+    assert result.returncode != 0 and "secrets.env" in result.stderr
+
+
+def k8s_by_kind() -> dict[tuple[str, str], dict[str, Any]]:
+    return {(doc["kind"], doc["metadata"]["name"]): doc for _, doc in k8s_documents()}
+
+
+def test_k8s_kafka_is_sasl_ssl_with_a_user_per_service() -> None:
+    by_kind = k8s_by_kind()
+    config = by_kind[("ConfigMap", "facestream-config")]["data"]
+    assert config["FACESTREAM_KAFKA__SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert config["FACESTREAM_KAFKA__SASL_MECHANISM"] == "SCRAM-SHA-512"
+    workloads = [
+        (f"facestream-{n}", ("Deployment", f"facestream-{n}")) for n in FACESTREAM_SERVICES
+    ]
+    workloads.append(("facestream-admin", ("Job", "facestream-topics")))
+    for user, key in workloads:
+        container = by_kind[key]["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e for e in container["env"]}
+        assert env["FACESTREAM_KAFKA__SASL_USERNAME"]["value"] == user
+        secret = env["FACESTREAM_KAFKA__SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert secret == {"name": user, "key": "password"}, key
+        assert ("KafkaUser", user) in by_kind, f"no KafkaUser {user}"
+        mounts = {m["mountPath"] for m in container["volumeMounts"]}
+        assert str(Path(config["FACESTREAM_KAFKA__SSL_CAFILE"]).parent) in mounts
+
+
+def test_k8s_kafka_users_have_exactly_the_acls_of_the_table() -> None:
+    granted = set()
+    for (kind, name), doc in k8s_by_kind().items():
+        if kind != "KafkaUser" or name == "facestream-admin":
+            continue
+        assert doc["spec"]["authentication"]["type"] == "scram-sha-512"
+        for acl in doc["spec"]["authorization"]["acls"]:
+            resource = acl["resource"]
+            assert resource["patternType"] == "literal"
+            for operation in acl["operations"]:
+                granted.add((name, operation, resource["type"], resource["name"]))
+    assert granted == read_acls()
+
+
+def test_the_acls_let_each_service_consume_its_topics_in_its_group() -> None:
+    """Read on every topic a worker subscribes to, and on its group (``facestream-NAME``)."""
+    consumed = {
+        "detector": ("facestream.frames",),
+        "liveness": ("facestream.faces",),
+        "recognizer": ("facestream.faces", "facestream.liveness"),
+        "stylizer": ("facestream.frames",),
+    }
+    sources = {
+        "detector": "services/detector/worker.py",
+        "liveness": "services/liveness/worker.py",
+        "recognizer": "services/recognizer/worker.py",
+        "stylizer": "services/stylizer/worker.py",
+    }
+    from shared.schemas import Topics
+
+    acls = read_acls()
+    for service, topics in consumed.items():
+        source = (ROOT / sources[service]).read_text()
+        declared = re.search(r"topics = \(([^)]*)\)", source).group(1)
+        names = {getattr(Topics, t.split(".")[1]) for t in re.findall(r"Topics\.[A-Z_]+", declared)}
+        assert names == set(topics), f"{service} consumes {names}; update acls.tsv"
+        user = f"facestream-{service}"
+        assert (user, "Read", "group", user) in acls
+        for topic in topics:
+            assert (user, "Read", "topic", topic) in acls
+
+
+def test_k8s_network_is_denied_by_default() -> None:
+    by_kind = k8s_by_kind()
+    deny = by_kind[("NetworkPolicy", "facestream-default-deny")]["spec"]
+    assert deny["podSelector"] == {} and set(deny["policyTypes"]) == {"Ingress", "Egress"}
+    assert "ingress" not in deny and "egress" not in deny
+    kafka = by_kind[("NetworkPolicy", "facestream-allow-kafka")]["spec"]["egress"][0]
+    assert [p["port"] for p in kafka["ports"]] == [9093]  # the TLS listener only

@@ -1,29 +1,39 @@
 """The HTTP API: enroll, verify, identify, delete people; manage cameras; stylize; health.
 
-Every route but ``/healthz`` requires ``Authorization: Bearer <token>``. Errors carry a machine
-readable ``reason`` (``no_face``, ``several_faces``, ``corrupt_image`` ...) and a human message.
-The OpenAPI document is at ``/openapi.json``, the interactive one at ``/docs``.
+Every route but ``/livez``, ``/readyz``, ``/healthz`` and the OpenAPI pages requires
+``Authorization: Bearer <token>``, checked with the request's size before its body is read
+(services/api/guard.py). Errors carry a machine readable ``reason`` (``no_face``,
+``several_faces``, ``corrupt_image``, ``image_too_large``, ``busy``, ``gallery_unavailable`` ...)
+and a human message. Model work runs in a bounded pool (503 ``busy`` when full); a Redis outage is
+a 503, never a 500. The OpenAPI document is at ``/openapi.json``, the interactive one at ``/docs``.
 """
 
 # No "from __future__ import annotations" here: FastAPI must evaluate the dependencies' annotations.
-import secrets
+from collections.abc import Callable
 from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
+from redis import RedisError
 
+from services.api.guard import (
+    ModelPool,
+    PoolFullError,
+    RequestGuard,
+    check_token_strength,
+    token_matches,
+)
 from services.ingestor.source import Source
-from shared.cameras import CameraRegistry, CameraSpec
+from shared.cameras import CameraRegistry, CameraSpec, RegistryError
 from shared.errors import ProcessingError
 from shared.face.identity import IdentityService
 from shared.gallery.base import GalleryError, PersonNotFoundError
-from shared.images import decode_image, encode_jpeg
+from shared.images import decode_image, encode_jpeg, max_frame_pixels
 from shared.style.catalog import NETWORKS_DIR, available_networks
 
 MAX_GATYS_SIZE = 512
@@ -73,22 +83,10 @@ class IdentifyOut(BaseModel):
     faces: list[FaceOut]
 
 
-BEARER = HTTPBearer(auto_error=False)
+PUBLIC_PATHS = ("/livez", "/readyz", "/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect")
+"""Routes without a token: probes, and the API's own description (no data in either)."""
 
-
-class BearerToken:
-    """Dependency that accepts only ``Authorization: Bearer <token>`` (constant-time compare)."""
-
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    def __call__(
-        self, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
-    ) -> None:
-        if credentials is None or not secrets.compare_digest(credentials.credentials, self.token):
-            raise HTTPException(
-                401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"}
-            )
+ReadinessCheck = Callable[[], bool]
 
 
 def create_app(
@@ -98,14 +96,35 @@ def create_app(
     max_upload_bytes: int,
     networks_dir: Path = NETWORKS_DIR,
     models_dir: Path | None = None,
+    *,
+    readiness: dict[str, ReadinessCheck] | None = None,
+    max_request_bytes: int | None = None,
+    model_workers: int = 2,
+    model_queue: int = 4,
 ) -> FastAPI:
+    """The app. ``readiness``: the dependencies ``/readyz`` checks (e.g. Redis ping); a weak
+    ``token`` raises ``WeakTokenError`` (guard.check_token_strength) before anything is served."""
+    check_token_strength(token)
     app = FastAPI(title="facestream", version="1", description=__doc__)
+    app.add_middleware(
+        RequestGuard,
+        token=token,
+        max_body_bytes=max_request_bytes or 2 * max_upload_bytes + 1024 * 1024,
+        public_paths=PUBLIC_PATHS,
+    )
+    pool = ModelPool(model_workers, model_queue)
+    app.router.on_shutdown.append(pool.shutdown)
     bearer = HTTPBearer(auto_error=False)
+    token_bytes = token.encode()
 
     def authorised(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+        request: Request,
+        _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> None:
-        if credentials is None or not secrets.compare_digest(credentials.credentials, token):
+        """Checked by RequestGuard already; again here so that a route can never be mounted
+        without it, and so that the OpenAPI document shows the scheme."""
+        values = [v for k, v in request.headers.raw if k.lower() == b"authorization"]
+        if len(values) != 1 or not token_matches(values[0], token_bytes):
             raise HTTPException(
                 401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"}
             )
@@ -134,9 +153,47 @@ def create_app(
             {"reason": "gallery_unavailable", "detail": str(error)}, status_code=503
         )
 
-    @app.get("/healthz")
-    def health() -> dict[str, str]:
+    @app.exception_handler(RegistryError)
+    async def registry_unavailable(_request: Request, error: RegistryError) -> JSONResponse:
+        return JSONResponse(
+            {"reason": "registry_unavailable", "detail": str(error)}, status_code=503
+        )
+
+    @app.exception_handler(RedisError)
+    async def redis_unavailable(_request: Request, error: RedisError) -> JSONResponse:
+        """Any Redis error a store did not translate: still an outage, never a 500."""
+        return JSONResponse(
+            {"reason": "store_unavailable", "detail": f"Redis: {error}"}, status_code=503
+        )
+
+    @app.exception_handler(PoolFullError)
+    async def busy(_request: Request, error: PoolFullError) -> JSONResponse:
+        return JSONResponse(
+            {"reason": "busy", "detail": str(error)}, status_code=503, headers={"Retry-After": "1"}
+        )
+
+    @app.get("/livez")
+    async def livez() -> dict[str, str]:
+        """The process answers: restart it if not. Checks no dependency (an outage of Redis
+        must not make Kubernetes restart a healthy API) and runs on the event loop directly."""
         return {"status": "ok"}
+
+    @app.get("/healthz", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        """Alias of ``/livez``, kept for existing probes and dashboards."""
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        """Dependencies reachable (Redis ...): 200 to receive traffic, 503 with the failing ones.
+        A plain ``def``: the checks block (with the stores' short timeouts), off the event loop."""
+        status = {}
+        for name, check in (readiness or {}).items():
+            try:
+                status[name] = bool(check())
+            except Exception:  # noqa: BLE001 - an unreachable dependency is not ready
+                status[name] = False
+        return JSONResponse(status, status_code=200 if all(status.values()) else 503)
 
     @app.get("/v1/people", dependencies=auth)
     def people() -> list[PersonOut]:
@@ -148,12 +205,7 @@ def create_app(
         image: Annotated[UploadFile, File()],
         face_index: Annotated[int | None, Form()] = None,
     ) -> EnrolledOut:
-        try:
-            enrolled = identity.enroll(name, await read(image), face_index)
-        except ValueError as error:
-            if isinstance(error, ProcessingError):
-                raise
-            raise ProcessingError("invalid_name", str(error)) from None
+        enrolled = await pool.run(_enroll, identity, name, await read(image), face_index)
         return EnrolledOut(
             person=_person(enrolled.person),
             encoding_id=enrolled.encoding_id,
@@ -174,9 +226,9 @@ def create_app(
         """1:1 between two photos (``image`` and ``other``), or a photo and a claimed ``person_id``."""
         probe = await read(image)
         if person_id is not None:
-            verdict = identity.verify_person(probe, person_id)
+            verdict = await pool.run(identity.verify_person, probe, person_id)
         elif other is not None:
-            verdict = identity.verify(probe, await read(other))
+            verdict = await pool.run(identity.verify, probe, await read(other))
         else:
             raise ProcessingError("missing_field", "give either 'other' or 'person_id'")
         return VerdictOut(**asdict(verdict))
@@ -185,7 +237,7 @@ def create_app(
     async def identify(
         image: Annotated[UploadFile, File()], top_k: Annotated[int, Form()] = 1
     ) -> IdentifyOut:
-        faces = identity.identify(await read(image), top_k=min(max(top_k, 1), 50))
+        faces = await pool.run(identity.identify, await read(image), min(max(top_k, 1), 50))
         return IdentifyOut(faces=[FaceOut(**asdict(f)) for f in faces])
 
     @app.get("/v1/cameras", dependencies=auth)
@@ -234,11 +286,15 @@ def create_app(
         ``style`` image by Gatys' optimisation (``size`` px, ``iterations`` Adam steps)."""
         if (network_name is None) == (style is None):
             raise ProcessingError("missing_field", "give either 'network' or a 'style' image")
-        content = decode_image(await read(image))[..., ::-1]
+        content_bytes = await read(image)
         if network_name is not None:
             if network_name not in available_networks(networks_dir):
                 raise HTTPException(404, f"no style network {network_name!r}")
-            painted = await run_in_threadpool(lambda: network(network_name).stylize(content))
+
+            def paint():
+                return network(network_name).stylize(_rgb(content_bytes))
+
+            painted = await pool.run(paint)
         else:
             if not (32 <= size <= MAX_GATYS_SIZE and 0 <= iterations <= MAX_GATYS_ITERATIONS):
                 raise ProcessingError(
@@ -248,16 +304,33 @@ def create_app(
             from shared.style.gatys import GatysConfig
             from shared.style.gatys import stylize as gatys
 
-            painting = decode_image(await read(style))[..., ::-1]
+            style_bytes = await read(style)
             config = GatysConfig(size=size, iterations=iterations, seed=seed)
-            result = await run_in_threadpool(
-                gatys, content, painting, config, models_dir=models_dir
-            )
-            painted = result.image
-        jpeg = encode_jpeg(painted[..., ::-1].copy())
+
+            def optimise():
+                painting = _rgb(style_bytes)
+                return gatys(_rgb(content_bytes), painting, config, models_dir=models_dir).image
+
+            painted = await pool.run(optimise)
+        jpeg = await pool.run(lambda: encode_jpeg(painted[..., ::-1].copy()))
         return Response(jpeg, media_type="image/jpeg")
 
     return app
+
+
+def _enroll(identity: IdentityService, name: str, image: bytes, face_index: int | None):
+    try:
+        return identity.enroll(name, image, face_index)
+    except ValueError as error:
+        if isinstance(error, ProcessingError):
+            raise
+        raise ProcessingError("invalid_name", str(error)) from None
+
+
+def _rgb(data: bytes):
+    """RGB pixels of an image to stylize: a network's activations grow with the image, so the
+    stylize routes use the camera-frame ceiling (FACESTREAM_IMAGES__MAX_FRAME_PIXELS)."""
+    return decode_image(data, max_frame_pixels())[..., ::-1]
 
 
 def _person(person) -> PersonOut:

@@ -19,9 +19,10 @@ from shared.face.alignment import align_face
 from shared.face.chips import chip_to_b64
 from shared.face.detection import FaceDetector
 from shared.face.types import Detection
-from shared.images import decode_image
+from shared.images import check_size, decode_image
 from shared.liveness.context import context_crop, context_to_b64
 from shared.schemas import Box, DetectedFace, FacesMessage, FrameMeta, Topics
+from shared.settings import get_settings
 from shared.worker import BatchWorker, Outgoing
 
 
@@ -30,21 +31,50 @@ class DetectorWorker(BatchWorker):
     topics = (Topics.FRAMES,)
 
     def __init__(
-        self, detector: FaceDetector, min_face_px: int = 40, camera_idle_s: float = 60.0
+        self,
+        detector: FaceDetector,
+        min_face_px: int = 40,
+        camera_idle_s: float = 60.0,
+        max_frame_pixels: int | None = None,
+        batch_pixels: int | None = None,
     ) -> None:
+        images = get_settings().images
         self.detector = detector
         self.min_face_px = min_face_px
         self.camera_idle_s = camera_idle_s
+        self.max_frame_pixels = max_frame_pixels or images.max_frame_pixels
+        self.batch_pixels = batch_pixels or images.batch_pixels
         self.track_ids = TrackIds()
         self.trackers: dict[str, FaceTracker] = {}
 
     def process_batch(self, messages: list[Message]) -> list[list[Outgoing] | Exception]:
-        """Validate and decode each frame, detect on all of them in one call, then track in order."""
+        """Check each frame's size from its header, then decode, detect (one call per chunk) and
+        track in order, in chunks of at most ``batch_pixels``: the memory a poll takes is bounded
+        by the budget, not by what the producers sent."""
         results: list[list[Outgoing] | Exception | None] = [None] * len(messages)
-        frames: list[tuple[int, FrameMeta, np.ndarray]] = []
+        sized: list[tuple[int, Message, FrameMeta, int]] = []
         for i, message in enumerate(messages):
             try:
-                frames.append((i, *_decode_frame(message)))
+                meta = FrameMeta.from_message(message)
+                width, height = check_size(
+                    message.value, self.max_frame_pixels, (meta.width, meta.height)
+                )
+                sized.append((i, message, meta, width * height))
+            except Exception as error:  # noqa: BLE001 - dead-lettered by the runner
+                results[i] = error
+        for chunk in _pixel_chunks(sized, self.batch_pixels):
+            self._detect_chunk(chunk, results)
+        return results  # type: ignore[return-value] - every slot is filled above
+
+    def _detect_chunk(
+        self,
+        chunk: list[tuple[int, Message, FrameMeta, int]],
+        results: list[list[Outgoing] | Exception | None],
+    ) -> None:
+        frames: list[tuple[int, FrameMeta, np.ndarray]] = []
+        for i, message, meta, _ in chunk:
+            try:
+                frames.append((i, meta, _decode_frame(message, meta, self.max_frame_pixels)))
             except Exception as error:  # noqa: BLE001 - dead-lettered by the runner
                 results[i] = error
         found = self.detector.detect_batch([image for _, _, image in frames]) if frames else []
@@ -53,7 +83,6 @@ class DetectorWorker(BatchWorker):
                 results[i] = [self._faces(meta, image, detections)]
             except Exception as error:  # noqa: BLE001 - dead-lettered by the runner
                 results[i] = error
-        return results  # type: ignore[return-value] - every slot is filled above
 
     def _faces(self, meta: FrameMeta, image: np.ndarray, detections: list[Detection]) -> Outgoing:
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if detections else image  # context crops
@@ -80,15 +109,32 @@ class DetectorWorker(BatchWorker):
         return ()
 
 
-def _decode_frame(message: Message) -> tuple[FrameMeta, np.ndarray]:
-    meta = FrameMeta.from_message(message)
-    image = decode_image(message.value)
+def _decode_frame(message: Message, meta: FrameMeta, max_pixels: int) -> np.ndarray:
+    """The frame's pixels; its header must declare the size the message's headers say."""
+    image = decode_image(message.value, max_pixels, (meta.width, meta.height))
     if (image.shape[1], image.shape[0]) != (meta.width, meta.height):
         raise ProcessingError(
             "corrupt_image",
             f"decoded {image.shape[1]}x{image.shape[0]}, headers say {meta.width}x{meta.height}",
         )
-    return meta, image
+    return image
+
+
+def _pixel_chunks(
+    sized: list[tuple[int, Message, FrameMeta, int]], budget: int
+) -> Iterable[list[tuple[int, Message, FrameMeta, int]]]:
+    """Consecutive runs of frames whose pixels add up to at most ``budget`` (a frame alone may
+    reach it: each is already under the per-frame limit). Order is kept: tracking needs it."""
+    chunk: list[tuple[int, Message, FrameMeta, int]] = []
+    total = 0
+    for item in sized:
+        if chunk and total + item[3] > budget:
+            yield chunk
+            chunk, total = [], 0
+        chunk.append(item)
+        total += item[3]
+    if chunk:
+        yield chunk
 
 
 def _face(image: np.ndarray, gray: np.ndarray, detection: Detection, track_id: int) -> DetectedFace:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,11 +46,36 @@ class Source:
         return not self.is_file
 
     def display(self) -> str:
-        """The URL without credentials, for logs and errors."""
-        if "@" in self.url and self.is_stream:
-            scheme, rest = self.url.split("://", 1)
-            return f"{scheme}://***@{rest.split('@', 1)[1]}"
-        return self.url
+        """The URL without credentials, for logs, errors and the API (see ``mask_url``)."""
+        return mask_url(self.url) if self.is_stream else self.url
+
+
+SECRET_QUERY = re.compile(
+    r"([?&;](?:password|passwd|pass|pwd|secret|token|access_token|auth|key|apikey|api_key"
+    r"|signature|sig|credential|credentials)=)[^&;#]*",
+    re.IGNORECASE,
+)
+HOST = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%-]+)(?::\d{1,5})?$")
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its user info and secret query values replaced by ``***``, whatever they
+    contain. Cameras are configured by hand, so passwords arrive unencoded, with ``@``, ``:``,
+    ``/`` or ``?`` in them: the user info ends at the last ``@`` that is followed by a valid
+    host[:port], searching from the end; secret query values (``password=``, ``token=`` ...) are
+    masked first so an ``@`` inside them cannot be taken for that one. When unsure, more is
+    masked, never less."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    rest = SECRET_QUERY.sub(r"\1***", rest)
+    for at in reversed([i for i, c in enumerate(rest) if c == "@"]):
+        host = re.split(r"[/?#]", rest[at + 1 :], maxsplit=1)[0]
+        if HOST.match(host):
+            return f"{scheme}://***@{rest[at + 1 :]}"
+    if "@" in rest:  # an @ but no host after any of them: hide all but the scheme
+        return f"{scheme}://***"
+    return f"{scheme}://{rest}"
 
 
 def open_capture(source: Source, open_timeout_s: float, read_timeout_s: float) -> cv2.VideoCapture:

@@ -24,7 +24,7 @@ from shared import metrics
 from shared.bus.base import Message
 from shared.cameras import CameraRegistry, RegistryError
 from shared.errors import ProcessingError
-from shared.images import decode_image, encode_jpeg
+from shared.images import decode_image, encode_jpeg, max_frame_pixels
 from shared.schemas import STYLED_FRAME_SCHEMA, FrameMeta, Topics
 from shared.style.fast import StyleNetwork, StyleNetworkError
 from shared.worker import BatchWorker, Outgoing
@@ -57,6 +57,7 @@ class StylizerWorker(BatchWorker):
         self.networks: dict[str, StyleNetwork] = {}
         self.unknown_styles: set[str] = set()
         self._next_registry_read = 0.0
+        self.max_frame_pixels = max_frame_pixels()  # read now: settings load once, not per frame
 
     def process_batch(self, messages: list[Message]) -> list[list[Outgoing] | Exception]:
         """Decode the styled cameras' fresh frames, paint each (style, size) group in one call."""
@@ -89,7 +90,7 @@ class StylizerWorker(BatchWorker):
         if self.clock() - meta.capture_ts > self.max_lag_s:
             self._count(meta.camera_id, "dropped_stale")
             return None
-        bgr = decode_image(message.value)
+        bgr = decode_image(message.value, self.max_frame_pixels, (meta.width, meta.height))
         if (bgr.shape[1], bgr.shape[0]) != (meta.width, meta.height):
             raise ProcessingError(
                 "corrupt_image",

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from shared.errors import ProcessingError
+from shared.face.alignment import CHIP_SIZE
 from shared.images import decode_image, encode_jpeg
 
 CHIP_JPEG_QUALITY = 95
@@ -19,10 +20,11 @@ def chip_to_b64(chip_rgb: np.ndarray) -> str:
     return base64.b64encode(jpeg).decode()
 
 
-def chip_from_b64(chip_jpeg_b64: str) -> np.ndarray:
-    """The RGB chip carried in a faces message; ``ProcessingError`` if it is damaged."""
+def chip_from_b64(chip_jpeg_b64: str, size: int = CHIP_SIZE) -> np.ndarray:
+    """The RGB chip carried in a faces message; ``ProcessingError`` if it is damaged or is not
+    ``size`` px square (read from its header, before decoding: a chip is a message's bytes)."""
     try:
         data = base64.b64decode(chip_jpeg_b64, validate=True)
     except ValueError:
         raise ProcessingError("corrupt_image", "face chip is not valid base64") from None
-    return cv2.cvtColor(decode_image(data), cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(decode_image(data, expected=(size, size)), cv2.COLOR_BGR2RGB)

@@ -10,14 +10,20 @@ Keys under ``<prefix>:gallery``:
     image:<encoding_id>    string  the enrollment photo
     changes                stream  the change feed: {op, encoding_ids[, person_id]}
 
-Every write is one MULTI/EXEC transaction. Deleting a person removes their keys, hash fields and
+Every write is one transaction: MULTI/EXEC, or a Lua script where it must read before writing
+(``add_person``: the name and the record are written together or not at all). A name whose record
+is missing (half-written by an older version, or by hand) does not block the name: ``find``
+ignores it and ``add_person`` takes it over. Deleting a person removes their keys, hash fields and
 earlier feed entries; the feed keeps only a "delete" entry with the (random) encoding ids,
-which followers need to drop those rows, and which the stream's length cap trims in time.
+which followers need to drop those rows, and which the stream's length cap trims in time. After a
+delete the append-only file is rewritten (BGREWRITEAOF), so that the photo and name leave the disk
+too, not only memory (docs/security.md: what RDB snapshots and replicas keep).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import redis
@@ -37,12 +43,25 @@ from shared.gallery.base import (
 from shared.redis_client import redis_errors
 
 FEED_MAX_LENGTH = 100_000
+log = logging.getLogger(__name__)
+
+ADD_PERSON = """
+local existing = redis.call('HGET', KEYS[1], ARGV[1])
+if existing and redis.call('HEXISTS', KEYS[2], existing) == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+return 1
+"""
+"""KEYS: names, people; ARGV: name, id, record. The name is free unless it points at a record."""
 
 
 class RedisGallery(Gallery):
     def __init__(self, client: redis.Redis, key_prefix: str = "facestream") -> None:
         self.client = client
         self.prefix = f"{key_prefix}:gallery"
+        self._add_person = client.register_script(ADD_PERSON)
 
     def _key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -50,11 +69,13 @@ class RedisGallery(Gallery):
     def add_person(self, name: str) -> Person:
         name = validate_name(name)
         person = Person(new_id(), name, now())
+        meta = json.dumps({"name": name, "created_ts": person.created_ts})
         with redis_errors(GalleryError, "gallery"):
-            if not self.client.hsetnx(self._key("names"), name, person.id):
-                raise ValueError(f"a person named {name!r} is already enrolled")
-            meta = json.dumps({"name": name, "created_ts": person.created_ts})
-            self.client.hset(self._key("people"), person.id, meta)
+            added = self._add_person(
+                keys=[self._key("names"), self._key("people")], args=[name, person.id, meta]
+            )
+        if not added:
+            raise ValueError(f"a person named {name!r} is already enrolled")
         return person
 
     def add_encoding(self, person_id: str, vector: np.ndarray, image: bytes) -> str:
@@ -105,7 +126,25 @@ class RedisGallery(Gallery):
                 approximate=True,
             )
             pipe.execute()
+        self._rewrite_append_only_file()
         return True
+
+    def _rewrite_append_only_file(self) -> None:
+        """Start an AOF rewrite so the deleted photo and name leave the disk: until then the
+        append-only file still holds the commands that wrote them. Best effort: a managed Redis
+        may forbid CONFIG/BGREWRITEAOF, and a rewrite already running started before the delete
+        (both logged; docs/security.md says what an operator does then)."""
+        try:
+            if self.client.config_get("appendonly").get("appendonly") != "yes":
+                return
+            self.client.bgrewriteaof()
+        except redis.ResponseError as error:
+            log.warning(
+                "deleted data may stay in Redis's append-only file until its next rewrite: %s",
+                error,
+            )
+        except redis.RedisError as error:
+            log.warning("could not start an append-only file rewrite after a delete: %s", error)
 
     def people(self) -> list[Person]:
         with redis_errors(GalleryError, "gallery"):
@@ -129,7 +168,12 @@ class RedisGallery(Gallery):
     def find(self, name: str) -> Person | None:
         with redis_errors(GalleryError, "gallery"):
             person_id = self.client.hget(self._key("names"), name)
-        return self.person(person_id.decode()) if person_id else None
+        if not person_id:
+            return None
+        try:
+            return self.person(person_id.decode())
+        except PersonNotFoundError:
+            return None  # a name without its record: free, add_person takes it over
 
     def encodings(self, encoding_ids: list[str] | None = None) -> list[Encoding]:
         with redis_errors(GalleryError, "gallery"):

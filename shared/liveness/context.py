@@ -60,11 +60,9 @@ def context_from_b64(context_jpeg_b64: str) -> np.ndarray:
         data = base64.b64decode(context_jpeg_b64, validate=True)
     except ValueError:
         raise ProcessingError("corrupt_image", "context crop is not valid base64") from None
-    image = decode_image(data)
+    image = decode_image(data, expected=(CONTEXT_SIZE, CONTEXT_SIZE))  # size checked first
     if image.ndim == 3:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    if image.shape != (CONTEXT_SIZE, CONTEXT_SIZE):
-        raise ProcessingError("corrupt_image", f"context crop is {image.shape}, not 96x96")
     return image
 
 
