@@ -217,7 +217,7 @@ class WorkerRunner:
         self.batch_size = batch_size
         self.poll_timeout_s = poll_timeout_s
         self.lag_interval_s = lag_interval_s
-        self.guard = guard or StreamGuard()
+        self.guard = guard if guard is not None else StreamGuard()
         limit = getattr(bus, "max_message_bytes", None)
         self.max_dead_letter_bytes = (
             max(1024, limit - dead_letter_headroom_bytes) if limit is not None else None

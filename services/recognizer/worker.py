@@ -77,7 +77,7 @@ class RecognizerWorker(BatchWorker):
             require_live=liveness_gate,
             silence_timeout_s=settings.camera_silence_s,
         )
-        self.journal = journal or MemoryJournal()
+        self.journal = journal if journal is not None else MemoryJournal()
         self._journaled: dict[tuple[str, int], float] = {}
         """Tracks whose ``started`` is acknowledged, with the last frame time journaled."""
         self._journal_loaded = False
