@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     camera = f"chaos-{run}"
     log_dir = Path(tempfile.mkdtemp(prefix="facestream-chaos-"))
     stack = Stack(settings.kafka, redis, log_dir)
-    stack.env["FACESTREAM_RECOGNIZER__CAMERA_SILENCE_S"] = "20"
+    stack.env["FACESTREAM_RECOGNIZER__CAMERA_SILENCE_S"] = "30"  # the default, not the tests' 5 s
     readers = {
         t: TopicReader(settings.kafka, t, camera)
         for t in (Topics.FRAMES, Topics.FACES, Topics.EVENTS, Topics.DEAD_LETTERS)

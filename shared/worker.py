@@ -274,9 +274,8 @@ class WorkerRunner:
                         self._count_bus_error("bus_commit", error)
                 self._in_hand = Counter()
                 self._record_lag_if_due()
-            else:
-                if self._publish(publisher, list(self.worker.shutdown())):
-                    publisher.flush()
+            else:  # a clean stop: the worker's last words (e.g. ending its open tracks)
+                self._publish(publisher, list(self.worker.shutdown()))
         finally:
             subscriber.close()
             publisher.close()
