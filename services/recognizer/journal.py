@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict
 
 from services.recognizer.voting import TrackVotes
 from shared import metrics
@@ -34,8 +33,22 @@ def track_key(camera_id: str, track_id: int) -> str:
     return f"{camera_id}\x1f{track_id}"
 
 
+FIELDS = (
+    "camera_id",
+    "track_id",
+    "first_seen_ts",
+    "last_seen_ts",
+    "frames",
+    "weights",
+    "decided",
+    "spoof",
+    "live",
+)
+"""What a track needs to go on and to end correctly; fields added later keep their defaults."""
+
+
 def to_json(track: TrackVotes) -> str:
-    record = asdict(track)
+    record = {name: getattr(track, name) for name in FIELDS}
     record["box"] = track.box.model_dump()
     record["distances"] = {p: [min(d)] for p, d in track.distances.items() if d}  # bounded
     return json.dumps(record)
@@ -43,8 +56,10 @@ def to_json(track: TrackVotes) -> str:
 
 def from_json(text: str | bytes) -> TrackVotes:
     record = json.loads(text)
-    record["box"] = Box.model_validate(record["box"])
-    return TrackVotes(**record)
+    known = {name: record[name] for name in FIELDS if name in record}
+    return TrackVotes(
+        **known, box=Box.model_validate(record["box"]), distances=record.get("distances", {})
+    )
 
 
 class TrackJournal:

@@ -103,6 +103,13 @@ class RecognizerWorker(BatchWorker):
 
     def published(self, outputs: list[Outgoing]) -> None:
         """Journal the tracks whose events the bus acknowledged (see journal.py)."""
+        try:
+            self._journal_events(outputs)
+        except Exception:  # noqa: BLE001 - the journal must never stop the recognizer
+            metrics.ERRORS.labels(self.name, "track_journal").inc()
+            log.exception("recognizer: journaling open tracks failed")
+
+    def _journal_events(self, outputs: list[Outgoing]) -> None:
         for out in outputs:
             if out.topic != Topics.EVENTS:
                 continue
