@@ -227,12 +227,13 @@ class Oversized(BatchWorker):
 
     name = "oversized"
 
-    def __init__(self, topic: str, size: int) -> None:
+    def __init__(self, topic: str, size: int, out: str | None = None) -> None:
         self.topics = (topic,)
         self.size = size
+        self.out = out or f"{topic}.out"
 
     def process_batch(self, messages: list[Message]) -> list[list[Outgoing] | Exception]:
-        return [[Outgoing(f"{m.topic}.out", bytes(self.size), m.key)] for m in messages]
+        return [[Outgoing(self.out, bytes(self.size), m.key)] for m in messages]
 
 
 def test_a_message_too_large_for_the_bus_is_final_not_retried(bus: Bus, unique: str) -> None:
@@ -296,3 +297,37 @@ def test_the_clock_window_refuses_far_and_nonsense_times(future_s: float) -> Non
     guard.check_clock(StreamStamp("cam", 1004.0), now=1000.0)  # inside: no error
     with pytest.raises(ProcessingError):
         guard.check_clock(StreamStamp("cam", 900.0), now=1000.0)
+
+
+@pytest.mark.kafka
+def test_a_message_the_broker_refuses_for_its_size_is_final(kafka_settings, unique: str) -> None:
+    """The topic's own ``max.message.bytes`` is below the producer's limit: the broker refuses."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+
+    from shared.bus.kafka import KafkaBus, connection_options
+
+    topic, small = f"hostile-in-{unique}", f"hostile-small-{unique}"
+    admin = KafkaAdminClient(**connection_options(kafka_settings))
+    admin.create_topics([NewTopic(small, 1, 1, topic_configs={"max.message.bytes": "100000"})])
+    admin.close()
+    bus = KafkaBus(kafka_settings)
+    worker = Oversized(topic, 200_000, out=small)
+    runner = WorkerRunner(worker, bus, threading.Event())
+    publish(bus, topic, [(b"x", "cam", {}), (b"y", "cam", {})])
+    retries = sample("facestream_errors_total", service="oversized", reason="bus_publish")
+    found: list[Message] = []
+
+    def referenced() -> bool:
+        found[:] = read(
+            bus,
+            Topics.DEAD_LETTERS,
+            2,
+            timeout_s=2,
+            where=lambda m: m.headers.get("dlq.target_topic") == small,
+        )
+        return len(found) >= 2
+
+    run(runner, referenced, timeout_s=90)
+    assert [m.headers["dlq.reason"] for m in found] == ["message_too_large"] * 2
+    assert sample("facestream_errors_total", service="oversized", reason="bus_publish") == retries
