@@ -22,6 +22,7 @@ large for it is replaced by a reference (topic, partition, offset, sha256, size)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -401,6 +402,7 @@ class WorkerRunner:
         """
         pending = list(outputs)
         while pending:
+            flushing = False
             try:
                 for i, out in enumerate(pending):
                     try:
@@ -410,6 +412,7 @@ class WorkerRunner:
                         publisher.publish(
                             pending[i].topic, pending[i].value, pending[i].key, pending[i].headers
                         )
+                flushing = True
                 publisher.flush()
             except PublishFailedError as error:
                 again = sorted({*error.failed, *error.too_large})
@@ -426,6 +429,8 @@ class WorkerRunner:
                         return False
                 continue
             except BusError as error:
+                if not flushing:  # a later flush must report positions of one round only
+                    _drain(publisher)
                 self._count_bus_error("bus_publish", error)
                 if self.stop.is_set():
                     return False
@@ -493,6 +498,12 @@ class WorkerRunner:
             left = deadline - time.monotonic()
             if left <= 0 or self.stop.wait(min(left, 1.0)):
                 break
+
+
+def _drain(publisher: Publisher) -> None:
+    """Settle whatever an interrupted round left queued (it is all sent again anyway)."""
+    with contextlib.suppress(BusError):
+        publisher.flush()
 
 
 def _int(text: str | None) -> int | None:
