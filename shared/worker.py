@@ -304,16 +304,7 @@ class WorkerRunner:
         for message in batch:
             metrics.FRAMES_IN.labels(name, message.topic).inc()
         started = time.perf_counter()
-        results, stamps = self._checked(batch)
-        todo = [i for i, result in enumerate(results) if result is None]
-        if todo:
-            processed = self._process_guarded([batch[i] for i in todo])
-            for i, result in zip(todo, processed, strict=True):
-                results[i] = result
-        now = time.time()
-        for stamp, result in zip(stamps, results, strict=True):
-            if stamp is not None and not isinstance(result, Exception):
-                self.guard.record(stamp, now)
+        results = self._checked_and_processed(batch)
         per_message = (time.perf_counter() - started) / len(batch)
         outputs: list[Outgoing] = []
         for message, result in zip(batch, results, strict=True):
@@ -321,17 +312,41 @@ class WorkerRunner:
             if isinstance(result, Exception):
                 outputs.append(self._dead_letter(message, result))
             else:
-                outputs.extend(result or [])
+                outputs.extend(result)
         return outputs
+
+    def _checked_and_processed(self, batch: list[Message]) -> list[list[Outgoing] | Exception]:
+        """Stream checks, processing, and recording of the frames that succeeded.
+
+        A second copy of a frame within the batch waits for the first: it is a replay if the first
+        succeeded, and is processed in its place if the first failed.
+        """
+        results, stamps, later = self._checked(batch)
+        todo = [i for i, result in enumerate(results) if result is None and i not in later]
+        if todo:
+            processed = self._process_guarded([batch[i] for i in todo])
+            for i, result in zip(todo, processed, strict=True):
+                results[i] = result
+        now = time.time()
+        for i in todo:
+            if stamps[i] is not None and not isinstance(results[i], Exception):
+                self.guard.record(stamps[i], now)
+        if later:
+            again = self._checked_and_processed([batch[i] for i in later])
+            for i, result in zip(later, again, strict=True):
+                results[i] = result
+        return results  # type: ignore[return-value] - every slot is filled above
 
     def _checked(
         self, batch: list[Message]
-    ) -> tuple[list[list[Outgoing] | Exception | None], list[StreamStamp | None]]:
-        """Clock window and replays before any processing: None marks the messages to process."""
+    ) -> tuple[list[list[Outgoing] | Exception | None], list[StreamStamp | None], list[int]]:
+        """Clock window and replays before any processing: None marks the messages to process;
+        the positions of second copies of a frame in the batch come last."""
         now = time.time()
         results: list[list[Outgoing] | Exception | None] = [None] * len(batch)
         stamps: list[StreamStamp | None] = [None] * len(batch)
         in_batch: set[tuple[str, tuple[int | None, float]]] = set()
+        later: list[int] = []
         for i, message in enumerate(batch):
             try:
                 stamp = self.worker.stamp(message)
@@ -342,13 +357,16 @@ class WorkerRunner:
                 results[i] = error
                 continue
             key = (stamp.camera_id, stamp.key)
-            if self.guard.is_replay(stamp) or (stamp.dedupe and key in in_batch):
+            if self.guard.is_replay(stamp):
                 metrics.ERRORS.labels(self.worker.name, "replay").inc()
                 results[i] = []  # already processed (at-least-once redelivery): nothing to redo
                 continue
+            if stamp.dedupe and key in in_batch:
+                later.append(i)
+                continue
             in_batch.add(key)
             stamps[i] = stamp
-        return results, stamps
+        return results, stamps, later
 
     def _process_guarded(self, batch: list[Message]) -> list[list[Outgoing] | Exception]:
         """``process_batch``; if it fails as a whole, undo it and go one message at a time."""

@@ -176,6 +176,19 @@ def test_a_redelivered_batch_produces_nothing_twice() -> None:
     assert worker.counts == {"cam": 4}
 
 
+def test_a_copy_of_a_failed_frame_in_the_same_batch_is_processed() -> None:
+    """Same camera, seq and capture time: a damaged first copy must not hide the good second."""
+    bus = MemoryBus()
+    worker = Counting("in")
+    runner = WorkerRunner(worker, bus, threading.Event())
+    value, key, headers = frame("cam", 9)
+    publish(bus, "in", [(b"boom", key, headers), (value, key, headers), (value, key, headers)])
+    run(runner, lambda: worker.counts.get("cam") == 1, timeout_s=5)
+    time.sleep(0.2)
+    assert [m.value for m in read(bus, worker.out, 1, timeout_s=1)] == [b"cam:1"]
+    assert [m.value for m in dead_letters(bus, "in", timeout_s=1)] == [b"boom"]
+
+
 def test_silent_and_surplus_cameras_are_forgotten() -> None:
     guard = StreamGuard(camera_idle_s=60.0, max_cameras=3)
     for i in range(5):
