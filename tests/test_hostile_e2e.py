@@ -170,6 +170,7 @@ def test_hostile_messages_do_not_change_the_events_of_the_next_clip(
     assert headers["dlq.service"] == b"detector"
     assert json.loads(body)["size"] == limit - 50_000
 
+    print("RSS MB:", {name: rss(p) // 2**20 for name, p in services.items()})
     for name, process in services.items():
         assert process.alive(), name
         assert rss(process) < MEMORY_LIMIT, (name, rss(process))
