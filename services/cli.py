@@ -60,7 +60,7 @@ def build_services(
                 settings.face.detector, min_face_px=settings.face.min_face_px
             )
             worker = DetectorWorker(detector, settings.face.min_face_px)
-            services[name] = WorkerRunner(worker, bus, stop, batch_size=8)  # MTCNN's sweet spot
+            services[name] = _runner(worker, bus, stop, settings, 8)  # MTCNN's sweet spot
         elif name == "recognizer":
             from services.recognizer.worker import RecognizerWorker
             from shared.face.encoder import load_encoder
@@ -74,19 +74,53 @@ def build_services(
                 settings.recognizer,
                 settings.face.identification_far,
                 liveness_gate=settings.liveness.gate,
+                journal=_track_journal(settings),
             )
-            services[name] = WorkerRunner(worker, bus, stop, batch_size=16)
+            services[name] = _runner(worker, bus, stop, settings, 16)
         elif name == "liveness":
             from services.liveness.worker import LivenessWorker
             from shared.liveness.model import load_model
 
             worker = LivenessWorker(load_model(settings.liveness.weights), settings.liveness)
-            services[name] = WorkerRunner(worker, bus, stop, batch_size=16)
+            services[name] = _runner(worker, bus, stop, settings, 16)
         elif name == "stylizer":
             services[name] = _stylizer(settings, bus, stop, registry)
         else:
             raise CliError(f"unknown service {name!r}")
     return services
+
+
+def _runner(worker, bus, stop, settings: Settings, batch_size: int) -> WorkerRunner:
+    """A runner with the stream checks configured by ``FACESTREAM_STREAM__*``."""
+    from shared.stream import StreamGuard
+
+    stream = settings.stream
+    guard = StreamGuard(
+        stream.max_future_s,
+        stream.max_past_s,
+        stream.replay_window,
+        stream.camera_idle_s,
+        stream.max_cameras,
+    )
+    return WorkerRunner(
+        worker,
+        bus,
+        stop,
+        batch_size=batch_size,
+        guard=guard,
+        dead_letter_headroom_bytes=stream.dead_letter_headroom_bytes,
+    )
+
+
+def _track_journal(settings: Settings):
+    """Where the recognizer keeps its open tracks across restarts: Redis when the store is."""
+    from services.recognizer.journal import MemoryJournal, RedisJournal
+
+    if settings.store != "redis":
+        return MemoryJournal()
+    from shared.redis_client import create_redis
+
+    return RedisJournal(create_redis(settings.redis), settings.redis.key_prefix)
 
 
 def _stylizer(settings: Settings, bus, stop, registry: CameraRegistry) -> WorkerRunner:

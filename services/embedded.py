@@ -59,6 +59,12 @@ def run_embedded(
     bus = MemoryBus()
     with tempfile.TemporaryDirectory(prefix="facestream-") as tmp:
         settings = settings.model_copy(update={"store": "file"})
+        # The in-memory bus never stalls: a camera whose frames stop has stopped, so its tracks
+        # end after the usual timeout rather than the generous fallback meant for broker restarts.
+        recognizer = settings.recognizer.model_copy(
+            update={"camera_silence_s": settings.recognizer.track_timeout_s}
+        )
+        settings = settings.model_copy(update={"recognizer": recognizer})
         if enroll is not None:
             settings = settings.model_copy(update={"data_dir": Path(tmp) / "data"})
             _enroll_folder(settings, enroll)

@@ -112,6 +112,10 @@ class RecognizerSettings(BaseModel):
     """Frames of a track before it is identified (or declared unknown)."""
     track_timeout_s: float = 2.0
     """A track not seen for this long has ended."""
+    camera_silence_s: float = Field(30.0, gt=0)
+    """Tracks end by their camera's own stream time (capture times), so a bus stall does not end
+    them; a camera that sends nothing at all for this long (wall clock) has its tracks ended too.
+    Generous: longer than a broker restart, shorter than ``stream.camera_idle_s``."""
     gallery_sync_s: float = 1.0
     publish_embeddings: bool = False
     """Also publish every frame's encodings on facestream.embeddings (biometric data: off by default)."""
@@ -162,6 +166,27 @@ class ImageSettings(BaseModel):
     frames), so a poll of large frames cannot take more memory than this bounds."""
 
 
+class StreamSettings(BaseModel):
+    """What every consumer of frame-derived messages checks (shared/stream.py, shared/worker.py)."""
+
+    max_future_s: float = Field(5.0, gt=0)
+    """A capture time further ahead of the service's clock is dead-lettered (``clock_skew``): it
+    would otherwise pose as the camera's latest frame. Capture times are the ingestor's clock, so
+    this only has to cover the hosts' clock differences and transit."""
+    max_past_s: float = Field(86_400.0, gt=0)
+    """A capture time further behind is dead-lettered too (a backlog within the topics' retention
+    is still processed)."""
+    replay_window: int = Field(4096, ge=16)
+    """Frames per camera remembered to recognise replays (at-least-once redelivery)."""
+    camera_idle_s: float = Field(60.0, gt=0)
+    """A camera silent this long (wall clock) is forgotten by every worker (``Worker.expire``)."""
+    max_cameras: int = Field(10_000, ge=1)
+    """Cameras kept per worker; beyond it the least recently seen is forgotten."""
+    dead_letter_headroom_bytes: int = Field(65_536, ge=1024)
+    """A dead letter whose original does not fit in the bus's message limit minus this (room for
+    the ``dlq.*`` headers and record overhead) carries a reference to the original instead."""
+
+
 class ApiSettings(BaseModel):
     """The HTTP API. It refuses to start without a token: biometric data is never served openly."""
 
@@ -205,6 +230,7 @@ class Settings(BaseSettings):
     recognizer: RecognizerSettings = RecognizerSettings()
     style: StyleSettings = StyleSettings()
     liveness: LivenessSettings = LivenessSettings()
+    stream: StreamSettings = StreamSettings()
     api: ApiSettings = ApiSettings()
     images: ImageSettings = ImageSettings()
     retention: RetentionSettings = RetentionSettings()

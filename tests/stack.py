@@ -40,6 +40,8 @@ class Stack:
             "FACESTREAM_INGEST__BACKOFF_MAX_S": "2",
             "FACESTREAM_INGEST__REGISTRY_POLL_S": "0.5",
             "FACESTREAM_FACE__TF_THREADS": "1",
+            # Tracks of a camera whose clip ended end 5 s later, not after the 30 s default.
+            "FACESTREAM_RECOGNIZER__CAMERA_SILENCE_S": "5",
         }
         self.processes: list[ServiceProcess] = []
 

@@ -99,11 +99,23 @@ def test_a_damaged_context_fails_that_message_only() -> None:
     assert [v.track_id for v in verdicts(r for r in results if isinstance(r, list))] == [1]
 
 
-def test_replayed_frames_after_a_restart_are_not_counted_twice() -> None:
+def test_a_damaged_face_changes_no_track() -> None:
     worker = LivenessWorker(ConstantModel(0.9), LivenessSettings())
-    worker.process_batch([faces(seq, 1) for seq in range(WINDOW - 1)])
-    assert worker.process_batch([faces(WINDOW - 2, 1)]) == [[]]
-    assert len(worker.tracks[("cam", 1)].rows) == WINDOW - 1
+    worker.process_batch([faces(seq, 1) for seq in range(3)])
+    message = FacesMessage.model_validate_json(faces(3, 1, 2).value)
+    damaged = message.model_copy(
+        update={
+            "faces": [
+                message.faces[0],
+                message.faces[1].model_copy(update={"context_jpeg_b64": "!!"}),
+            ]
+        }
+    )
+    [result] = worker.process_batch(
+        [Message(Topics.FACES, damaged.to_bytes(), "cam", damaged.headers())]
+    )
+    assert isinstance(result, ValueError)
+    assert len(worker.tracks[("cam", 1)].rows) == 3 and ("cam", 2) not in worker.tracks
 
 
 def test_ended_tracks_and_silent_cameras_are_forgotten() -> None:
@@ -112,7 +124,7 @@ def test_ended_tracks_and_silent_cameras_are_forgotten() -> None:
     worker.process_batch([faces(seq, 2) for seq in range(5, 60)])  # the camera goes on to 1003.9
     worker.tick(now=1004.0)
     assert set(worker.tracks) == {("cam", 2)}
-    worker.tick(now=1003.9 + 61)
+    worker.expire("cam")  # the runner: the camera has been silent for stream.camera_idle_s
     assert worker.tracks == {}
 
 

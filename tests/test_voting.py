@@ -96,11 +96,32 @@ def test_a_verdict_that_arrives_before_the_track_is_applied_when_it_appears() ->
     assert [e.type for e in observe_many(w, [("p1", 0.2)] * 3)] == ["started", "identified"]
 
 
-def test_tracks_end_only_after_the_timeout() -> None:
-    v = voter(track_timeout_s=2.0)
+def test_a_stall_does_not_end_tracks_but_a_silent_camera_does() -> None:
+    v = voter(track_timeout_s=2.0, silence_timeout_s=10.0)
     observe_many(v, [("p1", 0.2)] * 3)
     assert v.expire(now=1.0) == []
-    assert [e.type for e in v.expire(now=3.0)] == ["ended"]
+    assert v.expire(now=8.0) == []  # 8 s without frames (a broker restart): still open
+    v.clock.now = 8.0
+    v.observe("cam", 1, 0.3, BOX, 1.0, "p1", 0.2)  # the stream resumes where it was
+    assert v.expire(now=8.0) == []
+    assert [e.type for e in v.expire(now=18.5)] == ["ended"]  # the camera really stopped
+
+
+def test_a_capture_time_ahead_of_the_clock_does_not_end_the_cameras_tracks() -> None:
+    v = voter(track_timeout_s=2.0)
+    observe_many(v, [("p1", 0.2)] * 3)  # clock at 0.2
+    v.observe("cam", 2, 4.0, BOX, 1.0, None, None)  # 3.8 s ahead (inside the skew window)
+    assert v.expire(now=0.2) == []
+
+
+def test_an_identification_waits_for_the_persons_name() -> None:
+    names = {}
+    v = TrackVoter(0.36, lambda d: 1 - d, names.get, clock=Clock())
+    events = observe_many(v, [("p1", 0.2)] * 5)
+    assert [e.type for e in events] == ["started"]  # the store is down: no name, no decision
+    names["p1"] = "Ada"
+    events = observe_many(v, [("p1", 0.2)], start=1.0)
+    assert [(e.type, e.person_name) for e in events] == [("identified", "Ada")]
 
 
 def test_a_backlog_does_not_end_tracks_that_are_still_in_the_stream() -> None:

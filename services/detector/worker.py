@@ -7,6 +7,7 @@ camera id), so the tracker state of a camera lives on exactly one detector insta
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 
 import cv2
@@ -23,6 +24,7 @@ from shared.images import check_size, decode_image
 from shared.liveness.context import context_crop, context_to_b64
 from shared.schemas import Box, DetectedFace, FacesMessage, FrameMeta, Topics
 from shared.settings import get_settings
+from shared.stream import StreamStamp
 from shared.worker import BatchWorker, Outgoing
 
 
@@ -99,6 +101,21 @@ class DetectorWorker(BatchWorker):
             faces=[_face(image, gray, d, t) for d, t in zip(detections, track_ids, strict=True)],
         )
         return Outgoing(Topics.FACES, faces.to_bytes(), meta.camera_id, faces.headers())
+
+    def stamp(self, message: Message) -> StreamStamp:
+        meta = FrameMeta.from_message(message)
+        return StreamStamp(meta.camera_id, meta.capture_ts, meta.seq)
+
+    def snapshot(self) -> dict[str, FaceTracker]:
+        """The trackers (track ids already handed out stay used: ids only need to be unique)."""
+        return copy.deepcopy(self.trackers, {id(self.track_ids): self.track_ids})
+
+    def restore(self, state: object) -> None:
+        self.trackers = state  # type: ignore[assignment] - what snapshot returned
+
+    def expire(self, camera_id: str) -> Iterable[Outgoing]:
+        self.trackers.pop(camera_id, None)
+        return ()
 
     def tick(self, now: float) -> Iterable[Outgoing]:
         """Forget the trackers of cameras that have sent no frame for ``camera_idle_s``."""

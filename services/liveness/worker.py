@@ -13,6 +13,7 @@ lives on one liveness instance, as the detector's trackers do.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -27,9 +28,8 @@ from shared.liveness.features import frame_features
 from shared.liveness.model import LivenessModel
 from shared.schemas import DetectedFace, FacesMessage, LivenessVerdict, Topics
 from shared.settings import LivenessSettings
+from shared.stream import StreamStamp
 from shared.worker import BatchWorker, Outgoing
-
-CAMERA_IDLE_S = 60.0
 
 
 @dataclass
@@ -54,7 +54,8 @@ class LivenessWorker(BatchWorker):
         self.model = model
         self.settings = settings
         self.tracks: dict[tuple[str, int], TrackWindow] = {}
-        self._latest_capture: dict[str, float] = {}
+        self._stream_time: dict[str, float] = {}
+        """Per camera: its latest capture time (never ahead of this service's clock)."""
 
     def process_batch(self, messages: list[Message]) -> list[list[Outgoing] | Exception]:
         """Features for every face of the poll, then one model call for the windows that are due."""
@@ -75,32 +76,59 @@ class LivenessWorker(BatchWorker):
                 results[i].append(self._verdict(camera_id, track_id, float(score)))
         return results
 
-    def _observe(self, message: Message) -> list[tuple[str, int, np.ndarray]]:
-        """Add the frame's faces to their tracks; the (camera, track, window) now due."""
+    def stamp(self, message: Message) -> StreamStamp:
         faces = FacesMessage.from_message(message)
-        if faces.capture_ts <= self._latest_capture.get(faces.camera_id, float("-inf")):
-            return []  # a replay after a restart (at-least-once): already seen
-        self._latest_capture[faces.camera_id] = faces.capture_ts
+        return StreamStamp(faces.camera_id, faces.capture_ts, faces.seq)
+
+    def snapshot(self) -> object:
+        return copy.deepcopy((self.tracks, self._stream_time))
+
+    def restore(self, state: object) -> None:
+        self.tracks, self._stream_time = state  # type: ignore[misc] - what snapshot returned
+
+    def expire(self, camera_id: str) -> Iterable[Outgoing]:
+        """A silent camera (removed, or died): forget its tracks."""
+        self._stream_time.pop(camera_id, None)
+        for key in [key for key in self.tracks if key[0] == camera_id]:
+            del self.tracks[key]
+        return ()
+
+    def _observe(self, message: Message) -> list[tuple[str, int, np.ndarray]]:
+        """Add the frame's faces to their tracks; the (camera, track, window) now due.
+
+        Every face is decoded before any track changes, so a message that fails changes nothing.
+        """
+        faces = FacesMessage.from_message(message)
+        decoded = [(face, self._decoded(face)) for face in faces.faces]
+        latest = self._stream_time.get(faces.camera_id, float("-inf"))
+        self._stream_time[faces.camera_id] = max(latest, min(faces.capture_ts, time.time()))
         due = []
-        for face in faces.faces:
-            window = self._add(faces.camera_id, faces.capture_ts, face)
+        for face, context in decoded:
+            if context is None:
+                continue
+            window = self._add(faces.camera_id, faces.capture_ts, face, context)
             if window is not None:
                 due.append((faces.camera_id, face.track_id, window))
         return due
 
-    def _add(self, camera_id: str, ts: float, face: DetectedFace) -> np.ndarray | None:
+    def _decoded(self, face: DetectedFace) -> np.ndarray | None:
+        """The face's context crop, or None for a face liveness cannot use (counted)."""
         if face.track_id is None:
             metrics.LIVENESS_FACES_SKIPPED.labels("no_track").inc()
             return None
         if not (face.context_jpeg_b64 and len(face.landmarks) == 5):
             metrics.LIVENESS_FACES_SKIPPED.labels("no_context").inc()
             return None
+        return context_from_b64(face.context_jpeg_b64)
+
+    def _add(
+        self, camera_id: str, ts: float, face: DetectedFace, context: np.ndarray
+    ) -> np.ndarray | None:
         track = self.tracks.setdefault(
             (camera_id, face.track_id), TrackWindow(deque(maxlen=self.model.window))
         )
         landmarks = np.asarray(face.landmarks, np.float64)
         box = (face.box.x, face.box.y, face.box.w, face.box.h)
-        context = context_from_b64(face.context_jpeg_b64)
         track.rows.append(frame_features(landmarks, box, context, track.previous))
         track.previous = (landmarks, box)
         track.last_seen_ts = ts
@@ -130,13 +158,10 @@ class LivenessWorker(BatchWorker):
         return Outgoing(Topics.LIVENESS, verdict.to_bytes(), camera_id, verdict.headers())
 
     def tick(self, now: float) -> Iterable[Outgoing]:
-        """Forget tracks their camera has not shown for ``track_timeout_s`` of its stream time,
-        and every track of a camera silent for ``CAMERA_IDLE_S`` (it was removed or died)."""
-        for camera_id, latest in list(self._latest_capture.items()):
-            if now - latest > CAMERA_IDLE_S:
-                del self._latest_capture[camera_id]
+        """Forget tracks their camera has not shown for ``track_timeout_s`` of its stream time
+        (a silent camera's tracks go with the camera: ``expire``)."""
         for key, track in list(self.tracks.items()):
-            latest = self._latest_capture.get(key[0])
+            latest = self._stream_time.get(key[0])
             if latest is None or latest - track.last_seen_ts > self.settings.track_timeout_s:
                 del self.tracks[key]
         return ()

@@ -60,6 +60,7 @@ class TrackVoter:
         track_timeout_s: float = 2.0,
         clock: Callable[[], float] = time.time,
         require_live: bool = False,
+        silence_timeout_s: float = 30.0,
     ) -> None:
         self.threshold = threshold
         self.confidence = confidence
@@ -68,11 +69,12 @@ class TrackVoter:
         self.track_timeout_s = track_timeout_s
         self.clock = clock
         self.require_live = require_live
+        self.silence_timeout_s = silence_timeout_s
         self.tracks: dict[tuple[str, int], TrackVotes] = {}
         self._early_verdicts: dict[tuple[str, int], bool] = {}
         """Liveness verdicts (live?) of tracks not seen yet."""
         self._camera_clock: dict[str, tuple[float, float]] = {}
-        """Per camera: (latest capture time seen, wall time it was seen)."""
+        """Per camera: (latest capture time seen, never ahead of the clock; wall time it was seen)."""
 
     def observe(
         self,
@@ -86,8 +88,9 @@ class TrackVoter:
     ) -> list[RecognitionEvent]:
         """Record one frame of a track; return the events it causes."""
         events: list[RecognitionEvent] = []
-        latest = max(ts, self._camera_clock.get(camera_id, (ts, 0.0))[0])
-        self._camera_clock[camera_id] = (latest, self.clock())
+        wall = self.clock()
+        latest = max(min(ts, wall), self._camera_clock.get(camera_id, (float("-inf"), 0.0))[0])
+        self._camera_clock[camera_id] = (latest, wall)
         track = self.tracks.get((camera_id, track_id))
         if track is None:
             track = TrackVotes(camera_id, track_id, ts, ts, box)
@@ -117,6 +120,8 @@ class TrackVoter:
             return []
         if leader != UNKNOWN and self.require_live and not track.live:
             return []  # named once liveness says live
+        if leader != UNKNOWN and self.names(leader) is None:
+            return []  # the name is unknown right now (store down): decide on a later frame
         track.decided = leader
         return [self._event("unknown" if leader == UNKNOWN else "identified", track)]
 
@@ -142,16 +147,34 @@ class TrackVoter:
     def expire(self, now: float) -> list[RecognitionEvent]:
         """End tracks not seen for ``track_timeout_s`` of their camera's stream time.
 
-        Stream (capture) time, not processing time: a recognizer working through a backlog must
-        not end every track it is behind on. A camera that sends nothing at all any more ends its
-        tracks once it has been silent for the timeout by the wall clock ``now``.
+        Stream (capture) time, not processing time: a recognizer working through a backlog, or
+        waiting out a broker restart, must not end the tracks it is behind on (they would start
+        again when their frames arrive). A camera that sends nothing at all any more ends its
+        tracks once it has been silent for ``silence_timeout_s`` by the wall clock ``now``.
         """
         ended = []
         for track in self.tracks.values():
             latest, seen_at = self._camera_clock.get(track.camera_id, (track.last_seen_ts, now))
-            stream_now = latest + max(0.0, now - seen_at)
-            if stream_now - track.last_seen_ts > self.track_timeout_s:
+            if (
+                latest - track.last_seen_ts > self.track_timeout_s
+                or now - seen_at > self.silence_timeout_s
+            ):
                 ended.append(track)
+        return self._end(ended)
+
+    def end_camera(self, camera_id: str | None = None) -> list[RecognitionEvent]:
+        """End every open track of ``camera_id`` (of every camera with None) now."""
+        if camera_id is not None:
+            self._camera_clock.pop(camera_id, None)
+        return self._end([t for t in self.tracks.values() if camera_id in (None, t.camera_id)])
+
+    def restore(self, track: TrackVotes) -> None:
+        """Take back an open track after a restart (its ``started`` is already out)."""
+        self.tracks[(track.camera_id, track.track_id)] = track
+        if track.camera_id not in self._camera_clock:
+            self._camera_clock[track.camera_id] = (track.last_seen_ts, self.clock())
+
+    def _end(self, ended: list[TrackVotes]) -> list[RecognitionEvent]:
         for track in ended:
             del self.tracks[(track.camera_id, track.track_id)]
         return [self._event("ended", track) for track in ended]

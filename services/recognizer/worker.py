@@ -9,11 +9,14 @@ track judged an attack gets a ``spoof`` event instead.
 
 from __future__ import annotations
 
+import copy
+import logging
 import time
 from collections.abc import Iterable
 
 import numpy as np
 
+from services.recognizer.journal import MemoryJournal, TrackJournal
 from services.recognizer.voting import TrackVoter, face_weight
 from shared import metrics
 from shared.bus.base import Message
@@ -32,7 +35,13 @@ from shared.schemas import (
     Topics,
 )
 from shared.settings import RecognizerSettings
+from shared.stream import StreamStamp
 from shared.worker import BatchWorker, Outgoing
+
+log = logging.getLogger(__name__)
+
+JOURNAL_REFRESH_S = 2.0
+"""How often the open tracks' latest frame times are written to the journal (a few writes per track)."""
 
 
 class RecognizerWorker(BatchWorker):
@@ -46,8 +55,10 @@ class RecognizerWorker(BatchWorker):
         settings: RecognizerSettings,
         identification_far: float = 0.01,
         liveness_gate: bool = False,
+        journal: TrackJournal | None = None,
     ) -> None:
-        """``verifier``: the decision rule (shared/face/factory.build_verifier)."""
+        """``verifier``: the decision rule (shared/face/factory.build_verifier); ``journal``: where
+        open tracks outlive a crash (services/recognizer/journal.py; default: this process only)."""
         self.topics = (Topics.FACES, Topics.LIVENESS) if liveness_gate else (Topics.FACES,)
         self.encoder = encoder
         self.gallery = gallery
@@ -57,7 +68,6 @@ class RecognizerWorker(BatchWorker):
         self.identification_far = identification_far
         self._next_sync = 0.0
         self._names: dict[str, str] = {}
-        self._latest_capture: dict[str, float] = {}
         self.voter = TrackVoter(
             verifier.threshold,
             verifier.confidence,
@@ -65,7 +75,87 @@ class RecognizerWorker(BatchWorker):
             min_frames=settings.min_frames,
             track_timeout_s=settings.track_timeout_s,
             require_live=liveness_gate,
+            silence_timeout_s=settings.camera_silence_s,
         )
+        self.journal = journal if journal is not None else MemoryJournal()
+        self._journaled: dict[tuple[str, int], float] = {}
+        """Tracks whose ``started`` is acknowledged, with the last frame time journaled."""
+        self._journal_loaded = False
+        self._next_refresh = 0.0
+        self._load_journal()
+
+    def stamp(self, message: Message) -> StreamStamp:
+        if message.topic == Topics.LIVENESS:
+            verdict = LivenessVerdict.from_message(message)
+            return StreamStamp(verdict.camera_id, verdict.ts, dedupe=False)
+        faces = FacesMessage.from_message(message)
+        return StreamStamp(faces.camera_id, faces.capture_ts, faces.seq)
+
+    def snapshot(self) -> object:
+        """The voter's state (tracks, early verdicts, camera clocks), to undo a failed batch."""
+        return {k: copy.deepcopy(v) for k, v in vars(self.voter).items() if not callable(v)}
+
+    def restore(self, state: object) -> None:
+        vars(self.voter).update(state)  # type: ignore[arg-type] - what snapshot returned
+
+    def expire(self, camera_id: str) -> Iterable[Outgoing]:
+        return [_outgoing(e) for e in self.voter.end_camera(camera_id)]
+
+    def published(self, outputs: list[Outgoing]) -> None:
+        """Journal the tracks whose events the bus acknowledged (see journal.py)."""
+        try:
+            self._journal_events(outputs)
+        except Exception:  # noqa: BLE001 - the journal must never stop the recognizer
+            metrics.ERRORS.labels(self.name, "track_journal").inc()
+            log.exception("recognizer: journaling open tracks failed")
+
+    def _journal_events(self, outputs: list[Outgoing]) -> None:
+        for out in outputs:
+            if out.topic != Topics.EVENTS:
+                continue
+            event = RecognitionEvent.model_validate_json(out.value)
+            key = (event.camera_id, event.track_id)
+            if event.type == "ended":
+                self.journal.delete(*key)
+                self._journaled.pop(key, None)
+            elif (track := self.voter.tracks.get(key)) is not None:
+                self.journal.save(track)
+                self._journaled[key] = track.last_seen_ts
+        self.journal.flush()
+
+    def shutdown(self) -> Iterable[Outgoing]:
+        """A journal that outlives the process keeps the open tracks for the next instance;
+        otherwise they end here, so that every ``started`` has its ``ended``."""
+        if self.journal.persistent:
+            self.journal.flush()
+            return ()
+        return [_outgoing(e) for e in self.voter.end_camera(None)]
+
+    def _load_journal(self) -> None:
+        """Take back the open tracks of a previous instance (retried from ``tick`` until loaded)."""
+        tracks = self.journal.load()
+        if tracks is None:
+            return
+        self._journal_loaded = True
+        for track in tracks:
+            key = (track.camera_id, track.track_id)
+            if key not in self.voter.tracks:
+                self.voter.restore(track)
+                self._journaled[key] = track.last_seen_ts
+        if tracks:
+            log.info("recognizer: %d open track(s) taken back from the journal", len(tracks))
+
+    def _refresh_journal(self) -> None:
+        """Write the open tracks' progress now and then, so a restart ends them at the right time."""
+        if time.monotonic() < self._next_refresh:
+            return
+        self._next_refresh = time.monotonic() + JOURNAL_REFRESH_S
+        for key, saved_ts in list(self._journaled.items()):
+            track = self.voter.tracks.get(key)
+            if track is not None and track.last_seen_ts > saved_ts:
+                self.journal.save(track)
+                self._journaled[key] = track.last_seen_ts
+        self.journal.flush()
 
     def process_batch(self, messages: list[Message]) -> list[list[Outgoing] | Exception]:
         """Decode every chip of the poll, encode them in one call, then vote frame by frame."""
@@ -103,9 +193,6 @@ class RecognizerWorker(BatchWorker):
     ) -> tuple[FacesMessage, list[DetectedFace], np.ndarray] | None:
         """The frame's faces that carry a chip and a track, with the chips decoded; None to skip."""
         faces = FacesMessage.from_message(message)
-        if faces.capture_ts <= self._latest_capture.get(faces.camera_id, float("-inf")):
-            return None  # a replay after a restart (at-least-once): already counted
-        self._latest_capture[faces.camera_id] = faces.capture_ts
         usable = [f for f in faces.faces if f.chip_jpeg_b64 and f.track_id is not None]
         if not usable:
             return None
@@ -150,15 +237,29 @@ class RecognizerWorker(BatchWorker):
 
     def tick(self, now: float) -> Iterable[Outgoing]:
         self._sync_if_due()
+        if not self._journal_loaded:
+            self._load_journal()
+        self._refresh_journal()
         return [_outgoing(e) for e in self.voter.expire(now)]
 
     def _sync_if_due(self) -> None:
         if time.monotonic() >= self._next_sync:
             self._next_sync = time.monotonic() + self.settings.gallery_sync_s
             self.index.sync()
+            self._cache_names()
             self.voter.threshold = self.verifier.identification_threshold(
                 self.index.people, self.identification_far
             )
+
+    def _cache_names(self) -> None:
+        """Names of every indexed person, read while the store is up, so that a Redis outage
+        never turns an identification into ``person_name: null``."""
+        if all(p in self._names for p in self.index.person_ids()):
+            return
+        try:
+            self._names.update({p.id: p.name for p in self.gallery.people()})
+        except Exception:  # noqa: BLE001 - the store is down: read again at the next sync
+            log.debug("person names unavailable; kept the cached ones", exc_info=True)
 
     def _name(self, person_id: str) -> str | None:
         if person_id not in self._names:

@@ -28,6 +28,23 @@ class BusError(RuntimeError):
     """The bus is unreachable or refused an operation; transient, so callers retry."""
 
 
+class MessageTooLargeError(BusError):
+    """The bus refuses this message for its size: final, sending it again cannot succeed."""
+
+
+class PublishFailedError(BusError):
+    """Some messages queued since the last flush were not acknowledged; the others were.
+
+    ``failed`` and ``too_large`` are positions among the messages published since the previous
+    flush, so a caller resends only those (and never resends a too-large one as it is).
+    """
+
+    def __init__(self, text: str, failed: list[int], too_large: list[int]) -> None:
+        super().__init__(text)
+        self.failed = failed
+        self.too_large = too_large
+
+
 class Publisher(ABC):
     @abstractmethod
     def publish(
@@ -66,6 +83,9 @@ class Subscriber(ABC):
 
 class Bus(ABC):
     """Factory for publishers and subscribers on one broker (or one process)."""
+
+    max_message_bytes: int | None = None
+    """The largest message (value plus headers) the bus accepts; None: no limit."""
 
     @abstractmethod
     def publisher(self) -> Publisher: ...

@@ -14,10 +14,26 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import (
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    TopicAlreadyExistsError,
+)
 
-from shared.bus.base import Bus, BusError, Message, Publisher, Subscriber
+from shared.bus.base import (
+    Bus,
+    BusError,
+    Message,
+    MessageTooLargeError,
+    Publisher,
+    PublishFailedError,
+    Subscriber,
+)
 from shared.settings import KafkaSettings
+
+TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError)
+"""The client's own size check and the broker's MESSAGE_TOO_LARGE: final, never retried."""
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +60,7 @@ def connection_options(settings: KafkaSettings) -> dict[str, Any]:
 class KafkaBus(Bus):
     def __init__(self, settings: KafkaSettings) -> None:
         self.settings = settings
+        self.max_message_bytes = settings.max_message_bytes
 
     def publisher(self) -> Publisher:
         return KafkaPublisher(self.settings)
@@ -107,6 +124,8 @@ class KafkaPublisher(Publisher):
                 key=key.encode() if key is not None else None,
                 headers=[(k, v.encode()) for k, v in (headers or {}).items()],
             )
+        except TOO_LARGE as error:
+            raise MessageTooLargeError(f"publish to {topic} refused: {error}") from error
         except KafkaError as error:
             raise BusError(f"publish to {topic} failed: {error}") from error
         self._pending.append(future)
@@ -117,12 +136,26 @@ class KafkaPublisher(Publisher):
             self._producer.flush(timeout=timeout_s)
         except KafkaError as error:
             raise BusError(f"flush failed: {error}") from error
-        failed = [f.exception for f in pending if not f.is_done or f.failed()]
-        if failed:
-            raise BusError(f"{len(failed)} message(s) not acknowledged: {failed[0]}")
+        too_large = [i for i, f in enumerate(pending) if f.is_done and _too_large(f.exception)]
+        failed = [
+            i
+            for i, f in enumerate(pending)
+            if (not f.is_done or f.failed()) and i not in set(too_large)
+        ]
+        if failed or too_large:
+            first = pending[(failed or too_large)[0]].exception
+            raise PublishFailedError(
+                f"{len(failed) + len(too_large)} message(s) not acknowledged: {first}",
+                failed,
+                too_large,
+            )
 
     def close(self) -> None:
         self._producer.close(timeout=5)
+
+
+def _too_large(error: BaseException | None) -> bool:
+    return isinstance(error, TOO_LARGE)
 
 
 class KafkaSubscriber(Subscriber):

@@ -12,7 +12,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Mapping
 
-from shared.bus.base import Bus, BusError, Message, Publisher, Subscriber
+from shared.bus.base import Bus, BusError, Message, MessageTooLargeError, Publisher, Subscriber
 
 
 class _Log:
@@ -33,8 +33,12 @@ class _Log:
 
 
 class MemoryBus(Bus):
-    def __init__(self, retention_messages: int = 10_000) -> None:
+    def __init__(
+        self, retention_messages: int = 10_000, max_message_bytes: int | None = None
+    ) -> None:
+        """``max_message_bytes``: refuse larger messages as a broker would (default: no limit)."""
         self._retention = retention_messages
+        self.max_message_bytes = max_message_bytes
         self._logs: dict[str, _Log] = {}
         self._committed: dict[tuple[str, str], int] = {}
         self._active: set[tuple[str, str]] = set()
@@ -46,6 +50,12 @@ class MemoryBus(Bus):
         return self._logs[topic]
 
     def append(self, topic: str, value: bytes, key: str | None, headers: Mapping[str, str]) -> None:
+        if self.max_message_bytes is not None:
+            size = len(value) + sum(len(k) + len(v.encode()) for k, v in headers.items())
+            if size > self.max_message_bytes:
+                raise MessageTooLargeError(
+                    f"{size} bytes to {topic}, over the limit of {self.max_message_bytes}"
+                )
         with self._changed:
             log = self._log(topic)
             log.messages.append(

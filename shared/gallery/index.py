@@ -57,6 +57,11 @@ class GalleryIndex:
         """Distinct enrolled people: the K of 1:K."""
         return len(self._people)
 
+    def person_ids(self) -> list[str]:
+        """The people with at least one indexed encoding."""
+        with self._lock:
+            return list(self._people)
+
     def reload(self) -> None:
         """Load every encoding; the cursor is read first so no change is missed in between."""
         cursor = self.gallery.cursor()
