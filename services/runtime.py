@@ -29,7 +29,7 @@ def start_services(
 ) -> tuple[HealthServer, list[threading.Thread]]:
     """Start the health endpoint and one thread per service; a crashed service stops the process.
 
-    Liveness (``/livez``): each service's thread runs. Readiness (``/readyz``): each service is
+    Liveness (``/livez``): each service's thread runs (and a worker's loop turns). Readiness (``/readyz``): each service is
     ``healthy()`` (its bus answers) and every check in ``dependencies`` (e.g. Redis) passes."""
     health = HealthServer(settings.metrics_host, settings.metrics_port).start()
     for name, check in (dependencies or {}).items():
@@ -38,10 +38,19 @@ def start_services(
     for name, service in services.items():
         health.add_check(name, service.healthy)
         thread = threading.Thread(target=_guarded, args=(name, service, stop), name=name)
-        health.add_liveness(name, thread.is_alive)
+        health.add_liveness(name, _liveness(thread, service))
         thread.start()
         threads.append(thread)
     return health, threads
+
+
+def _liveness(thread: threading.Thread, service: Service) -> Callable[[], bool]:
+    """Alive while the thread runs and, for a worker, while its loop turns (polling or retrying an
+    outage: ``WorkerRunner.alive``), so a wedged loop is restarted but an outage is waited out."""
+    turning = getattr(service, "alive", None)
+    if turning is None:
+        return thread.is_alive
+    return lambda: thread.is_alive() and turning()
 
 
 def _guarded(name: str, service: Service, stop: threading.Event) -> None:
