@@ -98,6 +98,10 @@ class RecognizerSettings(BaseModel):
     track_timeout_s: float = 2.0
     """A track not seen for this long has ended."""
     gallery_sync_s: float = 1.0
+    fusion_frames: int = Field(5, ge=0)
+    """Track fusion: each frame is matched as the quality-weighted fused encoding of its track's
+    best this-many frames (services/recognizer/fusion.py; bench.fusion measures it). 0: every
+    frame is matched alone (per-frame votes only)."""
     publish_embeddings: bool = False
     """Also publish every frame's encodings on facestream.embeddings (biometric data: off by default)."""
 

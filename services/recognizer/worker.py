@@ -5,22 +5,35 @@ sync with the store's change feed from ``tick``), and fed to the track voter, wh
 stream of per-frame matches into a few events per track. With the liveness gate on, the recognizer
 also consumes the liveness service's verdicts: a track is named only once judged live, and a
 track judged an attack gets a ``spoof`` event instead.
+
+With track fusion (``fusion_frames`` > 0, services/recognizer/fusion.py) each frame is matched as
+the fused encoding of its track's best frames so far rather than alone. The gallery must hold the
+encodings of this recognizer's encoder only: otherwise it refuses to start
+(``EncoderMismatchError``, naming ``facestream people reencode``), and a later mismatch (someone
+enrolled with another encoder meanwhile) is logged as an error while those encodings are ignored.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 
 import numpy as np
 
+from services.recognizer.fusion import TrackFusion
 from services.recognizer.voting import TrackVoter, face_weight
 from shared import metrics
 from shared.bus.base import Message
 from shared.face.chips import chip_from_b64
 from shared.face.encoder import FaceEncoder
 from shared.face.verification import Verifier, index_metric
-from shared.gallery.base import Gallery, GalleryError, PersonNotFoundError
+from shared.gallery.base import (
+    EncoderMismatchError,
+    Gallery,
+    GalleryError,
+    PersonNotFoundError,
+)
 from shared.gallery.index import GalleryIndex
 from shared.schemas import (
     DetectedFace,
@@ -33,6 +46,8 @@ from shared.schemas import (
 )
 from shared.settings import RecognizerSettings
 from shared.worker import BatchWorker, Outgoing
+
+log = logging.getLogger(__name__)
 
 
 class RecognizerWorker(BatchWorker):
@@ -51,7 +66,10 @@ class RecognizerWorker(BatchWorker):
         self.topics = (Topics.FACES, Topics.LIVENESS) if liveness_gate else (Topics.FACES,)
         self.encoder = encoder
         self.gallery = gallery
-        self.index = GalleryIndex(gallery, index_metric(verifier))
+        self.index = GalleryIndex(gallery, index_metric(verifier), encoder=encoder.name)
+        self.index.sync()  # at start-up: EncoderMismatchError stops a recognizer of the wrong encoder
+        self._mismatch_logged: dict[str, int] = {}
+        self.fusion = TrackFusion(settings.fusion_frames) if settings.fusion_frames > 0 else None
         self.settings = settings
         self.verifier = verifier
         self.identification_far = identification_far
@@ -119,14 +137,24 @@ class RecognizerWorker(BatchWorker):
             if self.settings.publish_embeddings
             else []
         )
-        for face, matches in zip(usable, self.index.search(embeddings), strict=True):
+        weights = [face_weight(face.box, face.score) for face in usable]
+        queries = embeddings
+        if self.fusion is not None:  # match the track's fused best frames, weighted by evidence
+            fused = [
+                self.fusion.add(faces.camera_id, f.track_id, e, w)
+                for f, e, w in zip(usable, embeddings, weights, strict=True)
+            ]
+            queries = np.stack([f.encoding for f in fused])
+            weights = [f.weight for f in fused]
+        found = self.index.search(queries)
+        for face, weight, matches in zip(usable, weights, found, strict=True):
             best = matches[0] if matches else None
             events = self.voter.observe(
                 faces.camera_id,
                 face.track_id,
                 faces.capture_ts,
                 face.box,
-                face_weight(face.box, face.score),
+                weight,
                 best.person_id if best else None,
                 best.distance if best else None,
             )
@@ -150,15 +178,31 @@ class RecognizerWorker(BatchWorker):
 
     def tick(self, now: float) -> Iterable[Outgoing]:
         self._sync_if_due()
-        return [_outgoing(e) for e in self.voter.expire(now)]
+        ended = self.voter.expire(now)
+        if self.fusion is not None:
+            for event in ended:
+                self.fusion.forget(event.camera_id, event.track_id)
+        return [_outgoing(e) for e in ended]
 
     def _sync_if_due(self) -> None:
         if time.monotonic() >= self._next_sync:
             self._next_sync = time.monotonic() + self.settings.gallery_sync_s
-            self.index.sync()
+            self._sync_index()
             self.voter.threshold = self.verifier.identification_threshold(
                 self.index.people, self.identification_far
             )
+
+    def _sync_index(self) -> None:
+        """Sync; a mismatch that appears while running is logged (once per change) and the other
+        encoder's encodings stay out of the index, rather than dead-lettering every frame."""
+        try:
+            self.index.sync()
+        except EncoderMismatchError as error:
+            if self._mismatch_logged != error.found:
+                self._mismatch_logged = error.found
+                log.error("%s; those encodings are ignored until then", error)
+        else:
+            self._mismatch_logged = {}
 
     def _name(self, person_id: str) -> str | None:
         if person_id not in self._names:
