@@ -249,6 +249,10 @@ def test_a_multi_photo_person_is_also_matched_by_their_template() -> None:
     closest_photo = min(float(((centre - p) ** 2).sum()) for p in photos)
     assert match.person_id == "multi" and match.template
     assert match.distance < closest_photo
+    [alone] = index.search(centre, templates=False)[0][:1]  # a fused query: photos only
+    assert not alone.template and alone.distance == pytest.approx(closest_photo, rel=1e-4)
+    mixed = index.search(np.stack([centre, centre]), templates=[False, True])
+    assert [m[0].template for m in mixed] == [False, True]
     without = GalleryIndex(templates=False)
     without.add_local([Encoding(f"e{i}", "multi", v) for i, v in enumerate(photos)])
     assert without.search(centre)[0][0].distance == pytest.approx(closest_photo, rel=1e-4)

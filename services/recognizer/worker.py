@@ -138,7 +138,7 @@ class RecognizerWorker(BatchWorker):
             else []
         )
         weights = [face_weight(face.box, face.score) for face in usable]
-        queries = embeddings
+        queries, single = embeddings, [True] * len(usable)
         if self.fusion is not None:  # match the track's fused best frames, weighted by evidence
             fused = [
                 self.fusion.add(faces.camera_id, f.track_id, e, w)
@@ -146,7 +146,8 @@ class RecognizerWorker(BatchWorker):
             ]
             queries = np.stack([f.encoding for f in fused])
             weights = [f.weight for f in fused]
-        found = self.index.search(queries)
+            single = [f.frames == 1 for f in fused]
+        found = self.index.search(queries, templates=single)  # fused vs fused: not calibrated
         for face, weight, matches in zip(usable, weights, found, strict=True):
             best = matches[0] if matches else None
             events = self.voter.observe(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -237,10 +237,20 @@ class GalleryIndex:
             self._template_block = (matrix, np.einsum("ij,ij->i", matrix, matrix), owners)
         return self._template_block
 
-    def search(self, queries: np.ndarray, top_k: int = 1) -> list[list[Match]]:
+    def search(
+        self, queries: np.ndarray, top_k: int = 1, templates: bool | Sequence[bool] = True
+    ) -> list[list[Match]]:
         """For each query, the ``top_k`` closest people (each at their closest encoding, or
-        template when that is closer)."""
+        template when that is closer).
+
+        ``templates`` (one flag, or one per query): whether the query is also compared with the
+        templates. Pass False for queries that are themselves fused (a track's fused frames): two
+        fused vectors have both their noise averaged out, so impostor pairs sit closer than the
+        single-vs-single pairs the thresholds were calibrated on (bench.fusion measured a false
+        name on the street crowd that way, and none with one side single).
+        """
         queries = np.atleast_2d(np.asarray(queries, np.float32))
+        flags = np.broadcast_to(np.asarray(templates, bool), (len(queries),))
         with self._lock:
             size = len(self._owners)
             if size == 0:
@@ -248,16 +258,19 @@ class GalleryIndex:
             matrix, norms, owners = self._matrix[:size], self._norms[:size], self._owners
             distances = self._distances(queries, matrix, norms)
             block = self._template_rows()
-            if block is None:
+            if block is None or not flags.any():
                 return [self._best_people(row, owners, top_k) for row in distances]
-            t_distances = self._distances(queries, block[0], block[1])
+            t_distances = self._distances(queries[flags], block[0], block[1])
+            t_rows = iter(t_distances)
             return [
                 self._merge(
                     self._best_people(row, owners, top_k, all_candidates=True),
-                    self._best_people(t_row, block[2], top_k, all_candidates=True),
+                    self._best_people(next(t_rows), block[2], top_k, all_candidates=True),
                     top_k,
                 )
-                for row, t_row in zip(distances, t_distances, strict=True)
+                if flag
+                else self._best_people(row, owners, top_k)
+                for row, flag in zip(distances, flags, strict=True)
             ]
 
     def _distances(self, queries: np.ndarray, matrix: np.ndarray, norms: np.ndarray) -> np.ndarray:
