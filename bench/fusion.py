@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -230,7 +231,9 @@ def crowd_figures(runs: dict[str, Run]) -> dict:
         figures[label] = {
             "tracks": len({e.track_id for e in run.events if e.type == "started"}),
             "false_names": len(named),
-            "falsely_named": sorted({e.person_name for e in named}),
+            "falsely_named": sorted(
+                {f"{e.person_name} (track {e.track_id}, face {e.box.w:.0f} px)" for e in named}
+            ),
             "frames_within_threshold": _share(frames_within),
             "events_per_track_max": _max_events(run),
         }
@@ -258,6 +261,13 @@ def main(argv: list[str] | None = None) -> None:
         help="gallery sizes to run: LFW people added to the six (one photo each)",
     )
     parser.add_argument("--fps", type=float, default=15.0)
+    parser.add_argument(
+        "--open-set",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also the LFW open set with K enrolled people and K strangers (outside DevTest)",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 
@@ -299,9 +309,88 @@ def main(argv: list[str] | None = None) -> None:
                 result[name] = summarize(runs)
             print_report(result)
             report["galleries"].append(result)
+    if args.open_set:
+        far = settings.face.identification_far
+        figures = lfw_open_set(pipeline, verifier, settings.shared_data, args.open_set, far)
+        print(
+            f"\nLFW open set outside DevTest: K = {figures['K']} enrolled, "
+            f"{figures['strangers']} strangers, 1:K threshold {figures['threshold']} at FAR {far}"
+        )
+        for label, f in figures.items():
+            if isinstance(f, dict):
+                print(
+                    f"{label:36s} identified {f['identified']:18s}  "
+                    f"strangers named {f['strangers_named']}"
+                )
+        report["lfw_open_set"] = figures
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2, default=str))
+
+
+def lfw_open_set(pipeline, verifier, shared_data: Path, people: int, far: float) -> dict:
+    """Open set on LFW people outside View 1 DevTest: single photos vs fused probes, and one vs
+    two enrolled photos with and without the template.
+
+    Enrolled: ``people`` persons with 5+ photos; gallery photo 0 (or 0 and 1); probes photos 2-4,
+    one at a time or fused. Strangers: as many other persons with 3+ photos, photos 0-2 one at a
+    time or fused. Threshold: the verifier's 1:K threshold for K = ``people`` at ``far``.
+    """
+    from shared.datasets.lfw import identities, people_in, read_pairs
+    from shared.gallery.base import Encoding
+    from shared.gallery.index import GalleryIndex
+
+    devtest = people_in(read_pairs(shared_data, "DevTest"))
+    candidates = {n: p for n, p in identities(shared_data, 3).items() if n not in devtest}
+    enrolled = [n for n, p in candidates.items() if len(p) >= 5][:people]
+    strangers = [n for n in candidates if n not in set(enrolled)][:people]
+
+    def encode(paths: list[Path]) -> np.ndarray | None:
+        faces = [pipeline.analyze_main(cv2.imread(str(path))) for path in paths]
+        return np.stack([f.embedding for f in faces]) if all(faces) else None
+
+    known = {n: v for n in enrolled if (v := encode(candidates[n][:5])) is not None}
+    unknown = [v for n in strangers if (v := encode(candidates[n][:3])) is not None]
+    threshold = verifier.identification_threshold(len(known), far)
+    figures = {"K": len(known), "strangers": len(unknown), "threshold": round(threshold, 4)}
+    for label, photos, templates in (
+        ("1 photo", 1, False),
+        ("2 photos", 2, False),
+        ("2 photos + template", 2, True),
+    ):
+        index = GalleryIndex(templates=templates)
+        index.add_local(
+            [Encoding(f"{n}/{i}", n, v[i]) for n, v in known.items() for i in range(photos)]
+        )
+        for probe in ("single", "fused 3"):
+            if probe == "fused 3" and templates:
+                continue  # fused probes are never compared with templates
+            hits, named = _open_set(index, known, unknown, threshold, probe == "fused 3")
+            figures[f"{label}, {probe} probes"] = {"identified": hits, "strangers_named": named}
+    return figures
+
+
+def _open_set(index, known: dict, unknown: list, threshold: float, fused: bool):
+    from shared.face.fusion import fuse_encodings
+
+    probes = [(n, v[2:5]) for n, v in known.items()]
+    if fused:
+        genuine = [(n, fuse_encodings(p)[None]) for n, p in probes]
+        impostor = [fuse_encodings(v)[None] for v in unknown]
+    else:
+        genuine = [(n, p) for n, p in probes]
+        impostor = list(unknown)
+    right = total = 0
+    for name, queries in genuine:
+        for [best] in (m[:1] for m in index.search(queries)):
+            right += best.person_id == name and best.distance <= threshold
+            total += 1
+    named = sum(m[0].distance <= threshold for queries in impostor for m in index.search(queries))
+    count = sum(len(q) for q in impostor)
+    return (
+        f"{right}/{total} ({100 * right / total:.1f}%)",
+        f"{named}/{count} ({100 * named / count:.2f}%)",
+    )
 
 
 def print_report(report: dict) -> None:
