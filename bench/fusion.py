@@ -63,7 +63,6 @@ VARIANTS = [
     Variant("templates", 0, True),
     Variant("fusion 3", 3, False),
     Variant("fusion 5", 5, False),
-    Variant("fusion 8", 8, False),
     Variant("fusion 5 + templates", 5, True),
 ]
 
@@ -268,6 +267,12 @@ def main(argv: list[str] | None = None) -> None:
         metavar="K",
         help="also the LFW open set with K enrolled people and K strangers (outside DevTest)",
     )
+    parser.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="first measure the fusion shifts on LFW people outside DevTest and the open set, "
+        "and write shared/face/calibration_fusion.json",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 
@@ -291,6 +296,8 @@ def main(argv: list[str] | None = None) -> None:
         f"liveness gate off; detection {time.perf_counter() - started:.0f} s",
         flush=True,
     )
+    if args.calibrate:
+        calibrate(pipeline, verifier, settings.shared_data, args.open_set or 200)
     report: dict = {"encoder": pipeline.encoder.name, "fps": args.fps, "galleries": []}
     with tempfile.TemporaryDirectory(prefix="bench-fusion-") as tmp:
         gallery = FileGallery(Path(tmp) / "gallery")
@@ -328,49 +335,127 @@ def main(argv: list[str] | None = None) -> None:
         args.json.write_text(json.dumps(report, indent=2, default=str))
 
 
+def open_set_people(shared_data: Path, people: int) -> tuple[dict[str, list[Path]], list, list]:
+    """LFW outside DevTest: (photos by name, enrolled names with 5+ photos, stranger names)."""
+    from shared.datasets.lfw import identities, people_in, read_pairs
+
+    devtest = people_in(read_pairs(shared_data, "DevTest"))
+    everyone = {n: p for n, p in identities(shared_data, 1).items() if n not in devtest}
+    candidates = [n for n, p in everyone.items() if len(p) >= 3]
+    enrolled = [n for n in candidates if len(everyone[n]) >= 5][:people]
+    strangers = [n for n in candidates if n not in set(enrolled)][:people]
+    return everyone, enrolled, strangers
+
+
+def _encode(pipeline, paths: list[Path]) -> np.ndarray | None:
+    faces = [pipeline.analyze_main(cv2.imread(str(path))) for path in paths]
+    return np.stack([f.embedding for f in faces]) if all(faces) else None
+
+
 def lfw_open_set(pipeline, verifier, shared_data: Path, people: int, far: float) -> dict:
     """Open set on LFW people outside View 1 DevTest: single photos vs fused probes, and one vs
     two enrolled photos with and without the template.
 
     Enrolled: ``people`` persons with 5+ photos; gallery photo 0 (or 0 and 1); probes photos 2-4,
     one at a time or fused. Strangers: as many other persons with 3+ photos, photos 0-2 one at a
-    time or fused. Threshold: the verifier's 1:K threshold for K = ``people`` at ``far``.
+    time or fused. Threshold: the verifier's 1:K threshold for K = ``people`` at ``far``. Fused
+    distances get the fusion calibration's shift (none without an entry: "unshifted").
     """
-    from shared.datasets.lfw import identities, people_in, read_pairs
+    from shared.face.fusion_calibration import load_fusion_calibration
     from shared.gallery.base import Encoding
     from shared.gallery.index import GalleryIndex
 
-    devtest = people_in(read_pairs(shared_data, "DevTest"))
-    candidates = {n: p for n, p in identities(shared_data, 3).items() if n not in devtest}
-    enrolled = [n for n, p in candidates.items() if len(p) >= 5][:people]
-    strangers = [n for n in candidates if n not in set(enrolled)][:people]
-
-    def encode(paths: list[Path]) -> np.ndarray | None:
-        faces = [pipeline.analyze_main(cv2.imread(str(path))) for path in paths]
-        return np.stack([f.embedding for f in faces]) if all(faces) else None
-
-    known = {n: v for n in enrolled if (v := encode(candidates[n][:5])) is not None}
-    unknown = [v for n in strangers if (v := encode(candidates[n][:3])) is not None]
+    everyone, enrolled, strangers = open_set_people(shared_data, people)
+    known = {n: v for n in enrolled if (v := _encode(pipeline, everyone[n][:5])) is not None}
+    unknown = [v for n in strangers if (v := _encode(pipeline, everyone[n][:3])) is not None]
     threshold = verifier.identification_threshold(len(known), far)
+    calibration = load_fusion_calibration(pipeline.encoder.name, verifier.name)
     figures = {"K": len(known), "strangers": len(unknown), "threshold": round(threshold, 4)}
-    for label, photos, templates in (
-        ("1 photo", 1, False),
-        ("2 photos", 2, False),
-        ("2 photos + template", 2, True),
-    ):
-        index = GalleryIndex(templates=templates)
-        index.add_local(
-            [Encoding(f"{n}/{i}", n, v[i]) for n, v in known.items() for i in range(photos)]
-        )
-        for probe in ("single", "fused 3"):
-            if probe == "fused 3" and templates:
-                continue  # fused probes are never compared with templates
-            hits, named = _open_set(index, known, unknown, threshold, probe == "fused 3")
-            figures[f"{label}, {probe} probes"] = {"identified": hits, "strangers_named": named}
+    for shifted in (False, True) if calibration else (False,):
+        shift = calibration.shift if shifted else (lambda _n: 0.0)
+        tag = "shifted" if shifted else "unshifted"
+        for label, photos, templates in (
+            ("1 photo", 1, False),
+            ("2 photos", 2, False),
+            ("2 photos + template", 2, True),
+        ):
+            if shifted and not templates and photos == 2:
+                continue
+            index = GalleryIndex(templates=templates, template_shift=shift)
+            index.add_local(
+                [Encoding(f"{n}/{i}", n, v[i]) for n, v in known.items() for i in range(photos)]
+            )
+            for probe in ("single", "fused 3"):
+                if probe == "fused 3" and templates:
+                    continue  # fused probes are never compared with templates
+                if shifted and probe == "single" and not templates:
+                    continue  # nothing fused: the same as unshifted
+                fused_shift = shift(3) if probe == "fused 3" else 0.0
+                hits, named = _open_set(
+                    index, known, unknown, threshold, probe == "fused 3", fused_shift
+                )
+                figures[f"{label}, {probe} probes, {tag}"] = {
+                    "identified": hits,
+                    "strangers_named": named,
+                }
     return figures
 
 
-def _open_set(index, known: dict, unknown: list, threshold: float, fused: bool):
+def calibrate(pipeline, verifier, shared_data: Path, exclude: int, max_fused: int = 5) -> None:
+    """Measure the fusion shifts (shared/face/fusion_calibration.py) and write them.
+
+    People: LFW outside View 1 DevTest and outside the open set of ``exclude`` people reported
+    here. Fused sets: photos 0..n-1 of each person with ``max_fused``+ photos; the others: photo 0
+    of up to 1,500 people with fewer than 3 photos. shift(n) = mean over impostor pairs (a, b) of
+    mean_i d(a_i, b) - d(fuse(a_0..a_n-1), b).
+    """
+    from shared.face.fusion import fuse_encodings
+    from shared.face.fusion_calibration import FusionCalibration, save_fusion_calibration
+
+    everyone, enrolled, strangers = open_set_people(shared_data, exclude)
+    used = set(enrolled) | set(strangers)
+    sets_people = [n for n, p in everyone.items() if n not in used and len(p) >= max_fused]
+    others = [n for n, p in everyone.items() if n not in used and len(p) < 3][:1500]
+    sets = [v for n in sets_people if (v := _encode(pipeline, everyone[n][:max_fused])) is not None]
+    singles = np.concatenate(
+        [v for n in others if (v := _encode(pipeline, everyone[n][:1])) is not None]
+    )
+    shifts, checks = {}, {}
+    single_all = np.concatenate([verifier.distances(v, singles).ravel() for v in sets])
+    for n in range(2, max_fused + 1):
+        gaps, fused_all = [], []
+        for v in sets:
+            fused = verifier.distances(fuse_encodings(v[:n])[None], singles)[0]
+            gaps.append(verifier.distances(v[:n], singles).mean(axis=0) - fused)
+            fused_all.append(fused)
+        shifts[n] = float(np.mean(np.concatenate(gaps)))
+        fused_all = np.concatenate(fused_all) + shifts[n]
+        checks[n] = {
+            str(q): [
+                round(float(np.quantile(single_all, q)), 4),
+                round(float(np.quantile(fused_all, q)), 4),
+            ]
+            for q in (1e-3, 1e-2, 0.1, 0.5)
+        }
+    calibration = FusionCalibration(
+        pipeline.encoder.name,
+        verifier.name,
+        shifts,
+        f"python -m bench.fusion --calibrate --open-set {exclude}: {len(sets)} LFW people "
+        f"({max_fused} photos) x {len(singles)} single photos of others, all outside View 1 "
+        "DevTest and the open set",
+        {"quantiles [single, shifted fused] per n": checks},
+    )
+    save_fusion_calibration(calibration)
+    print(f"\nfusion calibration ({len(sets)} fused sets x {len(singles)} others): shift per n")
+    for n in shifts:
+        quantiles = ", ".join(f"q{q}: {a:.4f} vs {b:.4f}" for q, (a, b) in checks[n].items())
+        print(
+            f"  n={n}: +{shifts[n]:.4f}   impostor quantiles single vs shifted fused: {quantiles}"
+        )
+
+
+def _open_set(index, known: dict, unknown: list, threshold: float, fused: bool, shift: float):
     from shared.face.fusion import fuse_encodings
 
     probes = [(n, v[2:5]) for n, v in known.items()]
@@ -378,14 +463,18 @@ def _open_set(index, known: dict, unknown: list, threshold: float, fused: bool):
         genuine = [(n, fuse_encodings(p)[None]) for n, p in probes]
         impostor = [fuse_encodings(v)[None] for v in unknown]
     else:
-        genuine = [(n, p) for n, p in probes]
+        genuine = list(probes)
         impostor = list(unknown)
     right = total = 0
     for name, queries in genuine:
-        for [best] in (m[:1] for m in index.search(queries)):
-            right += best.person_id == name and best.distance <= threshold
+        for [best] in (m[:1] for m in index.search(queries, templates=not fused)):
+            right += best.person_id == name and best.distance + shift <= threshold
             total += 1
-    named = sum(m[0].distance <= threshold for queries in impostor for m in index.search(queries))
+    named = sum(
+        m[0].distance + shift <= threshold
+        for queries in impostor
+        for m in index.search(queries, templates=not fused)
+    )
     count = sum(len(q) for q in impostor)
     return (
         f"{right}/{total} ({100 * right / total:.1f}%)",

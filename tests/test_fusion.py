@@ -130,3 +130,123 @@ def _read(path: Path) -> np.ndarray:
     import cv2
 
     return cv2.imread(str(path))
+
+
+def test_fusion_calibration_round_trip_and_shift(tmp_path: Path) -> None:
+    from shared.face.fusion_calibration import (
+        FusionCalibration,
+        load_fusion_calibration,
+        save_fusion_calibration,
+    )
+
+    path = tmp_path / "calibration_fusion.json"
+    assert load_fusion_calibration("enc", "l2", path) is None
+    save_fusion_calibration(FusionCalibration("enc", "l2", {2: 0.01, 3: 0.02}, "test"), path)
+    save_fusion_calibration(FusionCalibration("other", "l2", {2: 0.5}, "test"), path)
+    save_fusion_calibration(FusionCalibration("enc", "l2", {2: 0.03, 3: 0.04}, "again"), path)
+    loaded = load_fusion_calibration("enc", "l2", path)
+    assert loaded.source == "again" and loaded.shifts == {2: 0.03, 3: 0.04}
+    assert [loaded.shift(n) for n in (1, 2, 3, 9)] == [0.0, 0.03, 0.04, 0.04]
+    assert load_fusion_calibration("other", "l2", path).shift(2) == 0.5
+    assert load_fusion_calibration("enc", "head-l1", path) is None
+
+
+def test_template_distances_get_the_shift_of_their_photo_count() -> None:
+    from shared.gallery.base import Encoding
+    from shared.gallery.index import GalleryIndex
+
+    photos = [unit(1), unit(2), unit(3)]
+    template = fuse_encodings(np.stack(photos))
+    index = GalleryIndex(template_shift=lambda n: 0.1 * n)
+    index.add_local([Encoding(f"e{i}", "p", v) for i, v in enumerate(photos)])
+    [match] = index.search(template)[0]
+    assert match.template and match.distance == pytest.approx(0.3, abs=1e-5)
+
+
+def test_the_committed_fusion_calibration_covers_the_default_encoder() -> None:
+    """Without it the recognizer would match frames alone: the default must ship one."""
+    from shared.face.encoder import FaceEncoder
+    from shared.face.fusion_calibration import load_fusion_calibration
+
+    calibration = load_fusion_calibration(FaceEncoder.name, "l2")
+    assert calibration is not None
+    shifts = [calibration.shift(n) for n in range(2, 6)]
+    assert all(s > 0 for s in shifts) and shifts == sorted(shifts)  # more frames, more shift
+
+
+class NamedEncoder:
+    """Only the name matters here: which fusion calibration the recognizer finds."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def test_without_a_fusion_calibration_the_recognizer_matches_frames_alone(tmp_path: Path) -> None:
+    from services.recognizer.worker import RecognizerWorker
+    from shared.face.verification import Calibration
+    from shared.gallery.file_store import FileGallery
+    from shared.settings import RecognizerSettings
+
+    gallery = FileGallery(tmp_path)
+    unknown = RecognizerWorker(
+        NamedEncoder("never_calibrated_v0"), gallery, Calibration.load(), RecognizerSettings()
+    )
+    assert unknown.fusion is None and not unknown.index.use_templates
+    off = RecognizerWorker(
+        NamedEncoder("dlib_face_recognition_resnet_model_v1"),
+        gallery,
+        Calibration.load(),
+        RecognizerSettings(fusion_frames=0),
+    )
+    assert off.fusion is None
+
+
+@pytest.mark.data
+def test_the_recognizer_names_a_track_by_its_fused_real_frames(
+    face_pipeline, shared_data: Path, tmp_path: Path
+) -> None:
+    """An LFW person enrolled from one photo; a track of five other photos of them is named,
+    a track of a stranger's photos is not."""
+    import json
+
+    import cv2
+
+    from services.recognizer.worker import RecognizerWorker
+    from shared.face.identity import IdentityService
+    from shared.face.verification import Calibration
+    from shared.gallery.file_store import FileGallery
+    from shared.schemas import Box, DetectedFace, FacesMessage
+    from shared.settings import RecognizerSettings
+
+    root = shared_data / "faces" / "lfw-deepfunneled"
+    person, stranger = (root / "Kofi_Annan", root / "Hugo_Chavez")  # outside View 1
+    gallery = FileGallery(tmp_path / "g")
+    identity = IdentityService(face_pipeline, gallery, Calibration.load())
+    identity.enroll("kofi", sorted(person.iterdir())[0].read_bytes())
+    worker = RecognizerWorker(
+        face_pipeline.encoder, gallery, Calibration.load(), RecognizerSettings(fusion_frames=5)
+    )
+    assert worker.fusion is not None
+    worker.tick(0.0)
+    decided = {}
+    for track, folder in ((1, person), (2, stranger)):
+        photos = sorted(folder.iterdir())[1:6]
+        chips = np.stack([face_pipeline.analyze_main(cv2.imread(str(p))).chip for p in photos])
+        embeddings = face_pipeline.encoder.encode(chips)
+        events = []
+        for i, embedding in enumerate(embeddings):
+            face = DetectedFace(box=Box(x=0, y=0, w=120, h=120), score=0.99, track_id=track)
+            frame = FacesMessage(
+                camera_id="cam",
+                seq=i,
+                capture_ts=100.0 * track + i,
+                frame_width=250,
+                frame_height=250,
+                detector="mtcnn",
+                faces=[face],
+            )
+            events += [json.loads(o.value) for o in worker._vote(frame, [face], embedding[None])]
+        decided[track] = [e["person_name"] for e in events if e["type"] != "started"]
+        assert len(events) <= 3  # started and at most two decisions, never one per frame
+    assert decided[1][-1] == "kofi"
+    assert decided[2] == [None]

@@ -27,6 +27,7 @@ from shared import metrics
 from shared.bus.base import Message
 from shared.face.chips import chip_from_b64
 from shared.face.encoder import FaceEncoder
+from shared.face.fusion_calibration import load_fusion_calibration
 from shared.face.verification import Verifier, index_metric
 from shared.gallery.base import (
     EncoderMismatchError,
@@ -66,10 +67,27 @@ class RecognizerWorker(BatchWorker):
         self.topics = (Topics.FACES, Topics.LIVENESS) if liveness_gate else (Topics.FACES,)
         self.encoder = encoder
         self.gallery = gallery
-        self.index = GalleryIndex(gallery, index_metric(verifier), encoder=encoder.name)
+        self.fusion_calibration = load_fusion_calibration(encoder.name, verifier.name)
+        shift = self.fusion_calibration.shift if self.fusion_calibration else None
+        self.index = GalleryIndex(
+            gallery,
+            index_metric(verifier),
+            encoder=encoder.name,
+            templates=shift is not None,
+            template_shift=shift,
+        )
         self.index.sync()  # at start-up: EncoderMismatchError stops a recognizer of the wrong encoder
         self._mismatch_logged: dict[str, int] = {}
-        self.fusion = TrackFusion(settings.fusion_frames) if settings.fusion_frames > 0 else None
+        self.fusion = None
+        if settings.fusion_frames > 0 and shift is not None:
+            self.fusion = TrackFusion(settings.fusion_frames)
+        elif settings.fusion_frames > 0:
+            log.warning(
+                "no fusion calibration for %s with the %s verifier (python -m bench.fusion "
+                "--calibrate): frames are matched alone",
+                encoder.name,
+                verifier.name,
+            )
         self.settings = settings
         self.verifier = verifier
         self.identification_far = identification_far
@@ -138,7 +156,7 @@ class RecognizerWorker(BatchWorker):
             else []
         )
         weights = [face_weight(face.box, face.score) for face in usable]
-        queries, single = embeddings, [True] * len(usable)
+        queries, single, shifts = embeddings, [True] * len(usable), [0.0] * len(usable)
         if self.fusion is not None:  # match the track's fused best frames, weighted by evidence
             fused = [
                 self.fusion.add(faces.camera_id, f.track_id, e, w)
@@ -147,8 +165,9 @@ class RecognizerWorker(BatchWorker):
             queries = np.stack([f.encoding for f in fused])
             weights = [f.weight for f in fused]
             single = [f.frames == 1 for f in fused]
+            shifts = [self.fusion_calibration.shift(f.frames) for f in fused]
         found = self.index.search(queries, templates=single)  # fused vs fused: not calibrated
-        for face, weight, matches in zip(usable, weights, found, strict=True):
+        for face, weight, shift, matches in zip(usable, weights, shifts, found, strict=True):
             best = matches[0] if matches else None
             events = self.voter.observe(
                 faces.camera_id,
@@ -157,7 +176,7 @@ class RecognizerWorker(BatchWorker):
                 face.box,
                 weight,
                 best.person_id if best else None,
-                best.distance if best else None,
+                best.distance + shift if best else None,  # on the single encodings' scale
             )
             outputs.extend(_outgoing(e) for e in events)
         return outputs

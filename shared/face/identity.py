@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from shared.errors import ProcessingError
+from shared.face.fusion_calibration import load_fusion_calibration
 from shared.face.pipeline import AnalyzedFace, FacePipeline
 from shared.face.verification import Verdict, Verifier, index_metric, verify
 from shared.gallery.base import EncoderMismatchError, Gallery, Person, PersonNotFoundError
@@ -103,7 +104,14 @@ class IdentityService:
         self.verifier = verifier
         self.photo_verification = photo_verification or PhotoVerification(0, verifier)
         self.identification_far = identification_far
-        self.index = GalleryIndex(gallery, index_metric(verifier), encoder=self.encoder_name)
+        fusion = load_fusion_calibration(self.encoder_name, verifier.name)
+        self.index = GalleryIndex(
+            gallery,
+            index_metric(verifier),
+            encoder=self.encoder_name,
+            templates=fusion is not None,  # multi-photo templates need their distance shift
+            template_shift=fusion.shift if fusion else None,
+        )
 
     @property
     def encoder_name(self) -> str:

@@ -51,6 +51,7 @@ class GalleryIndex:
         metric: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
         encoder: str | None = None,
         templates: bool = True,
+        template_shift: Callable[[int], float] | None = None,
     ) -> None:
         """Follow ``gallery``; without one the index holds only rows given to ``add_local``.
 
@@ -58,17 +59,21 @@ class GalleryIndex:
         L2 distance, e.g. a binary head's 1 - P(same) (shared/face/verification.Verifier).
         ``encoder``: the name of the encoder the queries come from (``FaceEncoder.name``); rows
         of other encoders are refused. None accepts any (benchmarks that add rows themselves).
-        ``templates``: also match against each multi-photo person's fused encoding.
+        ``templates``: also match against each multi-photo person's fused encoding, whose
+        distances get ``template_shift(photos fused)`` added (shared/face/fusion_calibration.py:
+        fused encodings sit closer to everyone; None adds nothing).
         """
         self.gallery = gallery
         self.metric = metric
         self.encoder = encoder
         self.use_templates = templates
+        self.template_shift = template_shift
         self._foreign: dict[str, str] = {}
         """Encodings of other encoders in the store (id -> encoder): never loaded."""
         self._person_rows: dict[str, set[str]] = {}
-        self._templates: dict[str, np.ndarray] = {}
-        self._template_block: tuple[np.ndarray, np.ndarray, list[str]] | None = None
+        self._templates: dict[str, tuple[np.ndarray, int]] = {}
+        """Person -> (fused encoding of their photos, how many photos)."""
+        self._template_block: tuple[np.ndarray, np.ndarray, list[str], np.ndarray] | None = None
         self._lock = threading.RLock()
         self._matrix = np.empty((0, EMBEDDING_DIM), np.float32)
         self._norms = np.empty(0, np.float32)
@@ -193,7 +198,7 @@ class GalleryIndex:
             ids = self._person_rows.get(person, ())
             if len(ids) >= 2:
                 rows = self._matrix[[self._rows[e] for e in sorted(ids)]]
-                self._templates[person] = fuse_encodings(rows)
+                self._templates[person] = (fuse_encodings(rows), len(rows))
             else:
                 self._templates.pop(person, None)
         self._template_block = None
@@ -227,14 +232,18 @@ class GalleryIndex:
         """People matched through a template (enrolled from two photos or more)."""
         return len(self._templates)
 
-    def _template_rows(self) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
-        """(matrix, squared norms, owners) of the templates, rebuilt after a change."""
-        if not self._templates:
+    def _template_rows(self) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray] | None:
+        """(matrix, squared norms, owners, distance shifts) of the templates, rebuilt after a
+        change."""
+        if not self._templates or not self.use_templates:
             return None
         if self._template_block is None:
             owners = sorted(self._templates)
-            matrix = np.stack([self._templates[p] for p in owners]).astype(np.float32)
-            self._template_block = (matrix, np.einsum("ij,ij->i", matrix, matrix), owners)
+            matrix = np.stack([self._templates[p][0] for p in owners]).astype(np.float32)
+            shift = self.template_shift or (lambda _n: 0.0)
+            shifts = np.array([shift(self._templates[p][1]) for p in owners], np.float32)
+            norms = np.einsum("ij,ij->i", matrix, matrix)
+            self._template_block = (matrix, norms, owners, shifts)
         return self._template_block
 
     def search(
@@ -260,7 +269,7 @@ class GalleryIndex:
             block = self._template_rows()
             if block is None or not flags.any():
                 return [self._best_people(row, owners, top_k) for row in distances]
-            t_distances = self._distances(queries[flags], block[0], block[1])
+            t_distances = self._distances(queries[flags], block[0], block[1]) + block[3][None, :]
             t_rows = iter(t_distances)
             return [
                 self._merge(
