@@ -279,9 +279,48 @@ def cmd_people(args: argparse.Namespace, settings: Settings) -> None:
         for person in gallery.people():
             print(f"{person.id}\t{person.name}\t{len(person.encoding_ids)} photo(s)")
         return
+    if args.action == "reencode":
+        _reencode(gallery, settings)
+        return
     person = gallery.find(args.name) or _person_by_id(gallery, args.name)
     gallery.delete_person(person.id)
     print(f"deleted {person.name}: every encoding and photo")
+
+
+def _reencode(gallery, settings: Settings) -> None:
+    """Rebuild every encoding from its stored photo with the configured encoder (resumable)."""
+    from shared.face.factory import build_pipeline
+    from shared.face.reencode import reencode_gallery
+
+    pipeline = build_pipeline(settings)
+    print(f"re-encoding the gallery with {pipeline.encoder.name}", flush=True)
+    done = [0]
+
+    def progress(count: int, total: int, name: str) -> None:
+        done[0] = count
+        _progress_bar(count, total, name[:40].ljust(40))
+
+    try:
+        report = reencode_gallery(gallery, pipeline, progress)
+    except KeyboardInterrupt:
+        raise CliError(
+            f"interrupted after {done[0]} photo(s); every photo is either re-encoded or as it "
+            "was: run `facestream people reencode` again to finish"
+        ) from None
+    if report.reencoded:
+        print()
+    print(
+        f"{report.people} people, {report.photos} photo(s): {report.reencoded} re-encoded, "
+        f"{report.already} already {report.encoder}, {len(report.kept)} kept as they were"
+    )
+    if report.kept:
+        for kept in report.kept:
+            print(f"  kept {kept.person} photo {kept.encoding_id} ({kept.encoder}): {kept.why}")
+        raise CliError(
+            f"{len(report.kept)} photo(s) could not be re-encoded and keep their "
+            f"{'/'.join(sorted({k.encoder for k in report.kept}))} encoding: recognizers with "
+            f"{report.encoder} refuse the gallery until they are deleted or re-enrolled"
+        )
 
 
 def cmd_models(args: argparse.Namespace, settings: Settings) -> None:
@@ -668,6 +707,11 @@ def parser() -> argparse.ArgumentParser:
     people = commands.add_parser("people", help="enrolled people")
     people_actions = people.add_subparsers(dest="action", required=True)
     people_actions.add_parser("list")
+    people_actions.add_parser(
+        "reencode",
+        help="rebuild every encoding from its stored photo with the configured encoder "
+        "(after switching FACESTREAM_FACE__ENCODER; resumable)",
+    )
     people_actions.add_parser("delete", help="delete a person and all their data").add_argument(
         "name"
     )

@@ -117,6 +117,10 @@ class RecognizerSettings(BaseModel):
     them; a camera that sends nothing at all for this long (wall clock) has its tracks ended too.
     Generous: longer than a broker restart, shorter than ``stream.camera_idle_s``."""
     gallery_sync_s: float = 1.0
+    fusion_frames: int = Field(5, ge=0)
+    """Track fusion: each frame is matched as the quality-weighted fused encoding of its track's
+    best this-many frames (services/recognizer/fusion.py; bench.fusion measures it). 0: every
+    frame is matched alone (per-frame votes only)."""
     publish_embeddings: bool = False
     """Also publish every frame's encodings on facestream.embeddings (biometric data: off by default)."""
 

@@ -122,3 +122,26 @@ def test_stylize_needs_exactly_one_mode(client: TestClient, shared_data: Path) -
         "/v1/stylize", data={"network": "great_wave"}, files=content, headers={"Authorization": ""}
     )
     assert refused.status_code == 401
+
+
+def test_a_gallery_of_another_encoder_answers_409_naming_the_fix(
+    face_pipeline, people_data: Path, tmp_path: Path
+) -> None:
+    gallery = FileGallery(tmp_path / "gallery")
+    person = gallery.add_person("someone")
+    gallery.add_encoding(person.id, [0.1] * 128, b"photo", encoder="other_encoder_v0")
+    identity = IdentityService(face_pipeline, gallery, Calibration.load())
+    app = create_app(identity, FileCameraRegistry(tmp_path / "cameras.json"), TOKEN, 10_000_000)
+    client = TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"})
+    for reply in (
+        client.post("/v1/identify", files=upload(people_data / "probe" / "obama1.jpg")),
+        client.post(
+            "/v1/people",
+            data={"name": "obama"},
+            files=upload(people_data / "enroll" / "obama" / "obama.jpg"),
+        ),
+    ):
+        assert reply.status_code == 409, reply.text
+        assert reply.json()["reason"] == "encoder_mismatch"
+        assert "facestream people reencode" in reply.json()["detail"]
+    assert [p.name for p in gallery.people()] == ["someone"]

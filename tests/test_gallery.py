@@ -7,7 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.gallery.base import Encoding, Gallery, PersonNotFoundError
+from shared.gallery.base import (
+    LEGACY_ENCODER,
+    EncoderMismatchError,
+    Encoding,
+    Gallery,
+    PersonNotFoundError,
+)
 from shared.gallery.file_store import FileGallery
 from shared.gallery.index import GalleryIndex
 from shared.gallery.redis_store import RedisGallery
@@ -136,3 +142,121 @@ def test_index_search_ranks_people_by_their_closest_encoding() -> None:
     assert matches[0].distance == pytest.approx(brute.min(), abs=1e-3)  # float32 expansion
     second = min(brute[i] for i in range(50) if i % 10 != 7)
     assert matches[1].distance == pytest.approx(second, rel=1e-3)
+
+
+def test_each_encoding_records_its_encoder_and_box(gallery: Gallery) -> None:
+    ada = gallery.add_person("Ada")
+    tagged = gallery.add_encoding(
+        ada.id, vector(1), b"p1", encoder="sface_2021dec", box=(1, 2, 30, 40)
+    )
+    untagged = gallery.add_encoding(ada.id, vector(2), b"p2")
+    by_id = {e.id: e for e in gallery.encodings()}
+    assert (by_id[tagged].encoder, by_id[tagged].box) == ("sface_2021dec", (1.0, 2.0, 30.0, 40.0))
+    assert (by_id[untagged].encoder, by_id[untagged].box) == (LEGACY_ENCODER, None)
+    assert gallery.encodings([tagged])[0].encoder == "sface_2021dec"
+    with pytest.raises(ValueError, match="encoder name"):
+        gallery.add_encoding(ada.id, vector(3), b"p3", encoder="../x y")
+
+
+def test_records_written_before_the_encoder_field_read_as_dlib(tmp_path: Path, redis_settings):
+    """The layouts of the previous release, written by hand: no record, no meta field."""
+    files = FileGallery(tmp_path / "g")
+    person = files.add_person("Old")
+    folder = tmp_path / "g" / "people" / person.id
+    (folder / f"{'a' * 32}.img").write_bytes(b"old photo")
+    np.save(folder / f"{'a' * 32}.npy", vector(4))
+    client = create_redis(redis_settings)
+    redis_gallery = RedisGallery(client, redis_settings.key_prefix)
+    old = redis_gallery.add_person("Old")
+    encoding_id = redis_gallery.add_encoding(old.id, vector(5), b"old photo")
+    client.hdel(f"{redis_settings.key_prefix}:gallery:meta", encoding_id)
+    for store in (files, redis_gallery):
+        [encoding] = store.encodings()
+        assert encoding.encoder == LEGACY_ENCODER == "dlib_face_recognition_resnet_model_v1"
+        assert encoding.box is None
+
+
+def test_replace_keeps_the_photo_and_followers_see_it(gallery: Gallery) -> None:
+    ada = gallery.add_person("Ada")
+    old = gallery.add_encoding(ada.id, vector(1), b"photo-of-ada", encoder="other_v0")
+    keep = gallery.add_encoding(ada.id, vector(2), b"second-photo", encoder="other_v0")
+    follower = GalleryIndex(gallery, encoder="other_v0")
+    follower.sync()
+    new = gallery.replace_encoding(old, vector(3), encoder="other_v0", box=(0, 0, 9, 9))
+    assert new != old
+    assert set(gallery.person(ada.id).encoding_ids) == {new, keep}
+    assert gallery.image(new) == b"photo-of-ada"
+    with pytest.raises(KeyError):
+        gallery.image(old)
+    [replaced] = gallery.encodings([new])
+    assert np.array_equal(replaced.vector, vector(3)) and replaced.box == (0, 0, 9, 9)
+    follower.sync()
+    assert len(follower) == 2
+    assert follower.search(vector(3))[0][0].distance < 1e-5
+    assert follower.search(vector(1))[0][0].distance > 0.1  # the old vector is gone
+    with pytest.raises(KeyError):
+        gallery.replace_encoding(old, vector(4), encoder="other_v0")
+
+
+def test_an_interrupted_file_replace_is_finished_not_duplicated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gallery = FileGallery(tmp_path / "g")
+    ada = gallery.add_person("Ada")
+    old = gallery.add_encoding(ada.id, vector(1), b"photo", encoder="other_v0")
+
+    def crash(*_args) -> None:
+        raise OSError("power cut")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(FileGallery, "_remove_encoding_files", staticmethod(crash))
+        with pytest.raises(OSError):
+            gallery.replace_encoding(old, vector(2), encoder="new_v1")
+    assert len(gallery.person(ada.id).encoding_ids) == 2  # both: nothing lost
+    new = gallery.replace_encoding(old, vector(3), encoder="new_v1")
+    [encoding] = gallery.encodings()
+    assert encoding.id == new and encoding.encoder == "new_v1"
+    assert np.array_equal(encoding.vector, vector(2))  # the one written before the crash
+    assert gallery.image(new) == b"photo"
+
+
+def test_the_index_refuses_another_encoders_encodings(gallery: Gallery) -> None:
+    ada = gallery.add_person("Ada")
+    gallery.add_encoding(ada.id, vector(1), b"a", encoder="ours_v1")
+    index = GalleryIndex(gallery, encoder="ours_v1")
+    assert index.sync() and len(index) == 1
+    bob = gallery.add_person("Bob")
+    gallery.add_encoding(bob.id, vector(2), b"b", encoder="theirs_v2")
+    with pytest.raises(EncoderMismatchError, match="facestream people reencode") as raised:
+        index.sync()
+    assert "theirs_v2" in str(raised.value) and "ours_v1" in str(raised.value)
+    assert raised.value.found == {"theirs_v2": 1}
+    assert len(index) == 1 and index.people == 1  # never loaded: never compared
+    assert index.search(vector(2))[0][0].person_id == ada.id
+    gallery.delete_person(bob.id)
+    assert index.sync()  # consistent again
+
+
+def test_a_multi_photo_person_is_also_matched_by_their_template() -> None:
+    index = GalleryIndex()
+    rng = np.random.default_rng(3)
+    centre = vector(40)
+    photos = [centre + 0.35 * rng.normal(size=128).astype(np.float32) / 11 for _ in range(4)]
+    index.add_local([Encoding(f"e{i}", "multi", v) for i, v in enumerate(photos)])
+    index.add_local([Encoding("s", "single", vector(41))])
+    assert index.templates == 1
+    [match] = index.search(centre)[0][:1]
+    closest_photo = min(float(((centre - p) ** 2).sum()) for p in photos)
+    assert match.person_id == "multi" and match.template
+    assert match.distance < closest_photo
+    [alone] = index.search(centre, templates=False)[0][:1]  # a fused query: photos only
+    assert not alone.template and alone.distance == pytest.approx(closest_photo, rel=1e-4)
+    mixed = index.search(np.stack([centre, centre]), templates=[False, True])
+    assert [m[0].template for m in mixed] == [False, True]
+    without = GalleryIndex(templates=False)
+    without.add_local([Encoding(f"e{i}", "multi", v) for i, v in enumerate(photos)])
+    assert without.search(centre)[0][0].distance == pytest.approx(closest_photo, rel=1e-4)
+    index._remove("e0")
+    index._remove("e1")
+    index._remove("e2")
+    assert index.templates == 0  # one photo left: no template

@@ -198,7 +198,7 @@ def test_recognizer_follows_the_configured_verifier(choice: str, tmp_path: Path)
     spread, focused = _disagreeing_encodings()
     gallery = FileGallery(tmp_path)
     ada = gallery.add_person("ada")
-    gallery.add_encoding(ada.id, BASE, b"")
+    gallery.add_encoding(ada.id, BASE, b"", encoder=StandInEncoder.name)
     verifier = build_verifier(settings_with(verifier=choice))
     decided = {}
     for label, probe in (("spread", spread), ("focused", focused)):

@@ -32,7 +32,7 @@ from services.ingestor.source import Source
 from shared.cameras import CameraRegistry, CameraSpec, RegistryError
 from shared.errors import ProcessingError
 from shared.face.identity import IdentityService
-from shared.gallery.base import GalleryError, PersonNotFoundError
+from shared.gallery.base import EncoderMismatchError, GalleryError, PersonNotFoundError
 from shared.images import decode_image, encode_jpeg, max_frame_pixels
 from shared.style.catalog import NETWORKS_DIR, available_networks
 
@@ -146,6 +146,10 @@ def create_app(
     @app.exception_handler(PersonNotFoundError)
     async def not_found(_request: Request, error: PersonNotFoundError) -> JSONResponse:
         return JSONResponse({"reason": "person_not_found", "detail": str(error)}, status_code=404)
+
+    @app.exception_handler(EncoderMismatchError)
+    async def encoder_mismatch(_request: Request, error: EncoderMismatchError) -> JSONResponse:
+        return JSONResponse({"reason": "encoder_mismatch", "detail": str(error)}, status_code=409)
 
     @app.exception_handler(GalleryError)
     async def unavailable(_request: Request, error: GalleryError) -> JSONResponse:

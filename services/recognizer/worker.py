@@ -5,6 +5,12 @@ sync with the store's change feed from ``tick``), and fed to the track voter, wh
 stream of per-frame matches into a few events per track. With the liveness gate on, the recognizer
 also consumes the liveness service's verdicts: a track is named only once judged live, and a
 track judged an attack gets a ``spoof`` event instead.
+
+With track fusion (``fusion_frames`` > 0, services/recognizer/fusion.py) each frame is matched as
+the fused encoding of its track's best frames so far rather than alone. The gallery must hold the
+encodings of this recognizer's encoder only: otherwise it refuses to start
+(``EncoderMismatchError``, naming ``facestream people reencode``), and a later mismatch (someone
+enrolled with another encoder meanwhile) is logged as an error while those encodings are ignored.
 """
 
 from __future__ import annotations
@@ -16,14 +22,21 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from services.recognizer.fusion import TrackFusion
 from services.recognizer.journal import MemoryJournal, TrackJournal
 from services.recognizer.voting import TrackVoter, face_weight
 from shared import metrics
 from shared.bus.base import Message
 from shared.face.chips import chip_from_b64
 from shared.face.encoder import FaceEncoder
+from shared.face.fusion_calibration import load_fusion_calibration
 from shared.face.verification import Verifier, index_metric
-from shared.gallery.base import Gallery, GalleryError, PersonNotFoundError
+from shared.gallery.base import (
+    EncoderMismatchError,
+    Gallery,
+    GalleryError,
+    PersonNotFoundError,
+)
 from shared.gallery.index import GalleryIndex
 from shared.schemas import (
     DetectedFace,
@@ -62,7 +75,27 @@ class RecognizerWorker(BatchWorker):
         self.topics = (Topics.FACES, Topics.LIVENESS) if liveness_gate else (Topics.FACES,)
         self.encoder = encoder
         self.gallery = gallery
-        self.index = GalleryIndex(gallery, index_metric(verifier))
+        self.fusion_calibration = load_fusion_calibration(encoder.name, verifier.name)
+        shift = self.fusion_calibration.shift if self.fusion_calibration else None
+        self.index = GalleryIndex(
+            gallery,
+            index_metric(verifier),
+            encoder=encoder.name,
+            templates=shift is not None,
+            template_shift=shift,
+        )
+        self.index.sync()  # at start-up: EncoderMismatchError stops a recognizer of the wrong encoder
+        self._mismatch_logged: dict[str, int] = {}
+        self.fusion = None
+        if settings.fusion_frames > 0 and shift is not None:
+            self.fusion = TrackFusion(settings.fusion_frames)
+        elif settings.fusion_frames > 0:
+            log.warning(
+                "no fusion calibration for %s with the %s verifier (python -m bench.fusion "
+                "--calibrate): frames are matched alone",
+                encoder.name,
+                verifier.name,
+            )
         self.settings = settings
         self.verifier = verifier
         self.identification_far = identification_far
@@ -92,14 +125,27 @@ class RecognizerWorker(BatchWorker):
         return StreamStamp(faces.camera_id, faces.capture_ts, faces.seq)
 
     def snapshot(self) -> object:
-        """The voter's state (tracks, early verdicts, camera clocks), to undo a failed batch."""
-        return {k: copy.deepcopy(v) for k, v in vars(self.voter).items() if not callable(v)}
+        """The voter's state (tracks, early verdicts, camera clocks) and the tracks' fused frames,
+        to undo a failed batch."""
+        voter = {k: copy.deepcopy(v) for k, v in vars(self.voter).items() if not callable(v)}
+        fusion = copy.deepcopy(vars(self.fusion)) if self.fusion is not None else None
+        return voter, fusion
 
     def restore(self, state: object) -> None:
-        vars(self.voter).update(state)  # type: ignore[arg-type] - what snapshot returned
+        voter, fusion = state  # type: ignore[misc] - what snapshot returned
+        vars(self.voter).update(voter)
+        if self.fusion is not None:
+            vars(self.fusion).update(fusion)
 
     def expire(self, camera_id: str) -> Iterable[Outgoing]:
-        return [_outgoing(e) for e in self.voter.end_camera(camera_id)]
+        ended = self.voter.end_camera(camera_id)
+        self._forget_fused(ended)
+        return [_outgoing(e) for e in ended]
+
+    def _forget_fused(self, ended: list[RecognitionEvent]) -> None:
+        if self.fusion is not None:
+            for event in ended:
+                self.fusion.forget(event.camera_id, event.track_id)
 
     def published(self, outputs: list[Outgoing]) -> None:
         """Journal the tracks whose events the bus acknowledged (see journal.py)."""
@@ -206,16 +252,28 @@ class RecognizerWorker(BatchWorker):
             if self.settings.publish_embeddings
             else []
         )
-        for face, matches in zip(usable, self.index.search(embeddings), strict=True):
+        weights = [face_weight(face.box, face.score) for face in usable]
+        queries, single, shifts = embeddings, [True] * len(usable), [0.0] * len(usable)
+        if self.fusion is not None:  # match the track's fused best frames, weighted by evidence
+            fused = [
+                self.fusion.add(faces.camera_id, f.track_id, e, w)
+                for f, e, w in zip(usable, embeddings, weights, strict=True)
+            ]
+            queries = np.stack([f.encoding for f in fused])
+            weights = [f.weight for f in fused]
+            single = [f.frames == 1 for f in fused]
+            shifts = [self.fusion_calibration.shift(f.frames) for f in fused]
+        found = self.index.search(queries, templates=single)  # fused vs fused: not calibrated
+        for face, weight, shift, matches in zip(usable, weights, shifts, found, strict=True):
             best = matches[0] if matches else None
             events = self.voter.observe(
                 faces.camera_id,
                 face.track_id,
                 faces.capture_ts,
                 face.box,
-                face_weight(face.box, face.score),
+                weight,
                 best.person_id if best else None,
-                best.distance if best else None,
+                best.distance + shift if best else None,  # on the single encodings' scale
             )
             outputs.extend(_outgoing(e) for e in events)
         return outputs
@@ -240,12 +298,14 @@ class RecognizerWorker(BatchWorker):
         if not self._journal_loaded:
             self._load_journal()
         self._refresh_journal()
-        return [_outgoing(e) for e in self.voter.expire(now)]
+        ended = self.voter.expire(now)
+        self._forget_fused(ended)
+        return [_outgoing(e) for e in ended]
 
     def _sync_if_due(self) -> None:
         if time.monotonic() >= self._next_sync:
             self._next_sync = time.monotonic() + self.settings.gallery_sync_s
-            self.index.sync()
+            self._sync_index()
             self._cache_names()
             self.voter.threshold = self.verifier.identification_threshold(
                 self.index.people, self.identification_far
@@ -260,6 +320,18 @@ class RecognizerWorker(BatchWorker):
             self._names.update({p.id: p.name for p in self.gallery.people()})
         except Exception:  # noqa: BLE001 - the store is down: read again at the next sync
             log.debug("person names unavailable; kept the cached ones", exc_info=True)
+
+    def _sync_index(self) -> None:
+        """Sync; a mismatch that appears while running is logged (once per change) and the other
+        encoder's encodings stay out of the index, rather than dead-lettering every frame."""
+        try:
+            self.index.sync()
+        except EncoderMismatchError as error:
+            if self._mismatch_logged != error.found:
+                self._mismatch_logged = error.found
+                log.error("%s; those encodings are ignored until then", error)
+        else:
+            self._mismatch_logged = {}
 
     def _name(self, person_id: str) -> str | None:
         if person_id not in self._names:

@@ -8,15 +8,17 @@ retrains anything; identification compares a probe against every enrolled encodi
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from shared.errors import ProcessingError
+from shared.face.fusion_calibration import load_fusion_calibration
 from shared.face.pipeline import AnalyzedFace, FacePipeline
 from shared.face.verification import Verdict, Verifier, index_metric, verify
-from shared.gallery.base import Gallery, Person, PersonNotFoundError
+from shared.gallery.base import EncoderMismatchError, Gallery, Person, PersonNotFoundError
 from shared.gallery.index import GalleryIndex
 from shared.images import decode_image
 
@@ -102,13 +104,43 @@ class IdentityService:
         self.verifier = verifier
         self.photo_verification = photo_verification or PhotoVerification(0, verifier)
         self.identification_far = identification_far
-        self.index = GalleryIndex(gallery, index_metric(verifier))
+        fusion = load_fusion_calibration(self.encoder_name, verifier.name)
+        self.index = GalleryIndex(
+            gallery,
+            index_metric(verifier),
+            encoder=self.encoder_name,
+            templates=fusion is not None,  # multi-photo templates need their distance shift
+            template_shift=fusion.shift if fusion else None,
+        )
+
+    @property
+    def encoder_name(self) -> str:
+        """The encoder every encoding this service stores or compares must come from."""
+        return self.pipeline.encoder.name
+
+    def check_gallery_encoder(self) -> None:
+        """``EncoderMismatchError`` (naming ``facestream people reencode``) if the gallery holds
+        encodings of another encoder: loads the index on first use, then trusts its last sync."""
+        if not self.index.loaded:
+            self.index.sync()
+        self.index.check_encoder()
 
     def enroll(self, name: str, image: bytes, face_index: int | None = None) -> Enrolled:
-        """Enroll ``name`` from one photo (adding to the person if already enrolled)."""
+        """Enroll ``name`` from one photo (adding to the person if already enrolled).
+
+        Refused when the gallery holds another encoder's encodings: mixing them would make a
+        gallery no single process can compare against.
+        """
+        self.check_gallery_encoder()
         face = self._single_face(image, face_index)
         person = self.gallery.find(name) or self.gallery.add_person(name)
-        encoding_id = self.gallery.add_encoding(person.id, face.embedding, image)
+        encoding_id = self.gallery.add_encoding(
+            person.id,
+            face.embedding,
+            image,
+            encoder=self.encoder_name,
+            box=tuple(float(v) for v in face.detection.box),
+        )
         log.info("enrolled an encoding for person %s", person.id)
         return Enrolled(self.gallery.person(person.id), encoding_id, FaceBox.of(face))
 
@@ -165,6 +197,9 @@ class IdentityService:
         encodings, like the gallery's)."""
         person = self.gallery.person(person_id)
         encodings = self.gallery.encodings(list(person.encoding_ids))
+        foreign = Counter(e.encoder for e in encodings if e.encoder != self.encoder_name)
+        if foreign:
+            raise EncoderMismatchError(self.encoder_name, foreign)
         probe = self.encode_one(image).embedding
         verdicts = [verify(probe, e.vector, self.verifier) for e in encodings]
         if not verdicts:

@@ -18,6 +18,9 @@ from typing import Literal
 import numpy as np
 
 EMBEDDING_DIM = 128
+LEGACY_ENCODER = "dlib_face_recognition_resnet_model_v1"
+"""The encoder of records written before encodings carried their encoder's name: until then the
+project had only dlib's ResNet, so an untagged encoding is one of dlib's."""
 NAME_PATTERN = re.compile(r"^[\w][\w .'-]{0,99}$")
 
 
@@ -27,6 +30,25 @@ class GalleryError(RuntimeError):
 
 class PersonNotFoundError(KeyError):
     pass
+
+
+class EncoderMismatchError(GalleryError):
+    """The gallery holds encodings of another encoder than the one this process encodes with.
+
+    Distances between two encoders' vectors mean nothing (different spaces), so comparing them
+    would name people at random: refused, with the command that fixes it.
+    """
+
+    def __init__(self, expected: str, found: dict[str, int]) -> None:
+        self.expected = expected
+        self.found = dict(found)
+        others = ", ".join(f"{n} encoding(s) of {name}" for name, n in sorted(found.items()))
+        super().__init__(
+            f"the gallery holds {others}, but this process encodes faces with {expected}: "
+            f"encodings of different encoders cannot be compared. Run `facestream people "
+            f"reencode` with the encoder you want (FACESTREAM_FACE__ENCODER) to rebuild every "
+            f"encoding from the stored enrollment photos, or configure the gallery's encoder."
+        )
 
 
 @dataclass(frozen=True)
@@ -43,6 +65,11 @@ class Encoding:
     person_id: str
     vector: np.ndarray = field(repr=False)
     """(128,) float32."""
+    encoder: str = LEGACY_ENCODER
+    """Name (with version) of the encoder that made ``vector``; only its own encodings compare."""
+    box: tuple[float, float, float, float] | None = None
+    """(x, y, w, h) of the encoded face in the enrollment photo, so that ``people reencode`` picks
+    the same face again; None for records written before it was kept."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +86,21 @@ def validate_name(name: str) -> str:
     if not NAME_PATTERN.match(name):
         raise ValueError(f"invalid person name {name!r}: 1-100 letters, digits, spaces, . ' - _")
     return name
+
+
+def validate_encoder(name: str) -> str:
+    if not isinstance(name, str) or not re.match(r"^[\w.+-]{1,100}$", name):
+        raise ValueError(f"invalid encoder name {name!r}")
+    return name
+
+
+def validate_box(box) -> tuple[float, float, float, float] | None:
+    if box is None:
+        return None
+    values = tuple(float(v) for v in box)
+    if len(values) != 4 or not all(np.isfinite(values)):
+        raise ValueError("a face box is 4 finite numbers (x, y, w, h)")
+    return values  # type: ignore[return-value]
 
 
 def validate_vector(vector: np.ndarray) -> np.ndarray:
@@ -82,8 +124,32 @@ class Gallery(ABC):
         """Create a person; ``ValueError`` if the name is taken or invalid."""
 
     @abstractmethod
-    def add_encoding(self, person_id: str, vector: np.ndarray, image: bytes) -> str:
-        """Store one encoding with the photo it came from; returns the encoding id."""
+    def add_encoding(
+        self,
+        person_id: str,
+        vector: np.ndarray,
+        image: bytes,
+        *,
+        encoder: str = LEGACY_ENCODER,
+        box: tuple[float, float, float, float] | None = None,
+    ) -> str:
+        """Store one encoding with the photo it came from and the encoder that made it (and where
+        the face is in the photo); returns the encoding id."""
+
+    @abstractmethod
+    def replace_encoding(
+        self,
+        encoding_id: str,
+        vector: np.ndarray,
+        *,
+        encoder: str,
+        box: tuple[float, float, float, float] | None = None,
+    ) -> str:
+        """Swap one encoding for a new one of the same photo (``people reencode``); returns the
+        new id. Atomic as far as the store allows: the new encoding is written before the old
+        one goes, so an interruption never loses a photo. The change feed reports the old id as
+        deleted and the new one as added, so followers see the change like any other.
+        ``KeyError`` if the encoding no longer exists."""
 
     @abstractmethod
     def delete_person(self, person_id: str) -> bool:

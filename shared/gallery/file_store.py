@@ -2,11 +2,15 @@
 
     <root>/people/<person_id>/person.json        name, created
     <root>/people/<person_id>/<encoding_id>.npy  the encoding
+    <root>/people/<person_id>/<encoding_id>.json {"encoder", "box"[, "replaces"]} (absent in
+                                                 records older than it: dlib's, see LEGACY_ENCODER)
     <root>/people/<person_id>/<encoding_id>.img  the enrollment photo as uploaded
     <root>/version                               bumped on every change (the change feed)
 
 For one machine (the embedded default). Its change feed is coarse: any change makes followers
-reload, which is cheap at the sizes one machine holds.
+reload, which is cheap at the sizes one machine holds. Writers hold an exclusive lock on
+``<root>/.lock``, readers of encodings a shared one, so a reader never sees an encoding without
+its record (the ``.npy`` is written last and removed first).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from shared.gallery.base import (
+    LEGACY_ENCODER,
     Change,
     Encoding,
     Gallery,
@@ -29,6 +34,8 @@ from shared.gallery.base import (
     PersonNotFoundError,
     new_id,
     now,
+    validate_box,
+    validate_encoder,
     validate_name,
     validate_vector,
 )
@@ -47,6 +54,13 @@ class FileGallery(Gallery):
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
             self._write(self.root / "version", new_id().encode())
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Shared with other readers, excluded while a writer is half-way through a change."""
+        with open(self.root / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_SH)
+            yield
 
     @staticmethod
     def _write(path: Path, data: bytes) -> None:
@@ -68,16 +82,77 @@ class FileGallery(Gallery):
             )
         return person
 
-    def add_encoding(self, person_id: str, vector: np.ndarray, image: bytes) -> str:
+    def add_encoding(
+        self,
+        person_id: str,
+        vector: np.ndarray,
+        image: bytes,
+        *,
+        encoder: str = LEGACY_ENCODER,
+        box: tuple[float, float, float, float] | None = None,
+    ) -> str:
         vector = validate_vector(vector)
+        record = {"encoder": validate_encoder(encoder), "box": validate_box(box)}
         folder = self._folder(person_id)
         encoding_id = new_id()
         with self._writing():
-            self._write(folder / f"{encoding_id}.img", image)
-            with open(folder / f".{encoding_id}.npy.tmp", "wb") as out:
-                np.save(out, vector)
-            os.replace(folder / f".{encoding_id}.npy.tmp", folder / f"{encoding_id}.npy")
+            self._write_encoding(folder, encoding_id, vector, image, record)
         return encoding_id
+
+    def replace_encoding(
+        self,
+        encoding_id: str,
+        vector: np.ndarray,
+        *,
+        encoder: str,
+        box: tuple[float, float, float, float] | None = None,
+    ) -> str:
+        """New files first, then the old ones go: a crash in between leaves both, and the new
+        record's ``replaces`` lets the next call finish the job instead of adding a duplicate."""
+        vector = validate_vector(vector)
+        record = {"encoder": validate_encoder(encoder), "box": validate_box(box)}
+        with self._writing():
+            old = self._encoding_path(encoding_id)
+            folder = old.parent
+            done = self._replacement_of(folder, encoding_id)
+            if done is None:
+                done = new_id()
+                image = (folder / f"{encoding_id}.img").read_bytes()
+                record["replaces"] = encoding_id
+                self._write_encoding(folder, done, vector, image, record)
+            self._remove_encoding_files(folder, encoding_id)
+        return done
+
+    def _write_encoding(
+        self, folder: Path, encoding_id: str, vector: np.ndarray, image: bytes, record: dict
+    ) -> None:
+        """Photo, record, then the vector (the file that makes the encoding exist), each atomic."""
+        self._write(folder / f"{encoding_id}.img", image)
+        self._write(folder / f"{encoding_id}.json", json.dumps(record).encode())
+        with open(folder / f".{encoding_id}.npy.tmp", "wb") as out:
+            np.save(out, vector)
+        os.replace(folder / f".{encoding_id}.npy.tmp", folder / f"{encoding_id}.npy")
+
+    @staticmethod
+    def _remove_encoding_files(folder: Path, encoding_id: str) -> None:
+        for suffix in (".npy", ".json", ".img"):  # the vector first: it makes the encoding exist
+            (folder / f"{encoding_id}{suffix}").unlink(missing_ok=True)
+
+    @staticmethod
+    def _replacement_of(folder: Path, encoding_id: str) -> str | None:
+        """The encoding already written to replace ``encoding_id`` (an interrupted replace)."""
+        for path in folder.glob("*.json"):
+            if path.name == "person.json" or not (folder / f"{path.stem}.npy").is_file():
+                continue
+            if json.loads(path.read_text()).get("replaces") == encoding_id:
+                return path.stem
+        return None
+
+    def _encoding_path(self, encoding_id: str) -> Path:
+        if _is_id(encoding_id):
+            for path in self._people_dir.glob(f"*/{encoding_id}.npy"):
+                return path
+        raise KeyError(encoding_id)
 
     def delete_person(self, person_id: str) -> bool:
         folder = self._people_dir / person_id
@@ -99,9 +174,10 @@ class FileGallery(Gallery):
     def encodings(self, encoding_ids: list[str] | None = None) -> list[Encoding]:
         wanted = set(encoding_ids) if encoding_ids is not None else None
         found = []
-        for path in self._people_dir.glob("*/*.npy"):
-            if wanted is None or path.stem in wanted:
-                found.append(Encoding(path.stem, path.parent.name, np.load(path)))
+        with self._reading():
+            for path in self._people_dir.glob("*/*.npy"):
+                if wanted is None or path.stem in wanted:
+                    found.append(_read_encoding(path))
         return found
 
     def image(self, encoding_id: str) -> bytes:
@@ -130,6 +206,19 @@ class FileGallery(Gallery):
         meta = json.loads((folder / "person.json").read_text())
         encodings = tuple(sorted(p.stem for p in folder.glob("*.npy")))
         return Person(folder.name, meta["name"], meta["created_ts"], encodings)
+
+
+def _read_encoding(path: Path) -> Encoding:
+    record_path = path.with_suffix(".json")
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    box = record.get("box")
+    return Encoding(
+        path.stem,
+        path.parent.name,
+        np.load(path),
+        record.get("encoder", LEGACY_ENCODER),
+        tuple(box) if box is not None else None,
+    )
 
 
 def _is_id(value: str) -> bool:

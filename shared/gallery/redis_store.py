@@ -7,6 +7,8 @@ Keys under ``<prefix>:gallery``:
     person:<id>:encodings  set   the person's encoding ids
     owner                  hash  encoding_id -> person_id
     vectors                hash  encoding_id -> 128 float32, little-endian
+    meta                   hash  encoding_id -> {"encoder", "box"} (JSON; absent in records
+                                 older than it: dlib's, see LEGACY_ENCODER)
     image:<encoding_id>    string  the enrollment photo
     changes                stream  the change feed: {op, encoding_ids[, person_id]}
 
@@ -29,6 +31,7 @@ import numpy as np
 import redis
 
 from shared.gallery.base import (
+    LEGACY_ENCODER,
     Change,
     Encoding,
     Gallery,
@@ -37,6 +40,8 @@ from shared.gallery.base import (
     PersonNotFoundError,
     new_id,
     now,
+    validate_box,
+    validate_encoder,
     validate_name,
     validate_vector,
 )
@@ -55,6 +60,8 @@ redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 return 1
 """
 """KEYS: names, people; ARGV: name, id, record. The name is free unless it points at a record."""
+REPLACE_ATTEMPTS = 5
+"""A replace retries when the person changed under it (optimistic locking with WATCH)."""
 
 
 class RedisGallery(Gallery):
@@ -78,24 +85,86 @@ class RedisGallery(Gallery):
             raise ValueError(f"a person named {name!r} is already enrolled")
         return person
 
-    def add_encoding(self, person_id: str, vector: np.ndarray, image: bytes) -> str:
+    def add_encoding(
+        self,
+        person_id: str,
+        vector: np.ndarray,
+        image: bytes,
+        *,
+        encoder: str = LEGACY_ENCODER,
+        box: tuple[float, float, float, float] | None = None,
+    ) -> str:
         vector = validate_vector(vector)
+        meta = json.dumps({"encoder": validate_encoder(encoder), "box": validate_box(box)})
         self.person(person_id)
         encoding_id = new_id()
         with redis_errors(GalleryError, "gallery"):
             pipe = self.client.pipeline(transaction=True)
-            pipe.sadd(self._key("person", person_id, "encodings"), encoding_id)
-            pipe.hset(self._key("owner"), encoding_id, person_id)
-            pipe.hset(self._key("vectors"), encoding_id, vector.astype("<f4").tobytes())
-            pipe.set(self._key("image", encoding_id), image)
-            pipe.xadd(
-                self._key("changes"),
-                {"op": "add", "person_id": person_id, "encoding_ids": encoding_id},
-                maxlen=FEED_MAX_LENGTH,
-                approximate=True,
-            )
+            self._queue_add(pipe, person_id, encoding_id, vector, meta, image)
             pipe.execute()
         return encoding_id
+
+    def _queue_add(
+        self, pipe, person_id: str, encoding_id: str, vector: np.ndarray, meta: str, image: bytes
+    ) -> None:
+        pipe.sadd(self._key("person", person_id, "encodings"), encoding_id)
+        pipe.hset(self._key("owner"), encoding_id, person_id)
+        pipe.hset(self._key("vectors"), encoding_id, vector.astype("<f4").tobytes())
+        pipe.hset(self._key("meta"), encoding_id, meta)
+        pipe.set(self._key("image", encoding_id), image)
+        pipe.xadd(
+            self._key("changes"),
+            {"op": "add", "person_id": person_id, "encoding_ids": encoding_id},
+            maxlen=FEED_MAX_LENGTH,
+            approximate=True,
+        )
+
+    def replace_encoding(
+        self,
+        encoding_id: str,
+        vector: np.ndarray,
+        *,
+        encoder: str,
+        box: tuple[float, float, float, float] | None = None,
+    ) -> str:
+        """One MULTI/EXEC: the new encoding (same photo) in, the old one out, both in the feed.
+
+        WATCHes the person's encoding set and the old photo, so a concurrent delete or enrollment
+        makes the transaction retry rather than resurrect a deleted person's data.
+        """
+        vector = validate_vector(vector)
+        meta = json.dumps({"encoder": validate_encoder(encoder), "box": validate_box(box)})
+        with redis_errors(GalleryError, "gallery"):
+            for _ in range(REPLACE_ATTEMPTS):
+                owner = self.client.hget(self._key("owner"), encoding_id)
+                if owner is None:
+                    raise KeyError(encoding_id)
+                person_id = owner.decode()
+                members = self._key("person", person_id, "encodings")
+                with self.client.pipeline(transaction=True) as pipe:
+                    try:
+                        pipe.watch(members, self._key("image", encoding_id))
+                        image = pipe.get(self._key("image", encoding_id))
+                        if image is None or not pipe.sismember(members, encoding_id):
+                            raise KeyError(encoding_id)
+                        replacement = new_id()
+                        pipe.multi()
+                        self._queue_add(pipe, person_id, replacement, vector, meta, image)
+                        pipe.srem(members, encoding_id)
+                        for field in ("owner", "vectors", "meta"):
+                            pipe.hdel(self._key(field), encoding_id)
+                        pipe.delete(self._key("image", encoding_id))
+                        pipe.xadd(
+                            self._key("changes"),
+                            {"op": "delete", "encoding_ids": encoding_id},
+                            maxlen=FEED_MAX_LENGTH,
+                            approximate=True,
+                        )
+                        pipe.execute()
+                        return replacement
+                    except redis.WatchError:
+                        continue
+        raise GalleryError(f"encoding {encoding_id} kept changing during the replace; try again")
 
     def delete_person(self, person_id: str) -> bool:
         try:
@@ -116,6 +185,7 @@ class RedisGallery(Gallery):
             if encoding_ids:
                 pipe.hdel(self._key("owner"), *encoding_ids)
                 pipe.hdel(self._key("vectors"), *encoding_ids)
+                pipe.hdel(self._key("meta"), *encoding_ids)
                 pipe.delete(*(self._key("image", e) for e in encoding_ids))
             if earlier:
                 pipe.xdel(self._key("changes"), *earlier)
@@ -183,21 +253,27 @@ class RedisGallery(Gallery):
                     for k, v in self.client.hscan_iter(self._key("owner"), count=10_000)
                 }
                 vectors = dict(self.client.hscan_iter(self._key("vectors"), count=10_000))
-                items = [(eid, owners.get(eid), vectors.get(eid.encode())) for eid in owners]
-            else:
-                owner_values = (
-                    self.client.hmget(self._key("owner"), encoding_ids) if encoding_ids else []
-                )
-                vector_values = (
-                    self.client.hmget(self._key("vectors"), encoding_ids) if encoding_ids else []
-                )
+                metas = dict(self.client.hscan_iter(self._key("meta"), count=10_000))
                 items = [
-                    (eid, o.decode() if o else None, v)
-                    for eid, o, v in zip(encoding_ids, owner_values, vector_values, strict=True)
+                    (eid, owners.get(eid), vectors.get(eid.encode()), metas.get(eid.encode()))
+                    for eid in owners
                 ]
+            elif encoding_ids:
+                pipe = self.client.pipeline(transaction=False)
+                for field in ("owner", "vectors", "meta"):
+                    pipe.hmget(self._key(field), encoding_ids)
+                owner_values, vector_values, meta_values = pipe.execute()
+                items = [
+                    (eid, o.decode() if o else None, v, m)
+                    for eid, o, v, m in zip(
+                        encoding_ids, owner_values, vector_values, meta_values, strict=True
+                    )
+                ]
+            else:
+                items = []
         return [
-            Encoding(eid, owner, np.frombuffer(vector, dtype="<f4").astype(np.float32))
-            for eid, owner, vector in items
+            _encoding(eid, owner, vector, meta)
+            for eid, owner, vector, meta in items
             if owner is not None and vector is not None
         ]
 
@@ -236,6 +312,18 @@ def _person(person_id: str, meta: bytes, members: set[bytes]) -> Person:
     data = json.loads(meta)
     encodings = tuple(sorted(m.decode() for m in members))
     return Person(person_id, data["name"], data["created_ts"], encodings)
+
+
+def _encoding(encoding_id: str, owner: str, vector: bytes, meta: bytes | None) -> Encoding:
+    record = json.loads(meta) if meta else {}
+    box = record.get("box")
+    return Encoding(
+        encoding_id,
+        owner,
+        np.frombuffer(vector, dtype="<f4").astype(np.float32),
+        record.get("encoder", LEGACY_ENCODER),
+        tuple(box) if box is not None else None,
+    )
 
 
 def _stream_id(value: str) -> tuple[int, int]:
