@@ -74,6 +74,7 @@ def build_services(
                 settings.recognizer,
                 settings.face.identification_far,
                 liveness_gate=settings.liveness.gate,
+                live_required=lambda camera: settings.liveness.for_camera(camera).mode != "off",
             )
             services[name] = WorkerRunner(worker, bus, stop, batch_size=16)
         elif name == "liveness":

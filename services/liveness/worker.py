@@ -3,9 +3,12 @@
 For each face with a track id the service turns what the detector sent (landmarks, box, context
 crop) into one row of per-frame features, against the same track's previous frame, and
 keeps the last WINDOW rows. Once a track has a full window, and then every ``hop`` frames, the
-window goes to the sequence model; all windows due in a poll are judged in one call. The track's
-score is the mean P(live) of its windows so far, so one odd window does not flip a verdict, and
-each judged window publishes a ``liveness/1`` verdict the recognizer gates on.
+window goes to the sequence model; all windows due in a poll are judged in one call. The
+windows' evidence adds up per track under the camera's evidence policy (``evidence.py``): a
+track stays pending until it has enough live evidence (one lucky window is never enough), and
+can turn into an attack at any later window. Pending windows publish nothing; once decided,
+every judged window publishes a ``liveness/1`` verdict (live, or an attack) the recognizer gates
+on. Cameras whose liveness is ``off`` are not judged at all.
 
 Frames of a camera arrive in order on one partition (keyed by camera id), so a track's state
 lives on one liveness instance, as the detector's trackers do.
@@ -23,6 +26,7 @@ import numpy as np
 from shared import metrics
 from shared.bus.base import Message
 from shared.liveness.context import context_from_b64
+from shared.liveness.evidence import EvidencePolicy, TrackEvidence
 from shared.liveness.features import frame_features
 from shared.liveness.model import LivenessModel
 from shared.schemas import DetectedFace, FacesMessage, LivenessVerdict, Topics
@@ -42,7 +46,8 @@ class TrackWindow:
     since_window: int = 0
     windows: int = 0
     """Windows sent to the model (their scores may still be on the way, within a poll)."""
-    scores: list[float] = field(default_factory=list)
+    evidence: TrackEvidence = field(default_factory=lambda: TrackEvidence(EvidencePolicy()))
+    """The track's accumulated evidence and state (pending, live, attack)."""
     last_seen_ts: float = 0.0
 
 
@@ -71,8 +76,9 @@ class LivenessWorker(BatchWorker):
         scores = self.model.probability_live(np.stack([w for *_, w in due]))
         metrics.LIVENESS_MODEL_SECONDS.observe(time.perf_counter() - started)
         for (i, camera_id, track_id, _), score in zip(due, scores, strict=True):
-            if isinstance(results[i], list):
-                results[i].append(self._verdict(camera_id, track_id, float(score)))
+            verdict = self._verdict(camera_id, track_id, float(score))
+            if isinstance(results[i], list) and verdict is not None:
+                results[i].append(verdict)
         return results
 
     def _observe(self, message: Message) -> list[tuple[str, int, np.ndarray]]:
@@ -92,11 +98,18 @@ class LivenessWorker(BatchWorker):
         if face.track_id is None:
             metrics.LIVENESS_FACES_SKIPPED.labels("no_track").inc()
             return None
+        if self.settings.for_camera(camera_id).mode == "off":
+            metrics.LIVENESS_FACES_SKIPPED.labels("camera_off").inc()
+            return None
         if not (face.context_jpeg_b64 and len(face.landmarks) == 5):
             metrics.LIVENESS_FACES_SKIPPED.labels("no_context").inc()
             return None
         track = self.tracks.setdefault(
-            (camera_id, face.track_id), TrackWindow(deque(maxlen=self.model.window))
+            (camera_id, face.track_id),
+            TrackWindow(
+                deque(maxlen=self.model.window),
+                evidence=TrackEvidence(self.settings.policy(camera_id)),
+            ),
         )
         landmarks = np.asarray(face.landmarks, np.float64)
         box = (face.box.x, face.box.y, face.box.w, face.box.h)
@@ -112,17 +125,18 @@ class LivenessWorker(BatchWorker):
         track.windows += 1
         return np.stack(track.rows)
 
-    def _verdict(self, camera_id: str, track_id: int, score: float) -> Outgoing:
+    def _verdict(self, camera_id: str, track_id: int, score: float) -> Outgoing | None:
+        """Add the window's score to the track's evidence; a verdict unless still pending."""
         track = self.tracks[(camera_id, track_id)]
-        track.scores.append(score)
-        mean = float(np.mean(track.scores))
-        live = mean >= self.settings.threshold
-        metrics.LIVENESS_WINDOWS.labels("live" if live else "attack").inc()
+        state = track.evidence.add(score)
+        metrics.LIVENESS_WINDOWS.labels(state).inc()
+        if state == "pending":
+            return None
         verdict = LivenessVerdict(
             camera_id=camera_id,
             track_id=track_id,
-            live=live,
-            score=mean,
+            live=state == "live",
+            score=track.evidence.score,
             window_frames=self.model.window,
             model=self.model.card.get("sha256", "unknown")[:12],
             ts=track.last_seen_ts,

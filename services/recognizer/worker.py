@@ -10,7 +10,7 @@ track judged an attack gets a ``spoof`` event instead.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -46,8 +46,10 @@ class RecognizerWorker(BatchWorker):
         settings: RecognizerSettings,
         identification_far: float = 0.01,
         liveness_gate: bool = False,
+        live_required: Callable[[str], bool] | None = None,
     ) -> None:
-        """``verifier``: the decision rule (shared/face/factory.build_verifier)."""
+        """``verifier``: the decision rule (shared/face/factory.build_verifier);
+        ``live_required(camera_id)``: whether the gate applies to a camera (liveness not off)."""
         self.topics = (Topics.FACES, Topics.LIVENESS) if liveness_gate else (Topics.FACES,)
         self.encoder = encoder
         self.gallery = gallery
@@ -65,6 +67,7 @@ class RecognizerWorker(BatchWorker):
             min_frames=settings.min_frames,
             track_timeout_s=settings.track_timeout_s,
             require_live=liveness_gate,
+            live_required=live_required,
         )
 
     def process_batch(self, messages: list[Message]) -> list[list[Outgoing] | Exception]:
