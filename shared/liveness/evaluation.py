@@ -94,12 +94,14 @@ def track_rates(outcomes: Sequence[TrackOutcome]) -> dict:
 
 
 def moving_still(
-    image: np.ndarray, rng: np.random.Generator, frames: int = 32, motion=attacks.Motion()
+    image: np.ndarray,
+    rng: np.random.Generator,
+    frames: int = 32,
+    motion: attacks.Motion | None = None,
 ) -> list[np.ndarray]:
     """A still as a clip of a hand holding it: the whole picture moves as one plane."""
     height, width = image.shape[:2]
-    path = attacks.smooth_trajectory(frames, (width, height), rng, motion)
+    path = attacks.smooth_trajectory(frames, (width, height), rng, motion or attacks.Motion())
     return [
-        cv2.warpPerspective(image, h, (width, height), borderMode=cv2.BORDER_REFLECT)
-        for h in path
+        cv2.warpPerspective(image, h, (width, height), borderMode=cv2.BORDER_REFLECT) for h in path
     ]
