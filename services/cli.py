@@ -451,7 +451,14 @@ def cmd_liveness(args: argparse.Namespace, settings: Settings) -> None:
         model = commands.train(data, args.out, args.seed, args.folders, args.dev_folders, detector)
         print(f"trained on {model.card['windows']} windows; wrote {args.out} and its card")
     else:
-        report = commands.evaluate(load_model(args.model), data, args.folders, detector)
+        model = load_model(args.model)
+        report = commands.evaluate(model, data, args.folders, detector)
+        if not args.folders and not args.windows_only:
+            from shared.liveness.evaluation import per_track_report
+
+            print("per track, under the evidence policy (FACESTREAM_LIVENESS__*):")
+            policy = settings.liveness.policy("evaluate")
+            report["per_track"] = per_track_report(model, policy, data, detector)
         if args.report:
             commands.save_report(report, args.report)
 
@@ -476,6 +483,9 @@ def _liveness_parser(commands) -> None:
     evaluate.add_argument("--model", type=Path, default=LIVENESS_WEIGHTS)
     evaluate.add_argument("--folders", type=Path, help=folders_help)
     evaluate.add_argument("--report", type=Path, help="also write the figures as JSON here")
+    evaluate.add_argument(
+        "--windows-only", action="store_true", help="skip the per-track figures (several minutes)"
+    )
     liveness.set_defaults(handler=cmd_liveness)
 
 
