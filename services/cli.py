@@ -79,9 +79,9 @@ def build_services(
             services[name] = WorkerRunner(worker, bus, stop, batch_size=16)
         elif name == "liveness":
             from services.liveness.worker import LivenessWorker
-            from shared.liveness.model import load_model
+            from shared.liveness.pixels import load_any
 
-            worker = LivenessWorker(load_model(settings.liveness.weights), settings.liveness)
+            worker = LivenessWorker(load_any(settings.liveness.weights), settings.liveness)
             services[name] = WorkerRunner(worker, bus, stop, batch_size=16)
         elif name == "stylizer":
             services[name] = _stylizer(settings, bus, stop, registry)

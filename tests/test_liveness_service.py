@@ -151,3 +151,33 @@ def test_the_detector_sends_each_face_with_the_crop_of_its_surroundings(shared_d
     box = (face.box.x, face.box.y, face.box.w, face.box.h)
     expected = context_crop(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), box).astype(int)
     assert np.abs(sent - expected).mean() < 3  # the same crop, up to its JPEG
+
+
+def test_a_pixel_model_gets_the_chips_of_four_frames_of_each_window() -> None:
+    from shared.face.chips import chip_to_b64
+    from shared.liveness.dataset import CHIP
+    from shared.liveness.pixels import PIXEL_FRAMES, PixelLivenessModel, build_pixel_model
+
+    class Recording(PixelLivenessModel):
+        seen: list = []
+
+        def probability_live(self, motion, chips):
+            self.seen.append((motion.shape, chips.shape, chips[0, :, 0, 0, 0].tolist()))
+            return super().probability_live(motion, chips)
+
+    model = Recording(build_pixel_model(), np.zeros(FEATURES), np.ones(FEATURES), {})
+    worker = LivenessWorker(model, LivenessSettings())
+
+    def with_chip(seq: int) -> Message:
+        message = FacesMessage.from_message(faces(seq, 1))
+        chip = np.full((150, 150, 3), seq * 10, np.uint8)  # each frame's chip tells its index
+        face = message.faces[0].model_copy(update={"chip_jpeg_b64": chip_to_b64(chip)})
+        message = message.model_copy(update={"faces": [face]})
+        return Message(Topics.FACES, message.to_bytes(), "cam", message.headers())
+
+    worker.process_batch([with_chip(seq) for seq in range(WINDOW)])
+    [(motion, chips, firsts)] = model.seen
+    assert motion == (1, WINDOW, FEATURES) and chips == (1, len(PIXEL_FRAMES), CHIP, CHIP, 3)
+    assert [round(v / 10) for v in firsts] == list(PIXEL_FRAMES)
+    no_chip = worker.process_batch([faces(WINDOW + seq, 2) for seq in range(WINDOW)])
+    assert no_chip == [[]] * WINDOW  # a pixel model cannot judge faces without a chip

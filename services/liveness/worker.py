@@ -25,10 +25,13 @@ import numpy as np
 
 from shared import metrics
 from shared.bus.base import Message
+from shared.face.chips import chip_from_b64
 from shared.liveness.context import context_from_b64
+from shared.liveness.dataset import chip_centre
 from shared.liveness.evidence import EvidencePolicy, TrackEvidence
 from shared.liveness.features import frame_features
 from shared.liveness.model import LivenessModel
+from shared.liveness.pixels import PIXEL_FRAMES
 from shared.schemas import DetectedFace, FacesMessage, LivenessVerdict, Topics
 from shared.settings import LivenessSettings
 from shared.worker import BatchWorker, Outgoing
@@ -41,6 +44,8 @@ class TrackWindow:
     """One track's recent per-frame features and its windows' scores."""
 
     rows: deque
+    chips: deque = field(default_factory=lambda: deque(maxlen=16))
+    """The pixel model's chips (``dataset.chip_centre``) of the same frames as ``rows``."""
     previous: tuple[np.ndarray, tuple[float, ...]] | None = None
     """The previous frame's landmarks and box."""
     since_window: int = 0
@@ -64,7 +69,7 @@ class LivenessWorker(BatchWorker):
     def process_batch(self, messages: list[Message]) -> list[list[Outgoing] | Exception]:
         """Features for every face of the poll, then one model call for the windows that are due."""
         results: list[list[Outgoing] | Exception] = [[] for _ in messages]
-        due: list[tuple[int, str, int, np.ndarray]] = []
+        due: list[tuple[int, str, int, tuple[np.ndarray, np.ndarray | None]]] = []
         for i, message in enumerate(messages):
             try:
                 due.extend((i, *window) for window in self._observe(message))
@@ -73,7 +78,11 @@ class LivenessWorker(BatchWorker):
         if not due:
             return results
         started = time.perf_counter()
-        scores = self.model.probability_live(np.stack([w for *_, w in due]))
+        motion = np.stack([w[0] for *_, w in due])
+        if getattr(self.model, "needs_chips", False):
+            scores = self.model.probability_live(motion, np.stack([w[1] for *_, w in due]))
+        else:
+            scores = self.model.probability_live(motion)
         metrics.LIVENESS_MODEL_SECONDS.observe(time.perf_counter() - started)
         for (i, camera_id, track_id, _), score in zip(due, scores, strict=True):
             verdict = self._verdict(camera_id, track_id, float(score))
@@ -94,7 +103,9 @@ class LivenessWorker(BatchWorker):
                 due.append((faces.camera_id, face.track_id, window))
         return due
 
-    def _add(self, camera_id: str, ts: float, face: DetectedFace) -> np.ndarray | None:
+    def _add(
+        self, camera_id: str, ts: float, face: DetectedFace
+    ) -> tuple[np.ndarray, np.ndarray | None] | None:
         if face.track_id is None:
             metrics.LIVENESS_FACES_SKIPPED.labels("no_track").inc()
             return None
@@ -103,6 +114,10 @@ class LivenessWorker(BatchWorker):
             return None
         if not (face.context_jpeg_b64 and len(face.landmarks) == 5):
             metrics.LIVENESS_FACES_SKIPPED.labels("no_context").inc()
+            return None
+        pixels = getattr(self.model, "needs_chips", False)
+        if pixels and not face.chip_jpeg_b64:
+            metrics.LIVENESS_FACES_SKIPPED.labels("no_chip").inc()
             return None
         track = self.tracks.setdefault(
             (camera_id, face.track_id),
@@ -114,8 +129,10 @@ class LivenessWorker(BatchWorker):
         landmarks = np.asarray(face.landmarks, np.float64)
         box = (face.box.x, face.box.y, face.box.w, face.box.h)
         context = context_from_b64(face.context_jpeg_b64)
+        chip = chip_centre(chip_from_b64(face.chip_jpeg_b64)) if pixels else None
         track.rows.append(frame_features(landmarks, box, context, track.previous))
         track.previous = (landmarks, box)
+        track.chips.append(chip)
         track.last_seen_ts = ts
         track.since_window += 1
         full = len(track.rows) == self.model.window
@@ -123,7 +140,8 @@ class LivenessWorker(BatchWorker):
             return None
         track.since_window = 0
         track.windows += 1
-        return np.stack(track.rows)
+        chips = np.stack([track.chips[i] for i in PIXEL_FRAMES]) if pixels else None
+        return np.stack(track.rows), chips
 
     def _verdict(self, camera_id: str, track_id: int, score: float) -> Outgoing | None:
         """Add the window's score to the track's evidence; a verdict unless still pending."""
