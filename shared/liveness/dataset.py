@@ -301,6 +301,31 @@ SOURCES: list[Source] = [
 ]
 
 
+def _moving_stills(name: str, label: str, clips: int = 3, frames: int = 32):
+    """A still as clips of a hand holding it (``evaluation.moving_still``), one seed per clip."""
+
+    def make(data: Path, detector) -> list[Track]:
+        from shared.liveness.evaluation import moving_still
+
+        image = cv2.imread(str(data / "liveness" / "stills" / name))
+        rng = np.random.default_rng(40)
+        tracks = []
+        for _ in range(clips):
+            clip = moving_still(image, rng, frames)
+            tracks += detect_tracks(clip, detector, f"still {name}", label, "largest")
+        return tracks
+
+    return make
+
+
+STILLS = [
+    Source("still_live", "stills", _moving_stills("live.jpg", LIVE)),
+    Source("still_print", "stills", _moving_stills("print_attack.jpg", attacks.PRINT)),
+    Source("still_screen", "stills", _moving_stills("screen_replay_attack.jpg", attacks.SCREEN)),
+]
+"""The evaluation stills made into short clips: measured only, like ``eval``."""
+
+
 def source_tracks(source: Source, data: Path, detector, cache: Path = CACHE) -> list[Track]:
     """The source's tracks, from the cache or detected now (and cached)."""
     path = cache / f"{source.name}.npz"

@@ -158,9 +158,113 @@ def per_source(model, windows: PixelWindows, threshold: float = 0.5) -> dict:
     return report
 
 
+def _rates(labels, p, threshold) -> dict:
+    live = np.array([label == LIVE for label in labels])
+    if not live.any() or live.all():
+        judged = p >= threshold
+        return {"correct": float((judged == live).mean()), "windows": len(p)}
+    rates = error_rates(labels, (p >= threshold).tolist())
+    return {"apcer": rates.apcer, "bpcer": rates.bpcer, "acer": rates.acer, "counts": rates.counts}
+
+
+def _track_states(model, track, policy, start: int = 0):
+    from shared.liveness.dataset import Track
+    from shared.liveness.evidence import track_states
+
+    if start:
+        track = Track(
+            track.source,
+            track.label,
+            track.landmarks[start:],
+            track.boxes[start:],
+            track.contexts[start:],
+            track.chips[start:],
+        )
+    windows = track_windows([track], hop_ends=True)
+    if not windows.labels:
+        return []
+    return track_states(policy, model.probability_live(windows.motion, windows.chips).tolist())
+
+
+def evaluate(model, data: Path, policy, detector=None, offsets: int = 10) -> dict:
+    """Per window (APCER per attack type, BPCER, ACER) at P(live) = 0.5 and at the threshold
+    that gives BPCER 5% on the dev live windows; per track under the evidence policy (ever
+    named, ever spoof), and the real replay started at ``offsets`` points."""
+    from shared.liveness.dataset import SOURCES, STILLS, source_tracks
+
+    dev = track_windows(load_split("dev", data, detector))
+    p_dev = model.probability_live(dev.motion, dev.chips)
+    at_bpcer5 = float(np.quantile(p_dev[dev.live], 0.05))
+    report: dict = {"threshold_bpcer5_on_dev": at_bpcer5}
+    print(f"threshold giving BPCER 5% on the dev live windows: P(live) {at_bpcer5:.3f}")
+    parts = {
+        "synthetic+real test": [s for s in SOURCES if s.split == "test"],
+        "real pair (liveness/)": [s for s in SOURCES if s.split == "eval"],
+        "stills moved by hand": STILLS,
+        "hamilton (trained on) + crowd": [
+            s for s in SOURCES if s.name in ("hamilton", "crowd_a", "crowd_b")
+        ],
+    }
+    for part, sources in parts.items():
+        tracks = [t for s in sources for t in source_tracks(s, data, detector)]
+        windows = track_windows(tracks)
+        p = model.probability_live(windows.motion, windows.chips)
+        entry = {
+            "at_0.5": _rates(windows.labels, p, 0.5),
+            "at_bpcer5_dev": _rates(windows.labels, p, at_bpcer5),
+            "per_source_correct_at_0.5": {
+                name: float(
+                    np.mean(
+                        [
+                            (pi >= 0.5) == (label == LIVE)
+                            for pi, src, label in zip(
+                                p, windows.sources, windows.labels, strict=True
+                            )
+                            if src == name
+                        ]
+                    )
+                )
+                for name in sorted(set(windows.sources))
+            },
+        }
+        states = [(t.source, t.label, _track_states(model, t, policy)) for t in tracks]
+        entry["tracks"] = [
+            {
+                "source": src,
+                "label": label,
+                "windows": len(st),
+                "ever_named": "live" in st,
+                "ever_spoof": "attack" in st,
+                "final": st[-1] if st else None,
+            }
+            for src, label, st in states
+        ]
+        report[part] = entry
+        print(part, json.dumps({k: v for k, v in entry.items() if k != "tracks"}, default=float))
+        for t in entry["tracks"]:
+            print("   track", json.dumps(t))
+    replay = [t for t in source_tracks(SOURCES[-1], data, detector)]
+    retries = []
+    for track in replay:
+        for k in range(offsets):
+            states = _track_states(model, track, policy, k * len(track) // (offsets + 2))
+            retries.append(
+                {
+                    "offset": k,
+                    "ever_named": "live" in states,
+                    "final": states[-1] if states else None,
+                }
+            )
+    report["replay at offsets"] = retries
+    print("replay at offsets:", json.dumps(retries))
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["extract", "train", "loso"])
+    parser.add_argument("action", choices=["extract", "train", "loso", "evaluate"])
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--report", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--seed", type=int, default=0)
@@ -177,10 +281,10 @@ def main() -> None:
     started = time.monotonic()
     if args.action == "extract":
         from shared.face.detection import create_detector
-        from shared.liveness.dataset import SOURCES, source_tracks
+        from shared.liveness.dataset import SOURCES, STILLS, source_tracks
 
         detector = create_detector("mtcnn", min_face_px=settings.face.min_face_px)
-        for source in SOURCES:
+        for source in SOURCES + STILLS:
             tracks = source_tracks(source, data, detector)
             frames = sum(len(t) for t in tracks)
             print(
@@ -188,6 +292,17 @@ def main() -> None:
                 f"{time.monotonic() - started:.0f} s",
                 flush=True,
             )
+        return
+    if args.action == "evaluate":
+        from shared.face.detection import create_detector
+        from shared.liveness.pixels import PIXEL_WEIGHTS, load_pixel_model
+
+        model = load_pixel_model(args.model or PIXEL_WEIGHTS)
+        detector = create_detector("mtcnn", min_face_px=settings.face.min_face_px)
+        report = evaluate(model, data, settings.liveness.policy("evaluate"), detector)
+        if args.report:
+            args.report.parent.mkdir(parents=True, exist_ok=True)
+            args.report.write_text(json.dumps(report, indent=1, default=float) + "\n")
         return
     train = track_windows(load_split("train", data))
     dev = track_windows(load_split("dev", data))

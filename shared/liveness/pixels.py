@@ -90,11 +90,16 @@ class PixelLivenessModel:
         self.calibration = calibration
         self.window = WINDOW
         self.needs_chips = True
+        self._forward = tf.function(
+            lambda motion, chips: self.model([motion, chips], training=False),
+            reduce_retracing=True,
+        )
+        """One traced graph: the eager call costs several times the network itself."""
 
     def logits(self, motion: np.ndarray, chips: np.ndarray) -> np.ndarray:
         """(B, WINDOW, FEATURES), (B, 4, CHIP, CHIP, 3) uint8 -> (B,) uncalibrated log-odds."""
         standardised = (np.asarray(motion, np.float32) - self.mean) / self.scale
-        out = self.model([standardised, np.asarray(chips, np.uint8)], training=False)
+        out = self._forward(tf.constant(standardised), tf.constant(np.asarray(chips, np.uint8)))
         return out.numpy()[:, 0].astype(np.float64)
 
     def probability_live(self, motion: np.ndarray, chips: np.ndarray) -> np.ndarray:
