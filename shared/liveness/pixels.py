@@ -52,21 +52,35 @@ def normalise_chips(chips: tf.Tensor) -> tf.Tensor:
     return (x - mean) / (spread + 0.02)
 
 
-def build_pixel_model(window: int = WINDOW) -> tf.keras.Model:
+def highpass(chips: tf.Tensor) -> tf.Tensor:
+    """Normalised chips minus their 5x5 box blur: the fine texture (grid, moire, grain, the
+    sharpness a recapture loses) without the face's shape and colour, which say who and under
+    which light, not whether it lives."""
+    x = normalise_chips(chips)
+    shape = tf.shape(x)
+    flat = tf.reshape(x, tf.concat([[-1], shape[-3:]], 0))
+    blurred = tf.nn.avg_pool2d(flat, 5, 1, "SAME")
+    return tf.reshape(flat - blurred, shape)
+
+
+def build_pixel_model(
+    window: int = WINDOW, texture_only: bool = False, width: int = 1
+) -> tf.keras.Model:
+    """``texture_only``: the chip branch sees ``highpass`` chips; ``width`` multiplies filters."""
     keras = tf.keras
     motion = keras.Input((window, FEATURES), name="motion")
     chips = keras.Input((len(PIXEL_FRAMES), CHIP, CHIP, 3), dtype="uint8", name="chips")
     frame = keras.Sequential(
         [
-            keras.layers.Conv2D(12, 3, padding="same", activation="relu", name="c1"),
-            keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu", name="c2"),
-            keras.layers.Conv2D(24, 3, strides=2, padding="same", activation="relu", name="c3"),
-            keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu", name="c4"),
+            keras.layers.Conv2D(12 * width, 3, padding="same", activation="relu", name="c1"),
+            keras.layers.Conv2D(16 * width, 3, 2, padding="same", activation="relu", name="c2"),
+            keras.layers.Conv2D(24 * width, 3, 2, padding="same", activation="relu", name="c3"),
+            keras.layers.Conv2D(32 * width, 3, 2, padding="same", activation="relu", name="c4"),
             keras.layers.GlobalAveragePooling2D(name="gap"),
         ],
         name="frame_cnn",
     )
-    x = keras.layers.Lambda(normalise_chips, name="normalise")(chips)
+    x = keras.layers.Lambda(highpass if texture_only else normalise_chips, name="normalise")(chips)
     x = keras.layers.TimeDistributed(frame, name="per_frame")(x)
     pixels = keras.layers.GlobalAveragePooling1D(name="over_frames")(x)
     m = keras.layers.Conv1D(32, 3, activation="relu", name="conv1")(motion)
@@ -125,7 +139,7 @@ def load_pixel_model(path: Path = PIXEL_WEIGHTS) -> PixelLivenessModel:
     card = json.loads(card_path.read_text())
     if sha256_file(path) != card.get("sha256"):
         raise LivenessModelError(f"{path} does not match the sha256 in {card_path.name}")
-    model = build_pixel_model()
+    model = build_pixel_model(**card.get("options", {}))
     with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as archive:
         stored = {key: archive[key] for key in archive.files}
     for variable in model.weights:
