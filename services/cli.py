@@ -444,6 +444,7 @@ def cmd_liveness(args: argparse.Namespace, settings: Settings) -> None:
     from shared.face.detection import create_detector
     from shared.liveness import commands
     from shared.liveness.model import load_model
+    from shared.liveness.pixels import load_any
 
     detector = create_detector("mtcnn", min_face_px=settings.face.min_face_px)
     data = settings.shared_data
@@ -451,6 +452,14 @@ def cmd_liveness(args: argparse.Namespace, settings: Settings) -> None:
         model = commands.train(data, args.out, args.seed, args.folders, args.dev_folders, detector)
         print(f"trained on {model.card['windows']} windows; wrote {args.out} and its card")
     else:
+        if getattr(load_any(args.model), "needs_chips", False):  # the pixel model
+            from shared.liveness import pixel_training
+
+            policy = settings.liveness.policy("evaluate")
+            report = pixel_training.evaluate(load_any(args.model), data, policy, detector)
+            if args.report:
+                commands.save_report(report, args.report)
+            return
         model = load_model(args.model)
         report = commands.evaluate(model, data, args.folders, detector)
         if not args.folders and not args.windows_only:
