@@ -10,9 +10,8 @@ With ``require_live`` (the liveness gate) a track is named only once the livenes
 it live; a track judged an attack gets a ``spoof`` event and is never named after it. A track
 judged an attack after it was named gets a ``withdrawn`` event (event/2) taking the name back,
 then its ``spoof``. ``live_required(camera_id)`` turns the gate off per camera (liveness ``off``).
-Verdicts can
-arrive before the recognizer has seen the track's frames (the two services consume the faces topic
-independently), so an early verdict is kept until its track appears.
+Verdicts can arrive before the recognizer has seen the track's frames (the two services consume
+the faces topic independently), so an early verdict is kept until its track appears.
 """
 
 from __future__ import annotations
