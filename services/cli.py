@@ -75,13 +75,14 @@ def build_services(
                 settings.face.identification_far,
                 liveness_gate=settings.liveness.gate,
                 journal=_track_journal(settings),
+                live_required=lambda camera: settings.liveness.for_camera(camera).mode != "off",
             )
             services[name] = _runner(worker, bus, stop, settings, 16)
         elif name == "liveness":
             from services.liveness.worker import LivenessWorker
-            from shared.liveness.model import load_model
+            from shared.liveness.pixels import load_any
 
-            worker = LivenessWorker(load_model(settings.liveness.weights), settings.liveness)
+            worker = LivenessWorker(load_any(settings.liveness.weights), settings.liveness)
             services[name] = _runner(worker, bus, stop, settings, 16)
         elif name == "stylizer":
             services[name] = _stylizer(settings, bus, stop, registry)
@@ -550,6 +551,7 @@ def cmd_liveness(args: argparse.Namespace, settings: Settings) -> None:
     from shared.face.detection import create_detector
     from shared.liveness import commands
     from shared.liveness.model import load_model
+    from shared.liveness.pixels import load_any
 
     detector = create_detector("mtcnn", min_face_px=settings.face.min_face_px)
     data = settings.shared_data
@@ -557,7 +559,22 @@ def cmd_liveness(args: argparse.Namespace, settings: Settings) -> None:
         model = commands.train(data, args.out, args.seed, args.folders, args.dev_folders, detector)
         print(f"trained on {model.card['windows']} windows; wrote {args.out} and its card")
     else:
-        report = commands.evaluate(load_model(args.model), data, args.folders, detector)
+        if getattr(load_any(args.model), "needs_chips", False):  # the pixel model
+            from shared.liveness import pixel_training
+
+            policy = settings.liveness.policy("evaluate")
+            report = pixel_training.evaluate(load_any(args.model), data, policy, detector)
+            if args.report:
+                commands.save_report(report, args.report)
+            return
+        model = load_model(args.model)
+        report = commands.evaluate(model, data, args.folders, detector)
+        if not args.folders and not args.windows_only:
+            from shared.liveness.evaluation import per_track_report
+
+            print("per track, under the evidence policy (FACESTREAM_LIVENESS__*):")
+            policy = settings.liveness.policy("evaluate")
+            report["per_track"] = per_track_report(model, policy, data, detector)
         if args.report:
             commands.save_report(report, args.report)
 
@@ -582,6 +599,9 @@ def _liveness_parser(commands) -> None:
     evaluate.add_argument("--model", type=Path, default=LIVENESS_WEIGHTS)
     evaluate.add_argument("--folders", type=Path, help=folders_help)
     evaluate.add_argument("--report", type=Path, help="also write the figures as JSON here")
+    evaluate.add_argument(
+        "--windows-only", action="store_true", help="skip the per-track figures (several minutes)"
+    )
     liveness.set_defaults(handler=cmd_liveness)
 
 

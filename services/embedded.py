@@ -22,7 +22,7 @@ from services.runtime import start_services, wait_and_stop
 from shared.bus.base import Subscriber
 from shared.bus.memory import MemoryBus
 from shared.cameras import CameraSpec, FileCameraRegistry
-from shared.schemas import FacesMessage, RecognitionEvent, Topics
+from shared.schemas import FacesMessage, Topics, read_event
 from shared.settings import Settings
 from shared.worker import stop_on_signals
 
@@ -155,7 +155,7 @@ def _tally(message, tallies: dict[str, Counter]) -> None:
         tallies["frames"][faces.camera_id] += 1
         tallies["faces"][faces.camera_id] += len(faces.faces)
     else:
-        event = RecognitionEvent.from_message(message)
+        event = read_event(message)
         tallies["events"][event.type] += 1
         who = f" {event.person_name} (distance {event.distance:.3f})" if event.person_name else ""
         print(

@@ -68,12 +68,13 @@ STYLIZER_LATENCY = Histogram(
 
 LIVENESS_WINDOWS = Counter(
     "facestream_liveness_windows_total",
-    "Track windows judged by the liveness model, by the track's verdict after it (live, attack).",
+    "Track windows judged by the liveness model, by the track's state after it "
+    "(pending, live, attack).",
     ["verdict"],
 )
 LIVENESS_FACES_SKIPPED = Counter(
     "facestream_liveness_faces_skipped_total",
-    "Faces the liveness service could not use, by reason (no_track, no_context).",
+    "Faces the liveness service did not judge, by reason (no_track, no_context, camera_off).",
     ["reason"],
 )
 LIVENESS_MODEL_SECONDS = Histogram(

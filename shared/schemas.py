@@ -215,5 +215,32 @@ class RecognitionEvent(JsonMessage):
     ts: float = Field(default_factory=time.time)
 
 
+class RecognitionEventV2(RecognitionEvent):
+    """``event/2``: event/1 plus ``withdrawn``, which takes back a name already given.
+
+    A track named ``identified`` can later be judged an attack (the liveness evidence turns); the
+    recognizer then publishes ``withdrawn`` (this schema) with the name taken back and the
+    ``withdraws`` id of the ``identified`` event it cancels, followed by the track's ``spoof``
+    (event/1). Every other event stays event/1, so a consumer written for event/1 keeps working:
+    it skips the event/2 header it does not read (``read_event`` reads both), and still sees the
+    ``spoof`` after the name.
+    """
+
+    SCHEMA: ClassVar[str] = "event/2"
+
+    type: Literal["started", "identified", "unknown", "spoof", "ended", "withdrawn"]
+    withdraws: str | None = None
+    """``withdrawn`` only: the ``event_id`` of the ``identified`` event taken back."""
+    reason: str | None = None
+    """``withdrawn`` only: why, e.g. ``spoof`` (the track was judged a presentation attack)."""
+
+
+def read_event(message: Message) -> RecognitionEvent:
+    """An event of either schema (event/1 or event/2), by its schema header."""
+    if message.headers.get(SCHEMA_HEADER) == RecognitionEventV2.SCHEMA:
+        return RecognitionEventV2.from_message(message)
+    return RecognitionEvent.from_message(message)
+
+
 DEAD_LETTER_SCHEMA = "deadletter/1"
 """Dead letters keep the original key, value and headers and add ``dlq.*`` headers (see worker)."""

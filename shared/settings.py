@@ -140,6 +140,17 @@ class StyleSettings(BaseModel):
 LIVENESS_WEIGHTS = Path(__file__).parent / "liveness" / "weights" / "liveness_tcn.npz"
 
 
+class CameraLiveness(BaseModel):
+    """One camera's liveness settings (``LivenessSettings.cameras``); unset fields: the global ones."""
+
+    mode: Literal["off", "passive"] = "passive"
+    """``off``: no liveness check on this camera, a matching track is named at once (a trusted
+    camera, e.g. behind a guard); ``passive``: the model judges the track's windows."""
+    min_windows: int | None = Field(None, ge=1)
+    live_bound: float | None = Field(None, gt=0)
+    """Stricter evidence for a camera that opens a door, for example."""
+
+
 class LivenessSettings(BaseModel):
     """The liveness service and the recognizer's spoof gate (docs/liveness.md)."""
 
@@ -149,11 +160,43 @@ class LivenessSettings(BaseModel):
     check at all, every matching track is identified."""
     weights: Path = LIVENESS_WEIGHTS
     threshold: float = Field(0.5, gt=0, lt=1)
-    """A track is live when the mean P(live) of its windows reaches this."""
+    """A window's P(live) that is no evidence either way: windows above it count towards live,
+    below it towards an attack (the evidence policy sums them)."""
     hop: int = Field(8, ge=1)
     """Frames between two windows of a track: a verdict every ``hop`` frames once it has a window."""
     track_timeout_s: float = 2.0
     """A track not seen for this long is forgotten."""
+    min_windows: int = Field(3, ge=1)
+    """Evidence policy (shared/liveness/evidence.py): windows a track needs before it is live."""
+    live_bound: float = Field(3.0, gt=0)
+    """Summed window log-odds (against ``threshold``) that make a track live."""
+    attack_bound: float = Field(3.0, gt=0)
+    """Summed (once live: CUSUM) window log-odds at or below minus this make a track an attack."""
+    live_clip: float = Field(1.5, gt=0)
+    """The most one window adds towards live; below ``live_bound``, so one window never names."""
+    attack_clip: float = Field(4.0, gt=0)
+    """The most one window adds towards an attack."""
+    cameras: dict[str, CameraLiveness] = {}
+    """Per-camera overrides by camera id, e.g.
+    ``FACESTREAM_LIVENESS__CAMERAS='{"lobby": {"mode": "off"}, "door": {"min_windows": 5}}'``."""
+
+    def for_camera(self, camera_id: str) -> CameraLiveness:
+        """The camera's override, or the global settings (mode ``passive``)."""
+        return self.cameras.get(camera_id, CameraLiveness())
+
+    def policy(self, camera_id: str):
+        """The evidence policy for a camera: the global bounds with its overrides."""
+        from shared.liveness.evidence import EvidencePolicy
+
+        override = self.for_camera(camera_id)
+        return EvidencePolicy(
+            threshold=self.threshold,
+            min_windows=override.min_windows or self.min_windows,
+            live_bound=override.live_bound or self.live_bound,
+            attack_bound=self.attack_bound,
+            live_clip=self.live_clip,
+            attack_clip=self.attack_clip,
+        )
 
 
 class ImageSettings(BaseModel):

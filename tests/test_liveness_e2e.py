@@ -17,7 +17,7 @@ from shared.gallery.redis_store import RedisGallery
 from shared.images import encode_jpeg
 from shared.liveness.training import read_video
 from shared.redis_client import create_redis
-from shared.schemas import LivenessVerdict, RecognitionEvent, Topics
+from shared.schemas import LivenessVerdict, RecognitionEvent, RecognitionEventV2, Topics
 from tests.conftest import RTSP_URL
 from tests.helpers import wait_for
 from tests.stack import Stack, TopicReader, skip_group_to_end
@@ -36,7 +36,7 @@ def stream(stack: Stack, camera: str, mount: str, ingestor) -> list[RecognitionE
     events = TopicReader(stack.kafka, Topics.EVENTS, camera)
 
     def decoded() -> list[RecognitionEvent]:
-        return [RecognitionEvent.model_validate_json(r.value) for r in events.read()]
+        return [RecognitionEventV2.model_validate_json(r.value) for r in events.read()]
 
     stack.registry.put(CameraSpec(id=camera, url=f"{RTSP_URL}/{mount}", fps=15))
     wait_for(  # the clip ended and the camera reconnected: every frame has been published
@@ -81,7 +81,9 @@ def test_the_live_person_is_identified_and_their_replay_is_a_spoof(
     spoofs = [e for e in replay if e.type == "spoof"]
     assert spoofs, Counter(e.type for e in replay)
     on_phone = {e.track_id for e in spoofs}
-    assert not [e for e in replay if e.type == "identified" and e.track_id in on_phone]
+    withdrawn = {e.withdraws for e in replay if e.type == "withdrawn"}
+    standing = [e for e in replay if e.type == "identified" and e.event_id not in withdrawn]
+    assert not [e for e in standing if e.track_id in on_phone]
     judged = [LivenessVerdict.model_validate_json(r.value) for r in verdicts.read()]
     assert any(not v.live for v in judged)
     assert liveness.metric("facestream_liveness_windows_total", verdict="attack") >= 1

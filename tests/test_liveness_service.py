@@ -61,12 +61,14 @@ def verdicts(results) -> list[LivenessVerdict]:
     ]
 
 
-def test_a_track_is_judged_once_it_has_a_window_then_every_hop_frames() -> None:
+def test_a_track_is_judged_every_hop_frames_and_named_only_after_enough_windows() -> None:
     model = ConstantModel(0.9)
-    worker = LivenessWorker(model, LivenessSettings(hop=8))
-    results = worker.process_batch([faces(seq, 7) for seq in range(WINDOW + 16)])
+    worker = LivenessWorker(model, LivenessSettings(hop=8, min_windows=3))
+    results = worker.process_batch([faces(seq, 7) for seq in range(WINDOW + 24)])
+    # windows at frames 15, 23, 31, 39, in one model call for the poll
+    assert model.windows_seen[0].shape == (4, WINDOW, FEATURES)
     judged_at = [i for i, result in enumerate(results) if result]
-    assert judged_at == [WINDOW - 1, WINDOW + 7, WINDOW + 15]
+    assert judged_at == [WINDOW + 15, WINDOW + 23]  # pending windows publish nothing
     first = verdicts(results)[0]
     assert (first.camera_id, first.track_id, first.live, first.window_frames) == (
         "cam",
@@ -74,24 +76,35 @@ def test_a_track_is_judged_once_it_has_a_window_then_every_hop_frames() -> None:
         True,
         16,
     )
-    assert model.windows_seen[0].shape == (3, WINDOW, FEATURES)  # one model call for the poll
 
 
-def test_the_verdict_is_the_mean_of_the_tracks_windows_against_the_threshold() -> None:
-    worker = LivenessWorker(ConstantModel(0.2), LivenessSettings(threshold=0.5))
-    [verdict] = verdicts(worker.process_batch([faces(seq, 1) for seq in range(WINDOW)]))
-    assert verdict.live is False and verdict.score == pytest.approx(0.2)
+def test_attack_windows_make_the_track_an_attack() -> None:
+    worker = LivenessWorker(ConstantModel(0.02), LivenessSettings(threshold=0.5))
+    judged = verdicts(worker.process_batch([faces(seq, 1) for seq in range(WINDOW + 8)]))
+    assert [v.live for v in judged] == [False, False]  # one very sure window is enough
+    assert judged[0].score < 0.05
+
+
+def test_a_camera_with_liveness_off_is_not_judged() -> None:
+    model = ConstantModel(0.9)
+    worker = LivenessWorker(model, LivenessSettings(cameras={"lobby": {"mode": "off"}}))
+    batch = [faces(seq, 1, camera="lobby") for seq in range(WINDOW * 4)]
+    assert verdicts(worker.process_batch(batch)) == [] and model.windows_seen == []
 
 
 def test_tracks_are_kept_apart_and_faces_without_context_are_skipped() -> None:
-    worker = LivenessWorker(ConstantModel(0.9), LivenessSettings())
+    worker = LivenessWorker(
+        ConstantModel(0.9), LivenessSettings(min_windows=1, live_bound=2.0, live_clip=4.0)
+    )
     batch = [faces(seq, 1, 2) for seq in range(WINDOW)]
     batch += [faces(WINDOW + seq, 3, context=None) for seq in range(WINDOW)]
     assert sorted(v.track_id for v in verdicts(worker.process_batch(batch))) == [1, 2]
 
 
 def test_a_damaged_context_fails_that_message_only() -> None:
-    worker = LivenessWorker(ConstantModel(0.9), LivenessSettings())
+    worker = LivenessWorker(
+        ConstantModel(0.9), LivenessSettings(min_windows=1, live_bound=2.0, live_clip=4.0)
+    )
     batch = [faces(seq, 1) for seq in range(WINDOW - 1)] + [faces(WINDOW - 1, 2, context="!!")]
     batch.append(faces(WINDOW, 1))
     results = worker.process_batch(batch)
@@ -150,3 +163,33 @@ def test_the_detector_sends_each_face_with_the_crop_of_its_surroundings(shared_d
     box = (face.box.x, face.box.y, face.box.w, face.box.h)
     expected = context_crop(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), box).astype(int)
     assert np.abs(sent - expected).mean() < 3  # the same crop, up to its JPEG
+
+
+def test_a_pixel_model_gets_the_chips_of_four_frames_of_each_window() -> None:
+    from shared.face.chips import chip_to_b64
+    from shared.liveness.dataset import CHIP
+    from shared.liveness.pixels import PIXEL_FRAMES, PixelLivenessModel, build_pixel_model
+
+    class Recording(PixelLivenessModel):
+        seen: list = []
+
+        def probability_live(self, motion, chips):
+            self.seen.append((motion.shape, chips.shape, chips[0, :, 0, 0, 0].tolist()))
+            return super().probability_live(motion, chips)
+
+    model = Recording(build_pixel_model(), np.zeros(FEATURES), np.ones(FEATURES), {})
+    worker = LivenessWorker(model, LivenessSettings())
+
+    def with_chip(seq: int) -> Message:
+        message = FacesMessage.from_message(faces(seq, 1))
+        chip = np.full((150, 150, 3), seq * 10, np.uint8)  # each frame's chip tells its index
+        face = message.faces[0].model_copy(update={"chip_jpeg_b64": chip_to_b64(chip)})
+        message = message.model_copy(update={"faces": [face]})
+        return Message(Topics.FACES, message.to_bytes(), "cam", message.headers())
+
+    worker.process_batch([with_chip(seq) for seq in range(WINDOW)])
+    [(motion, chips, firsts)] = model.seen
+    assert motion == (1, WINDOW, FEATURES) and chips == (1, len(PIXEL_FRAMES), CHIP, CHIP, 3)
+    assert [round(v / 10) for v in firsts] == list(PIXEL_FRAMES)
+    no_chip = worker.process_batch([faces(WINDOW + seq, 2) for seq in range(WINDOW)])
+    assert no_chip == [[]] * WINDOW  # a pixel model cannot judge faces without a chip

@@ -91,3 +91,53 @@ def test_a_replayed_selfie_video_is_zoomed_on_the_face_and_stays_in_the_frame() 
         x, y, w, h = attacks.selfie_region(box, (640, 360), rng)
         assert x >= 0 and y >= 0 and x + w <= 640 and y + h <= 360
         assert 0.35 <= max(box[2], box[3]) / w <= 1.0  # the face fills much of the screen
+
+
+def test_a_screen_filling_the_view_shows_moire_and_no_border() -> None:
+    """A flat grey clip replayed full-view: bands appear (the pixel grid aliasing), there is no
+    bezel or background (the picture reaches every edge), and the clip is re-encoded as video."""
+    rng = np.random.default_rng(3)
+    clip = [np.full((120, 160, 3), 128, np.uint8)] * 6
+    frames = attacks.fullview_replay(clip, rng)
+    assert len(frames) == 6 and frames[0].shape == (120, 160, 3)
+    grey = frames[3].astype(np.float32).mean(axis=2)
+    assert grey.std() > 3.0  # flat on the screen, banded once filmed
+    assert min(grey[:4].mean(), grey[-4:].mean(), grey[:, :4].mean(), grey[:, -4:].mean()) > 40
+    spectrum = np.abs(np.fft.fft2(grey - grey.mean()))
+    assert spectrum.max() > 8 * np.median(spectrum)  # a few strong periodic components
+
+
+def test_display_gamma_and_white_point_change_the_colours() -> None:
+    display = attacks.Display(gamma=0.7, white=(1.1, 1.0, 0.9), black=0.05, pitch=2.0, angle_deg=0)
+    shown = display.show(np.full((4, 4, 3), 100, np.uint8))
+    b, g, r = shown[0, 0]
+    assert b > g > r and g > 100 / 255  # bluer, brighter mid-tones
+
+
+def test_video_recompression_keeps_every_frame_and_costs_detail() -> None:
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (64, 96, 3), dtype=np.uint8) for _ in range(5)]
+    again = attacks.recompress_video(frames, 20)
+    assert len(again) == 5 and again[0].shape == frames[0].shape
+    assert np.abs(again[2].astype(int) - frames[2]).mean() > 10  # noise does not survive
+
+
+def test_paper_is_textured_and_bends() -> None:
+    rng = np.random.default_rng(1)
+    texture = attacks.paper_texture(60, 80, rng)
+    assert 0.005 < texture.std() < 0.1 and abs(texture.mean() - 1) < 0.02
+    sheet = np.zeros((80, 100, 3), np.uint8)
+    sheet[:, 10] = 255  # a vertical line near the left edge
+    bent = attacks.bend(sheet, 0.3)
+    columns = bent[..., 0].argmax(axis=1)
+    assert columns.min() != 10 or columns.max() != 10  # it moved: the side fell away
+    assert attacks.bend(sheet, 0.0)[:, 10, 0].mean() > 200  # no bend, no change
+
+
+def test_a_textured_print_in_a_trembling_hand_is_a_clip_of_the_backgrounds_size() -> None:
+    rng = np.random.default_rng(2)
+    photo = rng.integers(0, 256, (80, 60, 3), dtype=np.uint8)
+    backgrounds = [np.full((120, 160, 3), 90, np.uint8)] * 8
+    frames = attacks.textured_print_attack(photo, backgrounds, rng)
+    assert len(frames) == 8 and frames[0].shape == (120, 160, 3)
+    assert np.abs(frames[0].astype(int) - frames[7]).mean() > 1  # the hand moves

@@ -3,9 +3,12 @@
 For each face with a track id the service turns what the detector sent (landmarks, box, context
 crop) into one row of per-frame features, against the same track's previous frame, and
 keeps the last WINDOW rows. Once a track has a full window, and then every ``hop`` frames, the
-window goes to the sequence model; all windows due in a poll are judged in one call. The track's
-score is the mean P(live) of its windows so far, so one odd window does not flip a verdict, and
-each judged window publishes a ``liveness/1`` verdict the recognizer gates on.
+window goes to the sequence model; all windows due in a poll are judged in one call. The
+windows' evidence adds up per track under the camera's evidence policy (``evidence.py``): a
+track stays pending until it has enough live evidence (one lucky window is never enough), and
+can turn into an attack at any later window. Pending windows publish nothing; once decided,
+every judged window publishes a ``liveness/1`` verdict (live, or an attack) the recognizer gates
+on. Cameras whose liveness is ``off`` are not judged at all.
 
 Frames of a camera arrive in order on one partition (keyed by camera id), so a track's state
 lives on one liveness instance, as the detector's trackers do.
@@ -23,9 +26,13 @@ import numpy as np
 
 from shared import metrics
 from shared.bus.base import Message
+from shared.face.chips import chip_from_b64
 from shared.liveness.context import context_from_b64
+from shared.liveness.dataset import chip_centre
+from shared.liveness.evidence import EvidencePolicy, TrackEvidence
 from shared.liveness.features import frame_features
 from shared.liveness.model import LivenessModel
+from shared.liveness.pixels import PIXEL_FRAMES
 from shared.schemas import DetectedFace, FacesMessage, LivenessVerdict, Topics
 from shared.settings import LivenessSettings
 from shared.stream import StreamStamp
@@ -37,12 +44,15 @@ class TrackWindow:
     """One track's recent per-frame features and its windows' scores."""
 
     rows: deque
+    chips: deque = field(default_factory=lambda: deque(maxlen=16))
+    """The pixel model's chips (``dataset.chip_centre``) of the same frames as ``rows``."""
     previous: tuple[np.ndarray, tuple[float, ...]] | None = None
     """The previous frame's landmarks and box."""
     since_window: int = 0
     windows: int = 0
     """Windows sent to the model (their scores may still be on the way, within a poll)."""
-    scores: list[float] = field(default_factory=list)
+    evidence: TrackEvidence = field(default_factory=lambda: TrackEvidence(EvidencePolicy()))
+    """The track's accumulated evidence and state (pending, live, attack)."""
     last_seen_ts: float = 0.0
 
 
@@ -60,7 +70,7 @@ class LivenessWorker(BatchWorker):
     def process_batch(self, messages: list[Message]) -> list[list[Outgoing] | Exception]:
         """Features for every face of the poll, then one model call for the windows that are due."""
         results: list[list[Outgoing] | Exception] = [[] for _ in messages]
-        due: list[tuple[int, str, int, np.ndarray]] = []
+        due: list[tuple[int, str, int, tuple[np.ndarray, np.ndarray | None]]] = []
         for i, message in enumerate(messages):
             try:
                 due.extend((i, *window) for window in self._observe(message))
@@ -69,11 +79,16 @@ class LivenessWorker(BatchWorker):
         if not due:
             return results
         started = time.perf_counter()
-        scores = self.model.probability_live(np.stack([w for *_, w in due]))
+        motion = np.stack([w[0] for *_, w in due])
+        if getattr(self.model, "needs_chips", False):
+            scores = self.model.probability_live(motion, np.stack([w[1] for *_, w in due]))
+        else:
+            scores = self.model.probability_live(motion)
         metrics.LIVENESS_MODEL_SECONDS.observe(time.perf_counter() - started)
         for (i, camera_id, track_id, _), score in zip(due, scores, strict=True):
-            if isinstance(results[i], list):
-                results[i].append(self._verdict(camera_id, track_id, float(score)))
+            verdict = self._verdict(camera_id, track_id, float(score))
+            if isinstance(results[i], list) and verdict is not None:
+                results[i].append(verdict)
         return results
 
     def stamp(self, message: Message) -> StreamStamp:
@@ -99,38 +114,60 @@ class LivenessWorker(BatchWorker):
         Every face is decoded before any track changes, so a message that fails changes nothing.
         """
         faces = FacesMessage.from_message(message)
-        decoded = [(face, self._decoded(face)) for face in faces.faces]
+        decoded = [(face, self._decoded(faces.camera_id, face)) for face in faces.faces]
         latest = self._stream_time.get(faces.camera_id, float("-inf"))
         self._stream_time[faces.camera_id] = max(latest, min(faces.capture_ts, time.time()))
         due = []
-        for face, context in decoded:
-            if context is None:
+        for face, crops in decoded:
+            if crops is None:
                 continue
-            window = self._add(faces.camera_id, faces.capture_ts, face, context)
+            window = self._add(faces.camera_id, faces.capture_ts, face, *crops)
             if window is not None:
                 due.append((faces.camera_id, face.track_id, window))
         return due
 
-    def _decoded(self, face: DetectedFace) -> np.ndarray | None:
-        """The face's context crop, or None for a face liveness cannot use (counted)."""
+    def _decoded(
+        self, camera_id: str, face: DetectedFace
+    ) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """The face's context crop and (for a pixel model) its chip's centre, or None for a face
+        liveness cannot or need not judge (counted)."""
         if face.track_id is None:
             metrics.LIVENESS_FACES_SKIPPED.labels("no_track").inc()
+            return None
+        if self.settings.for_camera(camera_id).mode == "off":
+            metrics.LIVENESS_FACES_SKIPPED.labels("camera_off").inc()
             return None
         if not (face.context_jpeg_b64 and len(face.landmarks) == 5):
             metrics.LIVENESS_FACES_SKIPPED.labels("no_context").inc()
             return None
-        return context_from_b64(face.context_jpeg_b64)
+        pixels = getattr(self.model, "needs_chips", False)
+        if pixels and not face.chip_jpeg_b64:
+            metrics.LIVENESS_FACES_SKIPPED.labels("no_chip").inc()
+            return None
+        chip = chip_centre(chip_from_b64(face.chip_jpeg_b64)) if pixels else None
+        return context_from_b64(face.context_jpeg_b64), chip
 
     def _add(
-        self, camera_id: str, ts: float, face: DetectedFace, context: np.ndarray
-    ) -> np.ndarray | None:
+        self,
+        camera_id: str,
+        ts: float,
+        face: DetectedFace,
+        context: np.ndarray,
+        chip: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray | None] | None:
+        pixels = chip is not None
         track = self.tracks.setdefault(
-            (camera_id, face.track_id), TrackWindow(deque(maxlen=self.model.window))
+            (camera_id, face.track_id),
+            TrackWindow(
+                deque(maxlen=self.model.window),
+                evidence=TrackEvidence(self.settings.policy(camera_id)),
+            ),
         )
         landmarks = np.asarray(face.landmarks, np.float64)
         box = (face.box.x, face.box.y, face.box.w, face.box.h)
         track.rows.append(frame_features(landmarks, box, context, track.previous))
         track.previous = (landmarks, box)
+        track.chips.append(chip)
         track.last_seen_ts = ts
         track.since_window += 1
         full = len(track.rows) == self.model.window
@@ -138,19 +175,21 @@ class LivenessWorker(BatchWorker):
             return None
         track.since_window = 0
         track.windows += 1
-        return np.stack(track.rows)
+        chips = np.stack([track.chips[i] for i in PIXEL_FRAMES]) if pixels else None
+        return np.stack(track.rows), chips
 
-    def _verdict(self, camera_id: str, track_id: int, score: float) -> Outgoing:
+    def _verdict(self, camera_id: str, track_id: int, score: float) -> Outgoing | None:
+        """Add the window's score to the track's evidence; a verdict unless still pending."""
         track = self.tracks[(camera_id, track_id)]
-        track.scores.append(score)
-        mean = float(np.mean(track.scores))
-        live = mean >= self.settings.threshold
-        metrics.LIVENESS_WINDOWS.labels("live" if live else "attack").inc()
+        state = track.evidence.add(score)
+        metrics.LIVENESS_WINDOWS.labels(state).inc()
+        if state == "pending":
+            return None
         verdict = LivenessVerdict(
             camera_id=camera_id,
             track_id=track_id,
-            live=live,
-            score=mean,
+            live=state == "live",
+            score=track.evidence.score,
             window_frames=self.model.window,
             model=self.model.card.get("sha256", "unknown")[:12],
             ts=track.last_seen_ts,

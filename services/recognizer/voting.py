@@ -7,9 +7,11 @@ majority of the weight; it is re-decided only if another side takes the majority
 produces started, identified/unknown (rarely twice), and ended.
 
 With ``require_live`` (the liveness gate) a track is named only once the liveness service judged
-it live; a track judged an attack gets a ``spoof`` event and is never named after it. Verdicts can
-arrive before the recognizer has seen the track's frames (the two services consume the faces topic
-independently), so an early verdict is kept until its track appears.
+it live; a track judged an attack gets a ``spoof`` event and is never named after it. A track
+judged an attack after it was named gets a ``withdrawn`` event (event/2) taking the name back,
+then its ``spoof``. ``live_required(camera_id)`` turns the gate off per camera (liveness ``off``).
+Verdicts can arrive before the recognizer has seen the track's frames (the two services consume
+the faces topic independently), so an early verdict is kept until its track appears.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from shared.schemas import Box, RecognitionEvent
+from shared.schemas import Box, RecognitionEvent, RecognitionEventV2
 
 UNKNOWN = ""
 MAX_EARLY_VERDICTS = 10_000
@@ -39,6 +41,8 @@ class TrackVotes:
     decided: str | None = None
     spoof: bool = False
     live: bool = False
+    identified_event_id: str | None = None
+    """The last ``identified`` event's id, which a ``withdrawn`` event refers to."""
 
     def leader(self) -> tuple[str, float]:
         person = max(self.weights, key=self.weights.get)
@@ -61,6 +65,7 @@ class TrackVoter:
         clock: Callable[[], float] = time.time,
         require_live: bool = False,
         silence_timeout_s: float = 30.0,
+        live_required: Callable[[str], bool] | None = None,
     ) -> None:
         self.threshold = threshold
         self.confidence = confidence
@@ -70,6 +75,8 @@ class TrackVoter:
         self.clock = clock
         self.require_live = require_live
         self.silence_timeout_s = silence_timeout_s
+        self.live_required = live_required
+        """Per camera, whether the gate applies (default: every camera, with ``require_live``)."""
         self.tracks: dict[tuple[str, int], TrackVotes] = {}
         self._early_verdicts: dict[tuple[str, int], bool] = {}
         """Liveness verdicts (live?) of tracks not seen yet."""
@@ -118,12 +125,18 @@ class TrackVoter:
         leader, share = track.leader()
         if share <= 0.5 or leader == track.decided:
             return []
-        if leader != UNKNOWN and self.require_live and not track.live:
+        if leader != UNKNOWN and self._gated(track.camera_id) and not track.live:
             return []  # named once liveness says live
         if leader != UNKNOWN and self.names(leader) is None:
             return []  # the name is unknown right now (store down): decide on a later frame
         track.decided = leader
-        return [self._event("unknown" if leader == UNKNOWN else "identified", track)]
+        event = self._event("unknown" if leader == UNKNOWN else "identified", track)
+        if leader != UNKNOWN:
+            track.identified_event_id = event.event_id
+        return [event]
+
+    def _gated(self, camera_id: str) -> bool:
+        return self.require_live and (self.live_required is None or self.live_required(camera_id))
 
     def judged(self, camera_id: str, track_id: int, live: bool) -> list[RecognitionEvent]:
         """A liveness verdict for a track: release its name if live, a spoof event if not."""
@@ -142,7 +155,15 @@ class TrackVoter:
             track.live = True
             return self._decide(track)
         track.spoof = True
-        return [self._event("spoof", track)]
+        events = []
+        if track.decided not in (None, UNKNOWN):  # named before the attack was found: take it back
+            events.append(self._withdrawal(track))
+            track.decided = None
+        return [*events, self._event("spoof", track)]
+
+    def _withdrawal(self, track: TrackVotes) -> RecognitionEventV2:
+        base = self._event("withdrawn", track, RecognitionEventV2)
+        return base.model_copy(update={"withdraws": track.identified_event_id, "reason": "spoof"})
 
     def expire(self, now: float) -> list[RecognitionEvent]:
         """End tracks not seen for ``track_timeout_s`` of their camera's stream time.
@@ -179,10 +200,12 @@ class TrackVoter:
             del self.tracks[(track.camera_id, track.track_id)]
         return [self._event("ended", track) for track in ended]
 
-    def _event(self, kind: str, track: TrackVotes) -> RecognitionEvent:
+    def _event(
+        self, kind: str, track: TrackVotes, schema: type[RecognitionEvent] = RecognitionEvent
+    ) -> RecognitionEvent:
         person = track.decided if track.decided not in (None, UNKNOWN) else None
         distance = min(track.distances[person]) if person else None
-        return RecognitionEvent(
+        return schema(
             type=kind,
             camera_id=track.camera_id,
             track_id=track.track_id,

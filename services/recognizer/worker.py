@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -45,6 +45,7 @@ from shared.schemas import (
     FacesMessage,
     LivenessVerdict,
     RecognitionEvent,
+    RecognitionEventV2,
     Topics,
 )
 from shared.settings import RecognizerSettings
@@ -69,9 +70,11 @@ class RecognizerWorker(BatchWorker):
         identification_far: float = 0.01,
         liveness_gate: bool = False,
         journal: TrackJournal | None = None,
+        live_required: Callable[[str], bool] | None = None,
     ) -> None:
         """``verifier``: the decision rule (shared/face/factory.build_verifier); ``journal``: where
-        open tracks outlive a crash (services/recognizer/journal.py; default: this process only)."""
+        open tracks outlive a crash (services/recognizer/journal.py; default: this process only);
+        ``live_required(camera_id)``: whether the gate applies to a camera (liveness not off)."""
         self.topics = (Topics.FACES, Topics.LIVENESS) if liveness_gate else (Topics.FACES,)
         self.encoder = encoder
         self.gallery = gallery
@@ -109,6 +112,7 @@ class RecognizerWorker(BatchWorker):
             track_timeout_s=settings.track_timeout_s,
             require_live=liveness_gate,
             silence_timeout_s=settings.camera_silence_s,
+            live_required=live_required,
         )
         self.journal = journal if journal is not None else MemoryJournal()
         self._journaled: dict[tuple[str, int], float] = {}
@@ -159,7 +163,7 @@ class RecognizerWorker(BatchWorker):
         for out in outputs:
             if out.topic != Topics.EVENTS:
                 continue
-            event = RecognitionEvent.model_validate_json(out.value)
+            event = RecognitionEventV2.model_validate_json(out.value)  # reads event/1 too
             key = (event.camera_id, event.track_id)
             if event.type == "ended":
                 self.journal.delete(*key)

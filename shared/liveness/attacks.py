@@ -281,3 +281,186 @@ def screen_replay(
     seed = int(rng.integers(2**32))  # one phone: the same look for every frame of the clip
     looks = [screen_look(frame, np.random.default_rng(seed)) for frame in shown]
     return _attack(looks, backgrounds, rng, fill, motion)
+
+
+# --- Recaptures as real attack videos look (issue 19): the screen filling the view, moire from
+# --- a pixel grid, display gamma and colour, glare, shake, video re-compression; prints with
+# --- paper texture, bending and a trembling hand.
+
+FULLVIEW = "screen"
+"""A monitor or phone filling the view is still a screen attack: the label is the medium."""
+
+
+@dataclass(frozen=True)
+class Display:
+    """How a screen shows a frame: gamma, white point, black level, subpixel pitch (camera px)."""
+
+    gamma: float
+    white: tuple[float, float, float]
+    """BGR gains: a cool (blue) or warm white point."""
+    black: float
+    pitch: float
+    """Size of one screen pixel on the camera's sensor, in camera pixels: near 1-3 the grid
+    beats with the sensor's own grid, which is what moire is."""
+    angle_deg: float
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator) -> Display:
+        cool = rng.random() < 0.6
+        white = (
+            (rng.uniform(1.0, 1.15), 1.0, rng.uniform(0.82, 0.96))
+            if cool
+            else (rng.uniform(0.85, 0.97), 1.0, rng.uniform(1.0, 1.08))
+        )
+        return cls(
+            gamma=float(rng.uniform(0.65, 1.1)),
+            white=tuple(float(v) for v in white),
+            black=float(rng.uniform(0.02, 0.10)),
+            pitch=float(rng.uniform(1.1, 3.2)),
+            angle_deg=float(rng.uniform(-4, 4)),
+        )
+
+    def show(self, frame: np.ndarray) -> np.ndarray:
+        """The frame as the screen emits it: tone curve, white point, raised black (float 0-1)."""
+        image = (frame.astype(np.float32) / 255.0) ** self.gamma
+        image = self.black + (1.0 - self.black) * image * np.array(self.white, np.float32)
+        return np.clip(image, 0.0, 1.0)
+
+    def subpixel_grid(self, height: int, width: int) -> np.ndarray:
+        """(H, W, 3) gains of an RGB-stripe panel seen at ``pitch`` camera px and a small angle:
+        each channel lit in its third of a pixel, dark gaps between rows. Sampled at the camera's
+        pixels, it aliases into the low-frequency bands seen on filmed screens (moire)."""
+        y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+        angle = np.deg2rad(self.angle_deg)
+        u = (x * np.cos(angle) + y * np.sin(angle)) / self.pitch
+        v = (-x * np.sin(angle) + y * np.cos(angle)) / self.pitch
+        rows = 0.75 + 0.25 * np.cos(2 * np.pi * v)
+        grid = np.empty((height, width, 3), np.float32)
+        for channel, phase in zip((2, 1, 0), (0.0, 1 / 3, 2 / 3), strict=True):  # R, G, B stripes
+            grid[..., channel] = rows * (0.7 + 0.3 * np.cos(2 * np.pi * (u - phase)))
+        return grid
+
+
+def shake_path(frames: int, rng: np.random.Generator, amplitude_px: float) -> np.ndarray:
+    """(frames, 2) hand tremor: a small random walk pulled back to the centre (a few px/frame)."""
+    position, path = np.zeros(2), []
+    for _ in range(frames):
+        position = 0.8 * position + rng.normal(0, amplitude_px, 2)
+        path.append(position.copy())
+    return np.array(path)
+
+
+def recompress_video(frames: Sequence[np.ndarray], quality: int, fps: float = 15.0):
+    """The clip encoded as a video and decoded again, as an attacker's upload or a camera's
+    stream is: block DCT with motion compensation (MPEG-4 Part 2, the encoder every OpenCV
+    build has; H.264 leaves the same kind of blocks and smearing). ``quality``: 2 (best) to 31."""
+    import os
+    import tempfile
+
+    height, width = frames[0].shape[:2]
+    handle, path = tempfile.mkstemp(suffix=".mp4")
+    os.close(handle)
+    try:
+        writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        writer.set(cv2.VIDEOWRITER_PROP_QUALITY, float(quality))
+        for frame in frames:
+            writer.write(np.ascontiguousarray(frame))
+        writer.release()
+        capture, decoded = cv2.VideoCapture(path), []
+        while len(decoded) < len(frames):
+            ok, frame = capture.read()
+            if not ok:
+                break
+            decoded.append(frame)
+        capture.release()
+    finally:
+        os.unlink(path)
+    if len(decoded) != len(frames):  # no usable encoder here: double JPEG instead
+        return [_jpeg(_jpeg(f, 60), 75) for f in frames]
+    return decoded
+
+
+def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    return cv2.imdecode(data, cv2.IMREAD_COLOR)
+
+
+def fullview_replay(
+    clip: Sequence[np.ndarray],
+    rng: np.random.Generator,
+    output_size: tuple[int, int] | None = None,
+    zoom: float | None = None,
+) -> list[np.ndarray]:
+    """A live clip replayed on a monitor or phone filmed so close that the screen fills the
+    whole view: no bezel, no background, so no frame lines to find. What is left is the
+    recapture itself: the display's tone and white point, the subpixel grid aliasing into moire,
+    a glare patch, defocus, a shaking hand (the whole screen moves rigidly, face and surround
+    alike), sensor noise, and the video's re-compression."""
+    height, width = clip[0].shape[:2]
+    out_w, out_h = output_size or (width, height)
+    display, camera = Display.draw(rng), Recapture.draw(rng)
+    zoom = zoom if zoom is not None else float(rng.uniform(1.05, 1.3))  # cropped: no bezel
+    angle = float(rng.uniform(-3, 3))
+    shake = shake_path(len(clip), rng, float(rng.uniform(0.3, 2.0)))
+    glare = _glare_path(len(clip), rng)
+    grid = display.subpixel_grid(out_h, out_w)
+    frames = []
+    for i, frame in enumerate(clip):
+        shown = display.show(cv2.resize(frame, (out_w, out_h)))
+        centre = (out_w / 2 + shake[i, 0], out_h / 2 + shake[i, 1])
+        warp = cv2.getRotationMatrix2D(centre, angle, zoom)
+        warp[:, 2] += (out_w / 2 - centre[0], out_h / 2 - centre[1])
+        view = cv2.warpAffine(shown, warp, (out_w, out_h), borderMode=cv2.BORDER_REFLECT)
+        frames.append(camera.apply(np.clip(view * grid, 0, 1) * 255.0, glare[i], rng))
+    return recompress_video(frames, int(rng.integers(4, 16)))
+
+
+def paper_texture(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """(H, W, 1) gains of paper: fibres (fine grain) and uneven ink uptake (blotches)."""
+    grain = rng.normal(0, 1, (height, width)).astype(np.float32)
+    grain = cv2.GaussianBlur(grain, (0, 0), 0.7) * rng.uniform(0.01, 0.03)
+    blotch = cv2.resize(
+        rng.normal(0, 1, (max(2, height // 24), max(2, width // 24))).astype(np.float32),
+        (width, height),
+        interpolation=cv2.INTER_CUBIC,
+    )
+    return (1.0 + grain + blotch * rng.uniform(0.01, 0.04))[..., None]
+
+
+def bend(image: np.ndarray, curvature: float) -> np.ndarray:
+    """A sheet bent about its vertical axis (held at its sides): the middle bulges towards the
+    camera and the sides fall away, compressing them and curving horizontal lines."""
+    height, width = image.shape[:2]
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    t = (x - width / 2) / (width / 2)  # -1 .. 1 across the view
+    theta = max(float(curvature), 1e-3) * np.pi / 2  # half the arc the sheet is bent through
+    arc = np.arcsin(np.clip(t * np.sin(theta), -1, 1)) / theta  # where on the sheet t shows
+    source_x = (width / 2 + arc * width / 2).astype(np.float32)
+    source_y = (height / 2 + (y - height / 2) * (1 + curvature * 0.1 * (1 - t**2))).astype(
+        np.float32
+    )
+    return cv2.remap(image, source_x, source_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def textured_print_attack(
+    photo: np.ndarray,
+    backgrounds: Sequence[np.ndarray],
+    rng: np.random.Generator,
+    fill: float | None = None,
+) -> list[np.ndarray]:
+    """A print on real paper, bent, in a trembling hand: ``print_look`` plus paper texture and a
+    bend, moved by the smooth hand path plus tremor, and the clip re-compressed as video."""
+    printed = print_look(photo, rng).astype(np.float32)
+    printed *= paper_texture(printed.shape[0], printed.shape[1], rng)
+    printed = bend(np.clip(printed, 0, 255).astype(np.uint8), float(rng.uniform(0.0, 0.35)))
+    fill = fill if fill is not None else float(rng.uniform(0.55, 1.1))
+    frames = _attack([printed], backgrounds, rng, fill, Motion())
+    tremor = shake_path(len(frames), rng, float(rng.uniform(0.2, 1.2)))
+    height, width = frames[0].shape[:2]
+    shaken = [
+        cv2.warpAffine(
+            f, np.float32([[1, 0, dx], [0, 1, dy]]), (width, height), borderMode=cv2.BORDER_REFLECT
+        )
+        for f, (dx, dy) in zip(frames, tremor, strict=True)
+    ]
+    return recompress_video(shaken, int(rng.integers(4, 14)))
