@@ -17,6 +17,7 @@ import numpy as np
 from services.recognizer.voting import TrackVoter, face_weight
 from shared import metrics
 from shared.bus.base import Message
+from shared.face.chip_kinds import check_chip_kind
 from shared.face.chips import chip_from_b64
 from shared.face.encoder import FaceEncoder
 from shared.face.verification import Verifier, index_metric
@@ -109,6 +110,8 @@ class RecognizerWorker(BatchWorker):
         usable = [f for f in faces.faces if f.chip_jpeg_b64 and f.track_id is not None]
         if not usable:
             return None
+        for face in usable:  # a chip cut for another encoder would give a meaningless encoding
+            check_chip_kind(face.chip_kind, self.encoder.chip_kind)
         return faces, usable, np.stack([chip_from_b64(f.chip_jpeg_b64) for f in usable])
 
     def _vote(
