@@ -10,7 +10,6 @@ from fastapi.testclient import TestClient
 from services.api.app import create_app
 from shared.cameras import FileCameraRegistry
 from shared.face.identity import IdentityService
-from shared.face.verification import Calibration
 from shared.gallery.file_store import FileGallery
 
 pytestmark = pytest.mark.data
@@ -18,9 +17,9 @@ TOKEN = "test-token-0123456789"
 
 
 @pytest.fixture(scope="module")
-def client(face_pipeline, tmp_path_factory) -> TestClient:
+def client(face_pipeline, calibration, tmp_path_factory) -> TestClient:
     folder = tmp_path_factory.mktemp("api")
-    identity = IdentityService(face_pipeline, FileGallery(folder / "gallery"), Calibration.load())
+    identity = IdentityService(face_pipeline, FileGallery(folder / "gallery"), calibration)
     app = create_app(identity, FileCameraRegistry(folder / "cameras.json"), TOKEN, 10_000_000)
     return TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"})
 
