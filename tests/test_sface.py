@@ -200,3 +200,33 @@ def test_recognizer_dead_letters_a_frame_of_chips_cut_for_another_encoder(tmp_pa
     message = Message(Topics.FACES, frame.to_bytes(), "cam", frame.headers())
     [result] = worker.process_batch([message])
     assert isinstance(result, ProcessingError) and result.reason == "wrong_chip_kind"
+
+
+def test_the_detector_sends_the_chip_kind_the_configured_encoder_takes(models_dir: Path) -> None:
+    from services.detector.worker import DetectorWorker
+    from shared.bus.base import Message
+    from shared.face.chips import chip_from_b64
+    from shared.face.detection import create_detector
+    from shared.face.factory import chip_kind_for
+    from shared.images import encode_jpeg
+    from shared.schemas import FacesMessage, FrameMeta, Topics
+
+    if not PEOPLE.is_dir():
+        pytest.skip(f"no face data at {PEOPLE}")
+    photo = cv2.imread(str(PEOPLE / "enroll" / "obama" / "obama.jpg"))
+    jpeg = encode_jpeg(photo, 95)
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    meta = FrameMeta(
+        camera_id="cam", seq=0, capture_ts=1.0, width=image.shape[1], height=image.shape[0]
+    )
+    detector = create_detector("yunet", models_dir=models_dir)
+    for encoder, size in (("sface", 112), ("dlib-resnet", 150)):
+        worker = DetectorWorker(detector, 40, chip=chip_kind_for(encoder))
+        [[out]] = worker.process_batch([Message(Topics.FRAMES, jpeg, "cam", meta.to_headers())])
+        [face] = FacesMessage.model_validate_json(out.value).faces
+        assert face.chip_kind == chip_kind_for(encoder)
+        chip = chip_from_b64(face.chip_jpeg_b64)
+        assert chip.shape == (size, size, 3)
+        if encoder == "sface":  # the sent chip is the pipeline's, up to its JPEG
+            points = np.array(face.landmarks, np.float32)
+            assert np.abs(chip.astype(int) - align_arcface(image, points)).mean() < 3
