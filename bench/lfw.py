@@ -254,31 +254,45 @@ def impostor_tail_sample(
     vectors: np.ndarray,
     names: np.ndarray,
     keep: float = 0.01,
+    draws: int = 5,
     sample: int = 2_000_000,
     seed: int = 0,
 ) -> tuple[np.ndarray, int, np.ndarray]:
-    """Every pair of different people among ``vectors``: the lowest ``keep`` fraction of their
-    squared distances (sorted), how many pairs there are, and a random sample of them (sorted).
+    """Pairs of different people, each pair of PEOPLE weighted equally: in each of ``draws``
+    rounds one image per person is drawn and every pair of those images is taken. Returns the
+    lowest ``keep`` fraction of their squared distances (sorted), the number of pairs, and a
+    random sample of them (sorted).
 
-    Tens of millions of pairs do not fit in memory as a list, and only the lower tail matters
-    for the 1:K threshold: a random sample gives the cut-off, then one pass keeps what is below.
+    Why per person: a stranger meets each enrolled person once, so the 1:K threshold needs the
+    distance law of (one image of A, one image of B) over random people A != B. Every *image*
+    pair would weight a pair of people by the product of their image counts: in LFW, George W.
+    Bush (530 images) and his brother Jeb make 391 of the 516 image pairs of different people
+    closer than SFace's 1e-5 distance, so one look-alike pair of brothers set the threshold
+    (2026-12-02; see docs/models.md). Tens of millions of pairs do not fit in memory as a list,
+    and only the lower tail matters: a random sample gives the cut-off, one pass keeps what is
+    below.
     """
     rng = np.random.default_rng(seed)
-    n = len(vectors)
-    a, b = rng.integers(0, n, sample), rng.integers(0, n, sample)
-    ok = names[a] != names[b]
-    sampled = np.sort(
-        np.einsum("ij,ij->i", vectors[a[ok]] - vectors[b[ok]], vectors[a[ok]] - vectors[b[ok]])
-    )
+    people = {name: np.flatnonzero(names == name) for name in np.unique(names)}
+    rounds = [np.array([rng.choice(rows) for rows in people.values()]) for _ in range(draws)]
+    sampled = []
+    for chosen in rounds:
+        a = rng.integers(0, len(chosen), sample // draws)
+        b = rng.integers(0, len(chosen), sample // draws)
+        ok = a != b
+        diff = vectors[chosen[a[ok]]] - vectors[chosen[b[ok]]]
+        sampled.append(np.einsum("ij,ij->i", diff, diff))
+    sampled = np.sort(np.concatenate(sampled))
     cut = float(np.quantile(sampled, keep * 1.5))
     kept, total = [], 0
-    for start in range(0, n, 1024):
-        block = squared_distances(vectors[start : start + 1024], vectors)
-        valid = (names[start : start + 1024, None] != names[None, :]) & (
-            np.arange(start, start + len(block))[:, None] < np.arange(n)[None, :]
-        )
-        total += int(valid.sum())
-        kept.append(block[valid & (block <= cut)])
+    for chosen in rounds:
+        chosen_vectors = vectors[chosen]
+        n = len(chosen)
+        for start in range(0, n, 1024):
+            block = squared_distances(chosen_vectors[start : start + 1024], chosen_vectors)
+            upper = np.arange(start, start + len(block))[:, None] < np.arange(n)[None, :]
+            total += int(upper.sum())
+            kept.append(block[upper & (block <= cut)])
     return np.sort(np.concatenate(kept)), total, sampled
 
 
@@ -316,8 +330,9 @@ def calibrate_encoder(
         y_train[finite],
         model=ENCODER_NAMES[encoder],
         source=f"LFW View 1 DevTrain, {finite.sum()} pairs with both faces found ({miss_train} missed) "
-        f"by {cache.name}; impostors: all {total:,} pairs of different people among the "
-        f"{len(vectors):,} LFW images outside DevTest's people and images; {command}",
+        f"by {cache.name}; impostors: {total:,} pairs of different people (5 draws of one image "
+        f"per person, each pair of people weighted equally) among the {len(vectors):,} LFW images "
+        f"of {len(set(names))} people outside DevTest's people and images; {command}",
     )
     return replace(
         fitted,
