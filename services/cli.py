@@ -59,16 +59,19 @@ def build_services(
             detector = create_detector(
                 settings.face.detector, min_face_px=settings.face.min_face_px
             )
-            worker = DetectorWorker(detector, settings.face.min_face_px)
+            from shared.face.factory import chip_kind_for
+
+            worker = DetectorWorker(
+                detector, settings.face.min_face_px, chip=chip_kind_for(settings.face.encoder)
+            )
             services[name] = _runner(worker, bus, stop, settings, 8)  # MTCNN's sweet spot
         elif name == "recognizer":
             from services.recognizer.worker import RecognizerWorker
-            from shared.face.encoder import load_encoder
-            from shared.face.factory import build_verifier
+            from shared.face.factory import build_verifier, load_face_encoder
             from shared.gallery.factory import create_gallery
 
             worker = RecognizerWorker(
-                load_encoder(settings.face.models_dir),
+                load_face_encoder(settings),
                 create_gallery(settings),
                 build_verifier(settings),
                 settings.recognizer,
@@ -327,9 +330,13 @@ def _reencode(gallery, settings: Settings) -> None:
 def cmd_models(args: argparse.Namespace, settings: Settings) -> None:
     from shared.face.detection import create_detector
     from shared.face.encoder import load_encoder
+    from shared.face.sface import load_sface
     from shared.style import vgg
 
+    # Both encoders and YuNet, whichever is configured: switching later needs no download.
     load_encoder(settings.face.models_dir)
+    load_sface(settings.face.models_dir)
+    create_detector("yunet", models_dir=settings.face.models_dir)
     create_detector(settings.face.detector)
     try:
         vgg.load_weights(settings.face.models_dir)

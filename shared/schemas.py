@@ -139,6 +139,10 @@ class DetectedFace(BaseModel):
     track_id: int | None = None
     chip_jpeg_b64: str | None = None
     """The aligned face chip, JPEG in base64, for the encoder and the liveness model."""
+    chip_kind: str = "dlib150"
+    """How the chip was aligned and its size (shared/face/chip_kinds.py): ``dlib150`` for dlib's
+    ResNet, ``arcface112`` for SFace. The recognizer refuses chips cut for another encoder.
+    Absent in messages from before the choice of encoder, which were all dlib150."""
     context_jpeg_b64: str | None = None
     """The face's surroundings (2.5 box sides, 96x96 grey JPEG in base64) for the liveness model."""
 

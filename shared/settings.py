@@ -82,7 +82,11 @@ class IngestSettings(BaseModel):
 class FaceSettings(BaseModel):
     """Face models and decision thresholds."""
 
-    detector: Literal["mtcnn", "haar", "dlib-hog"] = "mtcnn"
+    detector: Literal["mtcnn", "yunet", "haar", "dlib-hog"] = "mtcnn"
+    encoder: Literal["sface", "dlib-resnet"] = "sface"
+    """The 128-d face encoder: SFace (112x112 ArcFace chips, TAR 98% at FAR 1e-3 on LFW DevTest)
+    or dlib's ResNet (150x150 dlib chips, 85%); docs/models.md. Detector and recognizer must use
+    the same one (the chips differ), and so must every stored encoding."""
     min_face_px: int = 40
     """Faces smaller than this (box side, pixels) are ignored: too few pixels to recognise."""
     identification_far: float = Field(0.01, gt=0, lt=1)
@@ -102,7 +106,8 @@ class FaceSettings(BaseModel):
     """1:1 verification of two photos with the l2 verifier encodes each face as the mean of this
     many perturbed copies (shared/face/jitter.py; 98.6% -> 98.8% on LFW DevTest, ~0.2 s per
     face) and uses their calibration, shared/face/calibration_jitterN.json. 0: single encodings.
-    The gallery, identification and the video pipeline always use single encodings."""
+    The gallery, identification and the video pipeline always use single encodings. dlib-resnet
+    only (its calibration is dlib's); with SFace photos always get single encodings."""
 
 
 class RecognizerSettings(BaseModel):

@@ -131,6 +131,27 @@ def face_pipeline():
 
 
 @pytest.fixture(scope="session")
+def calibration():
+    """The l2 calibration of the configured encoder (face.encoder), as the services load it."""
+    from shared.face.factory import load_calibration
+    from shared.settings import Settings
+
+    return load_calibration(Settings().face.encoder)
+
+
+@pytest.fixture(scope="session")
+def dlib_pipeline():
+    """The configured detector with dlib's ResNet: what jittered photo verification uses."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from shared.face.factory import build_pipeline
+    from shared.settings import Settings
+
+    settings = Settings()
+    settings.face.encoder = "dlib-resnet"
+    return build_pipeline(settings)
+
+
+@pytest.fixture(scope="session")
 def people_data() -> Path:
     folder = SHARED_DATA / "faces" / "people"
     if not folder.is_dir():

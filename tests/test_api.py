@@ -10,7 +10,6 @@ from fastapi.testclient import TestClient
 from services.api.app import create_app
 from shared.cameras import FileCameraRegistry
 from shared.face.identity import IdentityService
-from shared.face.verification import Calibration
 from shared.gallery.file_store import FileGallery
 
 pytestmark = pytest.mark.data
@@ -18,9 +17,9 @@ TOKEN = "test-token-0123456789"
 
 
 @pytest.fixture(scope="module")
-def client(face_pipeline, tmp_path_factory) -> TestClient:
+def client(face_pipeline, calibration, tmp_path_factory) -> TestClient:
     folder = tmp_path_factory.mktemp("api")
-    identity = IdentityService(face_pipeline, FileGallery(folder / "gallery"), Calibration.load())
+    identity = IdentityService(face_pipeline, FileGallery(folder / "gallery"), calibration)
     app = create_app(identity, FileCameraRegistry(folder / "cameras.json"), TOKEN, 10_000_000)
     return TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"})
 
@@ -125,12 +124,12 @@ def test_stylize_needs_exactly_one_mode(client: TestClient, shared_data: Path) -
 
 
 def test_a_gallery_of_another_encoder_answers_409_naming_the_fix(
-    face_pipeline, people_data: Path, tmp_path: Path
+    face_pipeline, calibration, people_data: Path, tmp_path: Path
 ) -> None:
     gallery = FileGallery(tmp_path / "gallery")
     person = gallery.add_person("someone")
     gallery.add_encoding(person.id, [0.1] * 128, b"photo", encoder="other_encoder_v0")
-    identity = IdentityService(face_pipeline, gallery, Calibration.load())
+    identity = IdentityService(face_pipeline, gallery, calibration)
     app = create_app(identity, FileCameraRegistry(tmp_path / "cameras.json"), TOKEN, 10_000_000)
     client = TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"})
     for reply in (

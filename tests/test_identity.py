@@ -20,10 +20,10 @@ pytestmark = pytest.mark.data
 
 
 @pytest.fixture(scope="module")
-def enrolled(face_pipeline, people_data: Path, tmp_path_factory) -> IdentityService:
+def enrolled(face_pipeline, calibration, people_data: Path, tmp_path_factory) -> IdentityService:
     """One-shot: each person of enroll/ from ONE photo (the first)."""
     gallery = FileGallery(tmp_path_factory.mktemp("gallery"))
-    identity = IdentityService(face_pipeline, gallery, Calibration.load())
+    identity = IdentityService(face_pipeline, gallery, calibration)
     for folder in sorted((people_data / "enroll").iterdir()):
         identity.enroll(folder.name, first_photo(folder).read_bytes())
     return identity
@@ -74,12 +74,12 @@ def test_verify_same_and_different_people(enrolled, people_data: Path) -> None:
 
 
 def test_photo_verification_jitters_both_faces_and_uses_their_calibration(
-    face_pipeline, people_data: Path, tmp_path: Path
+    dlib_pipeline, people_data: Path, tmp_path: Path
 ) -> None:
-    """The shipped setting: 50 jittered copies per face, tau fitted on jittered LFW encodings."""
+    """dlib-resnet's setting: 50 jittered copies per face, tau fitted on jittered LFW encodings."""
     jittered = Calibration.load(calibration_path(50))
     identity = IdentityService(
-        face_pipeline,
+        dlib_pipeline,
         FileGallery(tmp_path),
         Calibration.load(),
         photo_verification=PhotoVerification(50, jittered),
@@ -121,8 +121,10 @@ def test_a_corrupt_file_is_a_clear_error(enrolled) -> None:
     assert error.value.reason == "corrupt_image"
 
 
-def test_huge_grayscale_and_rgba_photos_enroll(face_pipeline, people_data: Path, tmp_path) -> None:
-    identity = IdentityService(face_pipeline, FileGallery(tmp_path), Calibration.load())
+def test_huge_grayscale_and_rgba_photos_enroll(
+    face_pipeline, calibration, people_data: Path, tmp_path
+) -> None:
+    identity = IdentityService(face_pipeline, FileGallery(tmp_path), calibration)
     photo = cv2.imread(str(people_data / "enroll" / "obama" / "obama.jpg"))
     huge = cv2.resize(photo, (8000, 8000), interpolation=cv2.INTER_LINEAR)
     gray = cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)
@@ -137,11 +139,11 @@ def test_huge_grayscale_and_rgba_photos_enroll(face_pipeline, people_data: Path,
 
 
 def test_after_delete_nobody_is_named_and_no_redis_key_remains(
-    face_pipeline, people_data: Path, redis_settings
+    face_pipeline, calibration, people_data: Path, redis_settings
 ) -> None:
     client = create_redis(redis_settings)
     identity = IdentityService(
-        face_pipeline, RedisGallery(client, redis_settings.key_prefix), Calibration.load()
+        face_pipeline, RedisGallery(client, redis_settings.key_prefix), calibration
     )
     enrolled = identity.enroll(
         "obama", (people_data / "enroll" / "obama" / "obama.jpg").read_bytes()

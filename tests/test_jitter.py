@@ -41,11 +41,15 @@ def test_copies_are_small_perturbations_half_of_them_mirrored() -> None:
 
 def test_photo_verification_follows_the_settings() -> None:
     l2 = Calibration.load()
-    shipped = build_photo_verification(Settings(), l2)
+    dlib = {"encoder": "dlib-resnet"}
+    shipped = build_photo_verification(Settings(face=dlib), l2)
     assert shipped.jitters == 50 and shipped.verifier.model.endswith("jitter50")
-    off = build_photo_verification(Settings(face={"verify_jitters": 0}), l2)
+    off = build_photo_verification(Settings(face={**dlib, "verify_jitters": 0}), l2)
     assert off.jitters == 0 and off.verifier is l2
-    head = build_photo_verification(Settings(face={"verifier": "head-l1"}), l2)
+    head = build_photo_verification(Settings(face={**dlib, "verifier": "head-l1"}), l2)
     assert head.jitters == 0 and head.verifier is l2  # heads were fitted on single encodings
     with pytest.raises(ModelFileError, match="--jitters 7"):
-        build_photo_verification(Settings(face={"verify_jitters": 7}), l2)
+        build_photo_verification(Settings(face={**dlib, "verify_jitters": 7}), l2)
+    # The jitter calibration is dlib-resnet's: SFace photos get single encodings.
+    sface = build_photo_verification(Settings(face={"encoder": "sface"}), l2)
+    assert sface.jitters == 0 and sface.verifier is l2

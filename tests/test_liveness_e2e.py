@@ -12,7 +12,6 @@ import pytest
 
 from shared.cameras import CameraSpec
 from shared.face.identity import IdentityService
-from shared.face.verification import Calibration
 from shared.gallery.redis_store import RedisGallery
 from shared.images import encode_jpeg
 from shared.liveness.training import read_video
@@ -57,10 +56,10 @@ def stream(stack: Stack, camera: str, mount: str, ingestor) -> list[RecognitionE
 
 
 def test_the_live_person_is_identified_and_their_replay_is_a_spoof(
-    stack: Stack, face_pipeline, shared_data, redis_settings, unique: str
+    stack: Stack, face_pipeline, calibration, shared_data, redis_settings, unique: str
 ) -> None:
     gallery = RedisGallery(create_redis(redis_settings), redis_settings.key_prefix)
-    identity = IdentityService(face_pipeline, gallery, Calibration.load())
+    identity = IdentityService(face_pipeline, gallery, calibration)
     first_frame = read_video(shared_data / "liveness" / "live_person.mov", limit=1)[0]
     identity.enroll("live_person", encode_jpeg(first_frame))  # one frame: one-shot
     for group, topics in GROUPS.items():

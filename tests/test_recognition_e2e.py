@@ -9,7 +9,6 @@ import pytest
 
 from shared.cameras import CameraSpec
 from shared.face.identity import IdentityService
-from shared.face.verification import Calibration
 from shared.gallery.redis_store import RedisGallery
 from shared.redis_client import create_redis
 from shared.schemas import RecognitionEvent, RecognitionEventV2, Topics
@@ -21,10 +20,10 @@ pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.rtsp, pytest.mar
 
 
 def test_lin_manuel_miranda_is_identified_on_his_track(
-    stack: Stack, face_pipeline, people_data: Path, redis_settings, unique: str
+    stack: Stack, face_pipeline, calibration, people_data: Path, redis_settings, unique: str
 ) -> None:
     gallery = RedisGallery(create_redis(redis_settings), redis_settings.key_prefix)
-    identity = IdentityService(face_pipeline, gallery, Calibration.load())
+    identity = IdentityService(face_pipeline, gallery, calibration)
     photo = people_data / "enroll" / "lin_manuel_miranda" / "img1.png"
     identity.enroll("lin_manuel_miranda", photo.read_bytes())  # one photo: one-shot
 

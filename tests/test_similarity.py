@@ -17,6 +17,7 @@ import pytest
 from services.recognizer.worker import RecognizerWorker
 from shared.face.factory import build_verifier
 from shared.face.identity import IdentityService
+from shared.face.model_files import ModelFileError
 from shared.face.pipeline import AnalyzedFace
 from shared.face.types import Detection
 from shared.face.verification import Calibration
@@ -105,7 +106,8 @@ def test_missing_corrupt_or_wrong_head_file_is_a_clear_error(tmp_path: Path) -> 
 
 
 def settings_with(**face) -> Settings:
-    return Settings(face=FaceSettings(**face))
+    """The heads are dlib-resnet's: every setting here selects that encoder."""
+    return Settings(face=FaceSettings(**{"encoder": "dlib-resnet", **face}))
 
 
 def test_factory_builds_the_configured_verifier(tmp_path: Path) -> None:
@@ -116,6 +118,11 @@ def test_factory_builds_the_configured_verifier(tmp_path: Path) -> None:
         assert 0 < verifier.threshold < 1
     with pytest.raises(WeightsFileError, match="does not exist"):
         build_verifier(settings_with(verifier="head-l1", verifier_weights=tmp_path / "missing.npz"))
+
+
+def test_heads_with_sface_are_a_start_up_error_naming_the_fix() -> None:
+    with pytest.raises(ModelFileError, match="FACESTREAM_FACE__VERIFIER=l2"):
+        build_verifier(settings_with(encoder="sface", verifier="head-l1"))
 
 
 # --- the choice changes what the services decide -------------------------------------------

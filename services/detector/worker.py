@@ -16,7 +16,7 @@ import numpy as np
 from services.detector.tracker import FaceTracker, TrackIds
 from shared.bus.base import Message
 from shared.errors import ProcessingError
-from shared.face.alignment import align_face
+from shared.face.chip_kinds import DLIB_150, ChipKind, chip_kind
 from shared.face.chips import chip_to_b64
 from shared.face.detection import FaceDetector
 from shared.face.types import Detection
@@ -39,9 +39,12 @@ class DetectorWorker(BatchWorker):
         camera_idle_s: float = 60.0,
         max_frame_pixels: int | None = None,
         batch_pixels: int | None = None,
+        chip: str = DLIB_150,
     ) -> None:
+        """``chip``: the chip kind the configured encoder takes (shared/face/chip_kinds.py)."""
         images = get_settings().images
         self.detector = detector
+        self.chip = chip_kind(chip)
         self.min_face_px = min_face_px
         self.camera_idle_s = camera_idle_s
         self.max_frame_pixels = max_frame_pixels or images.max_frame_pixels
@@ -98,7 +101,10 @@ class DetectorWorker(BatchWorker):
             frame_width=meta.width,
             frame_height=meta.height,
             detector=self.detector.name,
-            faces=[_face(image, gray, d, t) for d, t in zip(detections, track_ids, strict=True)],
+            faces=[
+                _face(image, gray, d, t, self.chip)
+                for d, t in zip(detections, track_ids, strict=True)
+            ],
         )
         return Outgoing(Topics.FACES, faces.to_bytes(), meta.camera_id, faces.headers())
 
@@ -154,10 +160,12 @@ def _pixel_chunks(
         yield chunk
 
 
-def _face(image: np.ndarray, gray: np.ndarray, detection: Detection, track_id: int) -> DetectedFace:
+def _face(
+    image: np.ndarray, gray: np.ndarray, detection: Detection, track_id: int, kind: ChipKind
+) -> DetectedFace:
     x, y, w, h = detection.box
     has_landmarks = detection.landmarks is not None
-    chip = chip_to_b64(align_face(image, detection.landmarks)) if has_landmarks else None
+    chip = chip_to_b64(kind.align(image, detection.landmarks)) if has_landmarks else None
     return DetectedFace(
         box=Box(x=float(x), y=float(y), w=float(w), h=float(h)),
         score=float(min(1.0, max(0.0, detection.score))),
@@ -166,6 +174,7 @@ def _face(image: np.ndarray, gray: np.ndarray, detection: Detection, track_id: i
         else [],
         track_id=track_id,
         chip_jpeg_b64=chip,
+        chip_kind=kind.name,
         context_jpeg_b64=context_to_b64(context_crop(gray, detection.box))
         if has_landmarks
         else None,

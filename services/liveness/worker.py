@@ -26,6 +26,7 @@ import numpy as np
 
 from shared import metrics
 from shared.bus.base import Message
+from shared.face.chip_kinds import DLIB_150
 from shared.face.chips import chip_from_b64
 from shared.liveness.context import context_from_b64
 from shared.liveness.dataset import chip_centre
@@ -141,8 +142,8 @@ class LivenessWorker(BatchWorker):
             metrics.LIVENESS_FACES_SKIPPED.labels("no_context").inc()
             return None
         pixels = getattr(self.model, "needs_chips", False)
-        if pixels and not face.chip_jpeg_b64:
-            metrics.LIVENESS_FACES_SKIPPED.labels("no_chip").inc()
+        if pixels and not (face.chip_jpeg_b64 and face.chip_kind == DLIB_150):
+            metrics.LIVENESS_FACES_SKIPPED.labels("no_chip").inc()  # the pixel model's chips
             return None
         chip = chip_centre(chip_from_b64(face.chip_jpeg_b64)) if pixels else None
         return context_from_b64(face.context_jpeg_b64), chip

@@ -27,6 +27,7 @@ from services.recognizer.journal import MemoryJournal, TrackJournal
 from services.recognizer.voting import TrackVoter, face_weight
 from shared import metrics
 from shared.bus.base import Message
+from shared.face.chip_kinds import check_chip_kind, chip_kind
 from shared.face.chips import chip_from_b64
 from shared.face.encoder import FaceEncoder
 from shared.face.fusion_calibration import load_fusion_calibration
@@ -77,6 +78,7 @@ class RecognizerWorker(BatchWorker):
         ``live_required(camera_id)``: whether the gate applies to a camera (liveness not off)."""
         self.topics = (Topics.FACES, Topics.LIVENESS) if liveness_gate else (Topics.FACES,)
         self.encoder = encoder
+        self._chip_size = chip_kind(encoder.chip_kind).size
         self.gallery = gallery
         self.fusion_calibration = load_fusion_calibration(encoder.name, verifier.name)
         shift = self.fusion_calibration.shift if self.fusion_calibration else None
@@ -246,7 +248,13 @@ class RecognizerWorker(BatchWorker):
         usable = [f for f in faces.faces if f.chip_jpeg_b64 and f.track_id is not None]
         if not usable:
             return None
-        return faces, usable, np.stack([chip_from_b64(f.chip_jpeg_b64) for f in usable])
+        for face in usable:  # a chip cut for another encoder would give a meaningless encoding
+            check_chip_kind(face.chip_kind, self.encoder.chip_kind)
+        return (
+            faces,
+            usable,
+            np.stack([chip_from_b64(f.chip_jpeg_b64, self._chip_size) for f in usable]),
+        )
 
     def _vote(
         self, faces: FacesMessage, usable: list[DetectedFace], embeddings: np.ndarray

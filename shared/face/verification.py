@@ -19,8 +19,13 @@ import numpy as np
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
 
 
-def calibration_path(jitters: int = 0) -> Path:
-    """Where the calibration of single encodings (0) or of ``jitters``-jittered ones lives."""
+def calibration_path(jitters: int = 0, encoder: str = "dlib-resnet") -> Path:
+    """Where the calibration of ``encoder``'s (setting face.encoder) single encodings (0) or of
+    ``jitters``-jittered ones lives. Each encoder has its own distances, so its own file."""
+    if encoder == "sface":
+        if jitters > 0:
+            raise ValueError("jittered encodings are calibrated for dlib-resnet only")
+        return CALIBRATION_FILE.with_name("calibration_sface.json")
     return (
         CALIBRATION_FILE
         if jitters <= 0
@@ -73,6 +78,9 @@ class Calibration:
     impostor_quantiles: list[tuple[float, float]] = field(default_factory=list)
     """(false-accept rate, distance) points of the impostor distance distribution: the fraction of
     pairs of different people closer than ``distance``. Drives the 1:K threshold."""
+    impostor_tail: dict[str, float] | None = None
+    """A generalized Pareto fit to the lower tail of the impostor distances (``ImpostorTail``):
+    extrapolates the per-pair rate below what the sample resolves. None: quantiles only."""
 
     @property
     def name(self) -> str:
@@ -95,9 +103,19 @@ class Calibration:
         if gallery_size <= 1 or not self.impostor_quantiles:
             return self.threshold
         per_pair = 1.0 - (1.0 - false_accept_rate) ** (1.0 / gallery_size)
+        return min(self.threshold, self.impostor_distance(per_pair))
+
+    def impostor_distance(self, rate: float) -> float:
+        """The distance below which a fraction ``rate`` of impostor pairs fall.
+
+        Within the fitted tail (rates below its anchor) from the generalized Pareto fit, which
+        keeps tightening where the sample's quantiles run out; above it, or without a tail, the
+        quantiles log-interpolated (clamped at the smallest one, the old floor).
+        """
+        if self.impostor_tail is not None and rate < self.impostor_tail["rate"]:
+            return ImpostorTail(**self.impostor_tail).distance(rate)
         rates, distances = zip(*sorted(self.impostor_quantiles), strict=True)
-        distance = float(np.interp(np.log10(per_pair), np.log10(rates), distances))
-        return min(self.threshold, distance)
+        return float(np.interp(np.log10(rate), np.log10(rates), distances))
 
     def save(self, path: Path = CALIBRATION_FILE) -> None:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")
@@ -107,6 +125,70 @@ class Calibration:
         data = json.loads(path.read_text())
         data["impostor_quantiles"] = [tuple(point) for point in data.get("impostor_quantiles", [])]
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class ImpostorTail:
+    """The lower tail of the impostor distance distribution as a generalized Pareto law.
+
+    Why: the 1:K threshold for K enrolled people needs the distance that only ``FAR / K`` of
+    impostor pairs undercut; with K = 10^6 that is 1e-8 per pair, far below what any labelled
+    sample resolves (LFW gives ~6e7 impostor pairs, so quantiles stop near 1e-6). Extreme-value
+    theory (Pickands-Balkema-de Haan) says the excesses below a low enough anchor ``u`` follow a
+    generalized Pareto distribution whatever the parent law, so the tail is fitted there and
+    extrapolated: P(d < u - y) = rate * (1 + shape * y / scale) ** (-1 / shape), y >= 0.
+    """
+
+    anchor: float
+    """u: the distance at which the tail starts."""
+    rate: float
+    """The fraction of impostor pairs closer than ``anchor``."""
+    shape: float
+    """xi; negative: the tail is bounded (no impostor closer than anchor + scale / shape)."""
+    scale: float
+    pairs: int = 0
+    """Impostor pairs the fit saw (for the record)."""
+
+    def distance(self, rate: float) -> float:
+        """The distance with a fraction ``rate`` (< self.rate) of impostor pairs below it, >= 0."""
+        ratio = rate / self.rate
+        if abs(self.shape) < 1e-9:
+            excess = -self.scale * np.log(ratio)
+        else:
+            excess = self.scale / self.shape * (ratio ** (-self.shape) - 1.0)
+        return float(max(0.0, self.anchor - excess))
+
+    def rate_below(self, distance: float) -> float:
+        """The fitted fraction of impostor pairs closer than ``distance`` (<= anchor)."""
+        excess = self.anchor - distance
+        if excess <= 0:
+            return self.rate
+        base = 1.0 + self.shape * excess / self.scale
+        if base <= 0:
+            return 0.0
+        return float(self.rate * base ** (-1.0 / self.shape))
+
+
+TAIL_RATE = 1e-3
+"""Where the fitted tail starts: low enough for the Pareto limit, with ~6e4 excesses on LFW."""
+
+
+def fit_impostor_tail(
+    lowest: np.ndarray, total_pairs: int, rate: float = TAIL_RATE
+) -> ImpostorTail:
+    """Fit the generalized Pareto tail to the lowest ``rate`` of ``total_pairs`` impostor
+    distances (``lowest``: at least that many of the smallest distances, any order), by maximum
+    likelihood (scipy)."""
+    from scipy.stats import genpareto
+
+    lowest = np.sort(np.asarray(lowest, np.float64))
+    count = int(rate * total_pairs)
+    if count < 100 or len(lowest) < count:
+        raise ValueError(f"need the {count} smallest of {total_pairs} distances (>= 100)")
+    anchor = float(lowest[count])
+    excess = anchor - lowest[:count]
+    shape, _, scale = genpareto.fit(excess, floc=0.0)
+    return ImpostorTail(anchor, count / total_pairs, float(shape), float(scale), int(total_pairs))
 
 
 @dataclass(frozen=True)
@@ -207,8 +289,10 @@ def calibrate(
     model: str,
     source: str,
     impostor_distances: np.ndarray | None = None,
+    impostor_tail: ImpostorTail | None = None,
 ) -> Calibration:
     threshold, accuracy = best_threshold(distances, same)
     slope, intercept = fit_logistic(distances, same)
     quantiles = impostor_quantiles(impostor_distances) if impostor_distances is not None else []
-    return Calibration(threshold, slope, intercept, model, source, accuracy, quantiles)
+    tail = asdict(impostor_tail) if impostor_tail is not None else None
+    return Calibration(threshold, slope, intercept, model, source, accuracy, quantiles, tail)

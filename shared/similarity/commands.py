@@ -25,7 +25,9 @@ def prepare(shared_data: Path, cache: Path = DEFAULT_CACHE) -> None:
     from shared.settings import get_settings
     from shared.similarity.data import build_chip_cache, build_feature_cache
 
-    pipeline = build_pipeline(get_settings())
+    settings = get_settings().model_copy(deep=True)
+    settings.face.encoder = "dlib-resnet"  # the heads and the fine-tuned fc are dlib-resnet's
+    pipeline = build_pipeline(settings)
     chips = build_chip_cache(shared_data, pipeline, cache)
     build_feature_cache(chips, pipeline.encoder.model, cache)
 

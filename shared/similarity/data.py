@@ -178,7 +178,8 @@ def main() -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     configure_threads(1)
-    settings = get_settings()
+    settings = get_settings().model_copy(deep=True)
+    settings.face.encoder = "dlib-resnet"  # the heads and the fine-tuned fc are dlib-resnet's
     pipeline = build_pipeline(settings)
     cache = build_chip_cache(settings.shared_data, pipeline)
     log.info("chips cached: %d images, %d with a face", len(cache.keys), cache.found.sum())
