@@ -296,7 +296,11 @@ def main(argv: list[str] | None = None) -> None:
     detected = {}
     for name in (HAMILTON, CROWD):
         detected[name] = faces_messages(
-            DetectorWorker(pipeline.detector, settings.face.min_face_px), videos / name, args.fps
+            DetectorWorker(
+                pipeline.detector, settings.face.min_face_px, chip=pipeline.encoder.chip_kind
+            ),
+            videos / name,
+            args.fps,
         )
     print(
         f"encoder {pipeline.encoder.name}, detector {pipeline.detector.name}, {args.fps:g} fps, "
