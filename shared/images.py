@@ -21,7 +21,7 @@ from shared.errors import ProcessingError
 
 def max_pixels() -> int:
     """The configured ceiling on one image's width x height (``FACESTREAM_IMAGES__MAX_PIXELS``,
-    40 MP by default): larger images are refused from their header, before decoding."""
+    64 MP by default): larger images are refused from their header, before decoding."""
     from shared.settings import get_settings
 
     return get_settings().images.max_pixels

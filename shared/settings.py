@@ -208,9 +208,9 @@ class ImageSettings(BaseModel):
     """Ceilings on the images the system decodes, checked from each file's header before decoding
     (shared/images.py): a small file can declare billions of pixels (a decompression bomb)."""
 
-    max_pixels: int = Field(40_000_000, gt=0)
-    """Uploads (API, CLI): width x height at most this (40 MP: a 48 MP phone photo is refused,
-    an 8K frame of 33 MP is not). Decoded as BGR that is 120 MB."""
+    max_pixels: int = Field(67_108_864, gt=0)
+    """Uploads (API, CLI): width x height at most this (64 MP, 8192x8192: a 48 MP phone photo or
+    an 8000x8000 scan is accepted, a 100 MP bomb is not). Decoded as BGR that is 200 MB."""
     max_frame_pixels: int = Field(16_777_216, gt=0)
     """Camera frames on the bus (detector, stylizer): 4096x4096; a 4K UHD camera sends 8.3 MP."""
     batch_pixels: int = Field(50_331_648, gt=0)

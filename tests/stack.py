@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import CommitFailedError
 from kafka.structs import OffsetAndMetadata
 
 from shared.bus.kafka import connection_options
@@ -85,7 +87,16 @@ def skip_group_to_end(settings: KafkaSettings, group: str, topic: str) -> None:
     partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
     consumer.assign(partitions)
     consumer.seek_to_end(*partitions)
-    consumer.commit({tp: OffsetAndMetadata(consumer.position(tp), "", -1) for tp in partitions})
+    ends = {tp: OffsetAndMetadata(consumer.position(tp), "", -1) for tp in partitions}
+    deadline = time.monotonic() + 60
+    while True:  # the broker refuses outside commits while a member (a killed service) remains
+        try:
+            consumer.commit(ends)
+            break
+        except CommitFailedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
     consumer.close()
 
 

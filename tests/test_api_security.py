@@ -21,7 +21,6 @@ from services.api.guard import WeakTokenError, check_token_strength, token_match
 from services.ingestor.source import Source, mask_url
 from shared.cameras import FileCameraRegistry, RedisCameraRegistry
 from shared.face.identity import IdentityService
-from shared.face.verification import Calibration
 from shared.gallery.file_store import FileGallery
 from shared.gallery.redis_store import RedisGallery
 from shared.redis_client import create_redis
@@ -42,9 +41,9 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(scope="module")
-def identity(face_pipeline, tmp_path_factory) -> IdentityService:
+def identity(calibration, face_pipeline, tmp_path_factory) -> IdentityService:
     gallery = FileGallery(tmp_path_factory.mktemp("gallery"))
-    return IdentityService(face_pipeline, gallery, Calibration.load())
+    return IdentityService(face_pipeline, gallery, calibration)
 
 
 def app_for(identity, tmp_path: Path, **options):
@@ -304,12 +303,12 @@ def test_the_cli_refuses_a_bomb_before_decoding(tmp_path: Path) -> None:
 
 
 def test_a_redis_outage_is_503_everywhere_and_not_ready(
-    private_redis, face_pipeline, tmp_path: Path, people_data: Path
+    calibration, private_redis, face_pipeline, tmp_path: Path, people_data: Path
 ) -> None:
     settings = RedisSettings(url=f"redis://127.0.0.1:{private_redis.port}/0", socket_timeout_s=1)
     client = create_redis(settings)
     gallery = RedisGallery(client, "outage")
-    identity = IdentityService(face_pipeline, gallery, Calibration.load())
+    identity = IdentityService(face_pipeline, gallery, calibration)
     app = app_for(
         identity,
         tmp_path,

@@ -203,7 +203,7 @@ def test_without_a_fusion_calibration_the_recognizer_matches_frames_alone(tmp_pa
 
 @pytest.mark.data
 def test_the_recognizer_names_a_track_by_its_fused_real_frames(
-    face_pipeline, shared_data: Path, tmp_path: Path
+    calibration, face_pipeline, shared_data: Path, tmp_path: Path
 ) -> None:
     """An LFW person enrolled from one photo; a track of five other photos of them is named,
     a track of a stranger's photos is not."""
@@ -213,7 +213,6 @@ def test_the_recognizer_names_a_track_by_its_fused_real_frames(
 
     from services.recognizer.worker import RecognizerWorker
     from shared.face.identity import IdentityService
-    from shared.face.verification import Calibration
     from shared.gallery.file_store import FileGallery
     from shared.schemas import Box, DetectedFace, FacesMessage
     from shared.settings import RecognizerSettings
@@ -221,10 +220,10 @@ def test_the_recognizer_names_a_track_by_its_fused_real_frames(
     root = shared_data / "faces" / "lfw-deepfunneled"
     person, stranger = (root / "Kofi_Annan", root / "Hugo_Chavez")  # outside View 1
     gallery = FileGallery(tmp_path / "g")
-    identity = IdentityService(face_pipeline, gallery, Calibration.load())
+    identity = IdentityService(face_pipeline, gallery, calibration)
     identity.enroll("kofi", sorted(person.iterdir())[0].read_bytes())
     worker = RecognizerWorker(
-        face_pipeline.encoder, gallery, Calibration.load(), RecognizerSettings(fusion_frames=5)
+        face_pipeline.encoder, gallery, calibration, RecognizerSettings(fusion_frames=5)
     )
     assert worker.fusion is not None
     worker.tick(0.0)

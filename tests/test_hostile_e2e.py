@@ -23,7 +23,6 @@ import pytest
 from shared.bus.kafka import KafkaBus
 from shared.cameras import CameraSpec
 from shared.face.identity import IdentityService
-from shared.face.verification import Calibration
 from shared.gallery.redis_store import RedisGallery
 from shared.images import encode_jpeg
 from shared.redis_client import create_redis
@@ -110,10 +109,16 @@ def faces_message(camera: str, ts: float, chip: np.ndarray | None = None) -> tup
 
 
 def test_hostile_messages_do_not_change_the_events_of_the_next_clip(
-    stack: Stack, face_pipeline, people_data: Path, hamilton: Path, redis_settings, unique: str
+    calibration,
+    stack: Stack,
+    face_pipeline,
+    people_data: Path,
+    hamilton: Path,
+    redis_settings,
+    unique: str,
 ) -> None:
     gallery = RedisGallery(create_redis(redis_settings), redis_settings.key_prefix)
-    identity = IdentityService(face_pipeline, gallery, Calibration.load())
+    identity = IdentityService(face_pipeline, gallery, calibration)
     photo = people_data / "enroll" / "lin_manuel_miranda" / "img1.png"
     identity.enroll("lin_manuel_miranda", photo.read_bytes())
     for group, topics in GROUPS.items():

@@ -13,7 +13,7 @@ from services.recognizer.journal import RedisJournal
 from services.recognizer.worker import RecognizerWorker
 from shared.bus.base import Message
 from shared.face.chips import chip_to_b64
-from shared.face.factory import build_verifier
+from shared.face.factory import build_verifier, chip_kind_for
 from shared.gallery.redis_store import RedisGallery
 from shared.redis_client import create_redis
 from shared.schemas import Box, DetectedFace, FacesMessage, RecognitionEvent, Topics
@@ -34,7 +34,7 @@ def world(face_pipeline, people_data: Path, redis_settings):
     image = cv2.imread(str(people_data / "enroll" / "lin_manuel_miranda" / "img1.png"))
     face = face_pipeline.analyze_main(image)
     person = gallery.add_person("lin_manuel_miranda")
-    gallery.add_encoding(person.id, face.embedding, b"")
+    gallery.add_encoding(person.id, face.embedding, b"", encoder=face_pipeline.encoder.name)
     return face_pipeline.encoder, gallery, client, redis_settings, chip_to_b64(face.chip)
 
 
@@ -63,6 +63,7 @@ def frames(chip: str, track: int, start: float, n: int, camera: str = "cam") -> 
                     score=0.99,
                     track_id=track,
                     chip_jpeg_b64=chip,
+                    chip_kind=chip_kind_for(Settings().face.encoder),
                 )
             ],
         )

@@ -19,7 +19,6 @@ import pytest
 from services.recognizer.worker import RecognizerWorker
 from shared.face.identity import IdentityService
 from shared.face.reencode import reencode_gallery
-from shared.face.verification import Calibration
 from shared.gallery.base import EncoderMismatchError, Gallery
 from shared.gallery.file_store import FileGallery
 from shared.gallery.index import GalleryIndex
@@ -69,18 +68,16 @@ def photos_by_person(gallery: Gallery) -> dict[str, list[bytes]]:
 
 
 def test_a_gallery_of_another_encoder_is_refused_everywhere(
-    gallery: Gallery, face_pipeline, people_data: Path
+    calibration, gallery: Gallery, face_pipeline, people_data: Path
 ) -> None:
     fill_as_other_encoder(gallery, people_data)
-    identity = IdentityService(face_pipeline, gallery, Calibration.load())
+    identity = IdentityService(face_pipeline, gallery, calibration)
     probe = (people_data / "probe" / "obama1.jpg").read_bytes()
     for attempt in (
         lambda: identity.identify(probe),
         lambda: identity.enroll("newcomer", probe),
         lambda: identity.verify_person(probe, gallery.find("obama").id),
-        lambda: RecognizerWorker(
-            face_pipeline.encoder, gallery, Calibration.load(), RecognizerSettings()
-        ),
+        lambda: RecognizerWorker(face_pipeline.encoder, gallery, calibration, RecognizerSettings()),
     ):
         with pytest.raises(EncoderMismatchError, match="facestream people reencode") as raised:
             attempt()
@@ -89,7 +86,7 @@ def test_a_gallery_of_another_encoder_is_refused_everywhere(
 
 
 def test_reencode_rebuilds_every_encoding_from_its_photo(
-    gallery: Gallery, face_pipeline, people_data: Path
+    calibration, gallery: Gallery, face_pipeline, people_data: Path
 ) -> None:
     photos = fill_as_other_encoder(gallery, people_data)
     before = photos_by_person(gallery)
@@ -119,7 +116,7 @@ def test_reencode_rebuilds_every_encoding_from_its_photo(
     gallery.delete_person(gallery.find("no_face_here").id)
     assert follower.sync()  # the change feed brought every replacement
     assert len(follower) == len(photos) - 1 and follower.people == 6
-    identity = IdentityService(face_pipeline, gallery, Calibration.load())
+    identity = IdentityService(face_pipeline, gallery, calibration)
     [face] = identity.identify((people_data / "probe" / "obama1.jpg").read_bytes())
     assert face.name == "obama"
     again = reencode_gallery(gallery, face_pipeline)
@@ -150,11 +147,11 @@ def test_an_interrupted_reencode_resumes_without_loss(
 
 
 def test_reencode_finds_the_enrolled_face_of_a_group_photo_by_its_box(
-    tmp_path: Path, face_pipeline, people_data: Path
+    calibration, tmp_path: Path, face_pipeline, people_data: Path
 ) -> None:
     """Enrolled with --face 1 (the smaller face): re-encoding must keep that face, not the largest."""
     gallery = FileGallery(tmp_path / "g")
-    identity = IdentityService(face_pipeline, gallery, Calibration.load())
+    identity = IdentityService(face_pipeline, gallery, calibration)
     group = (people_data / "probe" / "obama_and_biden.jpg").read_bytes()
     enrolled = identity.enroll("second_face", group, face_index=1)
     [original] = gallery.encodings()
@@ -168,7 +165,7 @@ def test_reencode_finds_the_enrolled_face_of_a_group_photo_by_its_box(
 
 
 def test_the_cli_refuses_a_mixed_gallery_and_reencodes_it(
-    tmp_path: Path, people_data: Path
+    face_pipeline, tmp_path: Path, people_data: Path
 ) -> None:
     gallery = FileGallery(tmp_path / "data" / "gallery")
     for folder in sorted((people_data / "enroll").iterdir()):
@@ -198,4 +195,4 @@ def test_the_cli_refuses_a_mixed_gallery_and_reencodes_it(
     done = facestream("people", "reencode")
     assert done.returncode == 0, done.stderr
     assert "6 people, 6 photo(s): 6 re-encoded, 0 already" in done.stdout
-    assert {e.encoder for e in gallery.encodings()} == {"dlib_face_recognition_resnet_model_v1"}
+    assert {e.encoder for e in gallery.encodings()} == {face_pipeline.encoder.name}

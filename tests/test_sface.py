@@ -205,6 +205,7 @@ def test_recognizer_dead_letters_a_frame_of_chips_cut_for_another_encoder(tmp_pa
 def test_the_detector_sends_the_chip_kind_the_configured_encoder_takes(models_dir: Path) -> None:
     from services.detector.worker import DetectorWorker
     from shared.bus.base import Message
+    from shared.face.chip_kinds import chip_kind
     from shared.face.chips import chip_from_b64
     from shared.face.detection import create_detector
     from shared.face.factory import chip_kind_for
@@ -225,7 +226,7 @@ def test_the_detector_sends_the_chip_kind_the_configured_encoder_takes(models_di
         [[out]] = worker.process_batch([Message(Topics.FRAMES, jpeg, "cam", meta.to_headers())])
         [face] = FacesMessage.model_validate_json(out.value).faces
         assert face.chip_kind == chip_kind_for(encoder)
-        chip = chip_from_b64(face.chip_jpeg_b64)
+        chip = chip_from_b64(face.chip_jpeg_b64, chip_kind(face.chip_kind).size)
         assert chip.shape == (size, size, 3)
         if encoder == "sface":  # the sent chip is the pipeline's, up to its JPEG
             points = np.array(face.landmarks, np.float32)

@@ -158,6 +158,7 @@ class StandInPipeline:
 
     def __init__(self, encodings: list[np.ndarray]) -> None:
         self.encodings = encodings
+        self.encoder = StandInEncoder(encodings[0])
 
     def analyze(self, image: np.ndarray) -> list[AnalyzedFace]:
         detection = Detection((0.0, 0.0, 100.0, 100.0), 0.99, np.zeros((5, 2), np.float32))
@@ -192,6 +193,7 @@ def test_identity_service_follows_the_configured_verifier(choice: str, tmp_path:
 
 class StandInEncoder:
     name = "stand-in"
+    chip_kind = "dlib150"
 
     def __init__(self, vector: np.ndarray) -> None:
         self.vector = vector

@@ -78,7 +78,6 @@ class RecognizerWorker(BatchWorker):
         ``live_required(camera_id)``: whether the gate applies to a camera (liveness not off)."""
         self.topics = (Topics.FACES, Topics.LIVENESS) if liveness_gate else (Topics.FACES,)
         self.encoder = encoder
-        self._chip_size = chip_kind(encoder.chip_kind).size
         self.gallery = gallery
         self.fusion_calibration = load_fusion_calibration(encoder.name, verifier.name)
         shift = self.fusion_calibration.shift if self.fusion_calibration else None
@@ -253,7 +252,7 @@ class RecognizerWorker(BatchWorker):
         return (
             faces,
             usable,
-            np.stack([chip_from_b64(f.chip_jpeg_b64, self._chip_size) for f in usable]),
+            np.stack([chip_from_b64(f.chip_jpeg_b64, chip_kind(f.chip_kind).size) for f in usable]),
         )
 
     def _vote(
