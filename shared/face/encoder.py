@@ -212,12 +212,11 @@ def configure_threads(intra_op: int, inter_op: int | None = None) -> bool:
     return True
 
 
-def _check_chips(chips: np.ndarray) -> np.ndarray:
+def check_chips(chips: np.ndarray, size: int) -> np.ndarray:
+    """``chips`` as an (N, size, size, 3) uint8 RGB array; ValueError naming the shape otherwise."""
     chips = np.asarray(chips)
-    if chips.ndim != 4 or chips.shape[1:] != (CHIP_SIZE, CHIP_SIZE, 3):
-        raise ValueError(
-            f"face chips must be (N, {CHIP_SIZE}, {CHIP_SIZE}, 3) RGB, got shape {chips.shape}"
-        )
+    if chips.ndim != 4 or chips.shape[1:] != (size, size, 3):
+        raise ValueError(f"face chips must be (N, {size}, {size}, 3) RGB, got shape {chips.shape}")
     if chips.dtype != np.uint8:
         raise ValueError(f"face chips must be uint8 RGB pixels, got {chips.dtype}")
     return chips
@@ -227,7 +226,8 @@ class FaceEncoder:
     """Maps aligned 150x150 RGB face chips to dlib's 128-d encodings, in batches.
 
     One traced ``tf.function`` with a free batch dimension serves every batch size, so a call
-    costs the graph run and not Keras' ``predict`` set-up per call.
+    costs the graph run and not Keras' ``predict`` set-up per call. Other encoders subclass it and
+    set ``name``, ``chip_kind``, ``chip_size`` and ``_run`` (shared/face/sface.py).
     """
 
     name = "dlib_face_recognition_resnet_model_v1"
@@ -241,15 +241,15 @@ class FaceEncoder:
             raise ValueError("batch_size must be >= 1")
         self.model = model
         self.batch_size = batch_size
-        spec = tf.TensorSpec((None, CHIP_SIZE, CHIP_SIZE, 3), tf.uint8)
+        spec = tf.TensorSpec((None, self.chip_size, self.chip_size, 3), tf.uint8)
         self._forward = tf.function(self._run, input_signature=[spec])
 
     def _run(self, chips: tf.Tensor) -> tf.Tensor:
         return self.model(tf.cast(chips, tf.float32), training=False)
 
     def encode(self, chips: np.ndarray) -> np.ndarray:
-        """(N,150,150,3) uint8 RGB chips -> (N,128) float32 encodings (N may be 0)."""
-        chips = _check_chips(chips)
+        """(N, chip_size, chip_size, 3) uint8 RGB chips -> (N,128) float32 encodings (N may be 0)."""
+        chips = check_chips(chips, self.chip_size)
         if len(chips) == 0:
             return np.zeros((0, EMBEDDING_SIZE), np.float32)
         parts = [
@@ -260,7 +260,7 @@ class FaceEncoder:
 
     def warm_up(self) -> None:
         """Trace the graph now rather than on the first real frame."""
-        self.encode(np.zeros((1, CHIP_SIZE, CHIP_SIZE, 3), np.uint8))
+        self.encode(np.zeros((1, self.chip_size, self.chip_size, 3), np.uint8))
 
 
 def load_encoder(

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from shared.face.encoder import configure_threads
+from shared.face.encoder import FaceEncoder, configure_threads
 from shared.face.sface_files import INPUT_MEAN, INPUT_SCALE, ensure_sface_weights
 from shared.model_cache import default_models_dir
 
@@ -89,16 +89,7 @@ def build_sface(weights: Mapping[str, np.ndarray] | None = None) -> keras.Model:
     return model
 
 
-def check_chips(chips: np.ndarray, size: int) -> np.ndarray:
-    chips = np.asarray(chips)
-    if chips.ndim != 4 or chips.shape[1:] != (size, size, 3):
-        raise ValueError(f"face chips must be (N, {size}, {size}, 3) RGB, got shape {chips.shape}")
-    if chips.dtype != np.uint8:
-        raise ValueError(f"face chips must be uint8 RGB pixels, got {chips.dtype}")
-    return chips
-
-
-class SFaceEncoder:
+class SFaceEncoder(FaceEncoder):
     """Maps 112x112 ArcFace-aligned RGB chips to unit 128-d SFace encodings, in batches."""
 
     name = "sface_2021dec"
@@ -106,30 +97,8 @@ class SFaceEncoder:
     chip_kind = CHIP_KIND
     chip_size = CHIP_SIZE
 
-    def __init__(self, model: keras.Model, batch_size: int = 32) -> None:
-        if batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
-        self.model = model
-        self.batch_size = batch_size
-        spec = tf.TensorSpec((None, CHIP_SIZE, CHIP_SIZE, 3), tf.uint8)
-        self._forward = tf.function(self._run, input_signature=[spec])
-
     def _run(self, chips: tf.Tensor) -> tf.Tensor:
         return tf.math.l2_normalize(self.model(tf.cast(chips, tf.float32), training=False), axis=1)
-
-    def encode(self, chips: np.ndarray) -> np.ndarray:
-        """(N,112,112,3) uint8 RGB chips -> (N,128) float32 unit encodings (N may be 0)."""
-        chips = check_chips(chips, CHIP_SIZE)
-        if len(chips) == 0:
-            return np.zeros((0, EMBEDDING_SIZE), np.float32)
-        parts = [
-            self._forward(tf.convert_to_tensor(chips[start : start + self.batch_size])).numpy()
-            for start in range(0, len(chips), self.batch_size)
-        ]
-        return np.concatenate(parts).astype(np.float32, copy=False)
-
-    def warm_up(self) -> None:
-        self.encode(np.zeros((1, CHIP_SIZE, CHIP_SIZE, 3), np.uint8))
 
 
 def load_sface(
