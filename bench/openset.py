@@ -115,10 +115,10 @@ def distractors(
         return np.load(path)
     import cv2
 
-    from shared.datasets.lfw import lfw_root
     from shared.face.chip_kinds import chip_kind
     from shared.face.factory import load_face_encoder
     from shared.face.jitter import jittered_copies
+    from training.datasets.lfw import lfw_root
 
     keys = lfw_keys(data)
     landmarks = find_landmarks(data, detector, keys)

@@ -398,7 +398,7 @@ def _progress_bar(done: int, total: int, text: str) -> None:
 
 def cmd_style_train(args: argparse.Namespace, settings: Settings) -> None:
     """Train a feed-forward style network on Gatys' J (Johnson et al.); see docs/style.md."""
-    from shared.style.training import TrainingConfig, train
+    from training.style.training import TrainingConfig, train
 
     config = TrainingConfig(
         style_image=args.style,
@@ -517,7 +517,7 @@ def _camera_spec(args: argparse.Namespace) -> CameraSpec:
 def cmd_similarity(args: argparse.Namespace, settings: Settings) -> None:
     """Learned similarity: triplet training, binary heads, DevTest evaluation (docs/similarity.md)."""
     from shared.face.encoder import configure_threads
-    from shared.similarity import commands
+    from training.similarity import commands
 
     configure_threads(args.threads)
     data = settings.shared_data
@@ -556,9 +556,9 @@ def cmd_similarity(args: argparse.Namespace, settings: Settings) -> None:
 def cmd_liveness(args: argparse.Namespace, settings: Settings) -> None:
     """Liveness: train the sequence model, and measure it (docs/liveness.md)."""
     from shared.face.detection import create_detector
-    from shared.liveness import commands
     from shared.liveness.model import load_model
     from shared.liveness.pixels import load_any
+    from training.liveness import commands
 
     detector = create_detector("mtcnn", min_face_px=settings.face.min_face_px)
     data = settings.shared_data
@@ -567,7 +567,7 @@ def cmd_liveness(args: argparse.Namespace, settings: Settings) -> None:
         print(f"trained on {model.card['windows']} windows; wrote {args.out} and its card")
     else:
         if getattr(load_any(args.model), "needs_chips", False):  # the pixel model
-            from shared.liveness import pixel_training
+            from training.liveness import pixel_training
 
             policy = settings.liveness.policy("evaluate")
             report = pixel_training.evaluate(load_any(args.model), data, policy, detector)
@@ -577,7 +577,7 @@ def cmd_liveness(args: argparse.Namespace, settings: Settings) -> None:
         model = load_model(args.model)
         report = commands.evaluate(model, data, args.folders, detector)
         if not args.folders and not args.windows_only:
-            from shared.liveness.evaluation import per_track_report
+            from training.liveness.evaluation import per_track_report
 
             print("per track, under the evidence policy (FACESTREAM_LIVENESS__*):")
             policy = settings.liveness.policy("evaluate")
@@ -613,7 +613,7 @@ def _liveness_parser(commands) -> None:
 
 
 def _similarity_parser(commands) -> None:
-    from shared.similarity.data import DEFAULT_CACHE
+    from training.similarity.data import DEFAULT_CACHE
 
     similarity = commands.add_parser(
         "similarity", help="train and evaluate the learned similarity (triplets, binary heads)"
@@ -800,7 +800,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["layers"]:  # options of its own, parsed by the visualisation module
-        from shared.style.visualize import main as visualize
+        from training.style.visualize import main as visualize
 
         return visualize(argv[1:])
     args = parser().parse_args(argv)

@@ -25,11 +25,11 @@ import cv2
 import numpy as np
 
 from shared.face.detection import FaceDetector
-from shared.liveness import attacks
 from shared.liveness.context import context_crop
 from shared.liveness.features import track_features
-from shared.liveness.metrics import LIVE
 from shared.liveness.model import WINDOW
+from training.liveness import attacks
+from training.liveness.metrics import LIVE
 
 STRIDE = 4
 PIPELINE_FPS = 15.0

@@ -1,10 +1,10 @@
 """Training and measuring the pixel liveness model on the cached tracks of every source.
 
-    nice -n 10 .venv/bin/python -m shared.liveness.pixel_training extract   # MTCNN, cached
-    nice -n 10 .venv/bin/python -m shared.liveness.pixel_training train [--out PATH]
-    nice -n 10 .venv/bin/python -m shared.liveness.pixel_training loso     # leave one source out
-    nice -n 10 .venv/bin/python -m shared.liveness.pixel_training evaluate [--report FILE]
-    nice -n 10 .venv/bin/python -m shared.liveness.pixel_training motion [--report FILE]  # default model
+    nice -n 10 .venv/bin/python -m training.liveness.pixel_training extract   # MTCNN, cached
+    nice -n 10 .venv/bin/python -m training.liveness.pixel_training train [--out PATH]
+    nice -n 10 .venv/bin/python -m training.liveness.pixel_training loso     # leave one source out
+    nice -n 10 .venv/bin/python -m training.liveness.pixel_training evaluate [--report FILE]
+    nice -n 10 .venv/bin/python -m training.liveness.pixel_training motion [--report FILE]  # default model
 
 Windows are cut every ``STRIDE`` frames of each track (16 frames of motion features, the chips
 of 4 of them). Training uses the ``train`` sources; the ``dev`` sources calibrate (balanced
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.liveness.metrics import LIVE, error_rates
+from training.liveness.metrics import LIVE, error_rates
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -72,7 +72,7 @@ def track_windows(tracks, stride: int = STRIDE, hop_ends: bool = False) -> Pixel
 
 
 def load_split(split: str | set[str], data: Path, detector=None) -> list:
-    from shared.liveness.dataset import SOURCES, source_tracks
+    from training.liveness.dataset import SOURCES, source_tracks
 
     splits = {split} if isinstance(split, str) else split
     tracks = []
@@ -223,8 +223,8 @@ def _rates(labels, p, threshold) -> dict:
 
 
 def _track_states(model, track, policy, start: int = 0):
-    from shared.liveness.dataset import Track
     from shared.liveness.evidence import track_states
+    from training.liveness.dataset import Track
 
     if start:
         track = Track(
@@ -245,7 +245,7 @@ def evaluate(model, data: Path, policy, detector=None, offsets: int = 10) -> dic
     """Per window (APCER per attack type, BPCER, ACER) at P(live) = 0.5 and at the threshold
     that gives BPCER 5% on the dev live windows; per track under the evidence policy (ever
     named, ever spoof), and the real replay started at ``offsets`` points."""
-    from shared.liveness.dataset import SOURCES, STILLS, source_tracks
+    from training.liveness.dataset import SOURCES, STILLS, source_tracks
 
     dev = track_windows(load_split("dev", data, detector))
     p_dev = model.probability_live(dev.motion, dev.chips)
@@ -319,10 +319,10 @@ def motion_report(data: Path, policy, detector=None, offsets: int = 10) -> dict:
     """The default (motion-only) model under the evidence policy on every cached source: per
     window (stride 4) the share judged right at P(live) >= 0.5, per track (service cadence)
     how many were ever named and ever spoof, and the real replay started at ``offsets``."""
-    from shared.liveness.dataset import SOURCES, STILLS, source_tracks
-    from shared.liveness.evaluation import track_outcome
     from shared.liveness.features import track_features
     from shared.liveness.model import WINDOW, load_model
+    from training.liveness.dataset import SOURCES, STILLS, source_tracks
+    from training.liveness.evaluation import track_outcome
 
     model = load_model()
     report: dict = {}
@@ -386,7 +386,7 @@ def main() -> None:
     started = time.monotonic()
     if args.action == "extract":
         from shared.face.detection import create_detector
-        from shared.liveness.dataset import SOURCES, STILLS, source_tracks
+        from training.liveness.dataset import SOURCES, STILLS, source_tracks
 
         detector = create_detector("mtcnn", min_face_px=settings.face.min_face_px)
         for source in SOURCES + STILLS:
@@ -423,7 +423,7 @@ def main() -> None:
         )
         calibrate(model, dev)
         model.card["command"] = (
-            "nice -n 10 .venv/bin/python -m shared.liveness.pixel_training train "
+            "nice -n 10 .venv/bin/python -m training.liveness.pixel_training train "
             f"--epochs {args.epochs} --low-res {args.low_res} --photometric {args.photometric} "
             f"--seed {args.seed}"
         )

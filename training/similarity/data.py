@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.datasets.lfw import Pair, identities, people_in, read_pairs
+from training.datasets.lfw import Pair, identities, people_in, read_pairs
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def load_features(folder: Path = DEFAULT_CACHE) -> dict[str, np.ndarray]:
 
 
 def main() -> None:
-    """Build the cache: ``python -m shared.similarity.data`` (about 6 minutes at 1 thread)."""
+    """Build the cache: ``python -m training.similarity.data`` (about 6 minutes at 1 thread)."""
     from shared.face.encoder import configure_threads
     from shared.face.factory import build_pipeline
     from shared.settings import get_settings

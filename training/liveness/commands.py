@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 
 from shared.face.detection import FaceDetector
-from shared.liveness import training
-from shared.liveness.metrics import LIVE, ErrorRates, error_rates
 from shared.liveness.model import WINDOW, LivenessModel
+from training.liveness import training
+from training.liveness.metrics import LIVE, ErrorRates, error_rates
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm"}
 STILLS = {"live.jpg": LIVE, "print_attack.jpg": "print", "screen_replay_attack.jpg": "screen"}
