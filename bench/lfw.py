@@ -31,18 +31,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from bench.lfw_cache import CachedLfw  # noqa: E402
 from shared.face.factory import ENCODER_NAMES  # noqa: E402
 from shared.face.verification import (  # noqa: E402
-    IMPOSTOR_RATES,
     Calibration,
     ImpostorTail,
-    best_threshold,
-    calibrate,
     calibration_path,
-    fit_impostor_tail,
     squared_distances,
 )
 from shared.gallery.base import Encoding  # noqa: E402
 from shared.gallery.index import GalleryIndex  # noqa: E402
 from shared.settings import get_settings  # noqa: E402
+from training.calibration import (  # noqa: E402
+    IMPOSTOR_RATES,
+    best_threshold,
+    calibrate,
+    fit_impostor_tail,
+)
 from training.datasets.lfw import Pair, identities, people_in, read_pairs  # noqa: E402
 
 OUT = Path(__file__).parent / "out"

@@ -19,23 +19,25 @@ import pytest
 from shared.face.alignment import (
     CHIP_PADDING,
     CHIP_SIZE,
-    ReferencePipeline,
     align_face,
     alignment_transform,
     apply_transform,
-    box_crop_transform,
-    chip_displacement,
-    collect_pairs,
     dlib_chip_transform,
     dlib_chip_transform_from_parts,
     dlib_template,
-    lfw_images,
     load_template,
     similarity_transform,
     warp_chip,
 )
 from shared.face.detection import DlibHogDetector
 from tests.conftest import SHARED_DATA
+from training.alignment import (
+    ReferencePipeline,
+    box_crop_transform,
+    chip_displacement,
+    collect_pairs,
+    lfw_images,
+)
 
 MAX_MEAN_ABS_DIFF = 14.0
 MAX_MEAN_DISPLACEMENT_PX = 4.5

@@ -24,16 +24,10 @@ from shared.face.verification import Calibration
 from shared.gallery.file_store import FileGallery
 from shared.schemas import Box, DetectedFace, FacesMessage
 from shared.settings import FaceSettings, RecognizerSettings, Settings
-from shared.similarity.heads import (
-    BinaryHead,
-    HeadVerifier,
-    hard_negative_pairs,
-    load_head,
-    pair_features,
-    save_head,
-)
+from shared.similarity.heads import BinaryHead, HeadVerifier, load_head, pair_features
 from shared.similarity.weights import WeightsFileError
 from training.similarity.evaluation import auc, roc_curve, tar_at_far
+from training.similarity.heads import hard_negative_pairs, save_head
 
 
 def test_pair_features_by_hand() -> None:

@@ -182,7 +182,7 @@ def fit(
 
 
 def calibrate(model, dev: PixelWindows) -> None:
-    from shared.face.verification import fit_logistic
+    from training.calibration import fit_logistic
 
     # clipped: windows the network is sure of (a print at -60) would set the slope alone
     logits = np.clip(model.logits(dev.motion, dev.chips), -CLIP, CLIP)

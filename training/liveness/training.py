@@ -333,7 +333,7 @@ def fit(train: Windows, seed: int = 0, epochs: int = 80):
 
 def calibrate(model, heldout: Windows) -> None:
     """Fit the model's (a, b) on held-out windows: balanced Platt scaling of its log-odds."""
-    from shared.face.verification import fit_logistic
+    from training.calibration import fit_logistic
 
     live = np.array([label == LIVE for label in heldout.labels])
     model.calibration = fit_logistic(model.logits(heldout.features), live, balanced=True)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.similarity.heads import hard_negative_pairs
 from training.similarity.data import DEFAULT_CACHE
+from training.similarity.heads import hard_negative_pairs
 
 log = logging.getLogger(__name__)
 
@@ -123,14 +123,11 @@ def train_head(
     """Fit a binary head on pretrained encodings of training pairs, calibrate it on DevTrain."""
     from datetime import date
 
-    from shared.face.verification import (
-        Calibration,
-        best_threshold,
-        fit_logistic,
-        impostor_quantiles,
-    )
-    from shared.similarity.heads import fit_head, head_file, save_head
+    from shared.face.verification import Calibration
+    from shared.similarity.heads import head_file
+    from training.calibration import best_threshold, fit_logistic, impostor_quantiles
     from training.similarity.data import ChipCache, load_features, pair_rows, training_rows
+    from training.similarity.heads import fit_head, save_head
 
     chips = ChipCache.load(cache)
     encodings = load_features(cache)["encodings"]

@@ -32,7 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from shared.face.verification import best_threshold
+from training.calibration import best_threshold
 from training.similarity.augment import augment
 from training.similarity.batches import PKSampler
 from training.similarity.data import (
