@@ -28,7 +28,7 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench.lfw_cache import CachedLfw  # noqa: E402
+from training.datasets.lfw_cache import CachedLfw  # noqa: E402
 from shared.face.factory import ENCODER_NAMES  # noqa: E402
 from shared.face.verification import (  # noqa: E402
     Calibration,

@@ -1,6 +1,6 @@
 """Every LFW image's subject found once per detector and encoded once per encoder, cached.
 
-    nice -n 10 python -m bench.lfw_cache --detector yunet --encoder sface [--limit N]
+    nice -n 10 python -m training.datasets.lfw_cache --detector yunet --encoder sface [--limit N]
 
 Why a cache: LFW has 13,233 images; the verification, calibration, open-set and detector
 benchmarks all need the same faces, and encoding them takes minutes on a small CPU. Landmarks go
@@ -21,7 +21,7 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-OUT = Path(__file__).parent / "out"
+OUT = Path(__file__).resolve().parents[2] / "bench" / "out"
 SAVE_EVERY = 500
 
 
