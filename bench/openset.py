@@ -30,11 +30,11 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench.lfw import calibrate_encoder, split_images  # noqa: E402
-from training.datasets.lfw_cache import OUT, CachedLfw, find_landmarks, lfw_keys  # noqa: E402
 from shared.face.fusion import fuse_encodings  # noqa: E402
 from shared.face.verification import Calibration, calibration_path, squared_distances  # noqa: E402
 from shared.settings import get_settings  # noqa: E402
+from training.datasets.lfw_cache import OUT, CachedLfw, find_landmarks, lfw_keys  # noqa: E402
+from training.lfw_calibration import calibrate_encoder, split_images  # noqa: E402
 
 FAR = 0.01
 FUSED = 3

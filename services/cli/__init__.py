@@ -14,7 +14,17 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from services.cli import alignment, cameras, faces, liveness, models, serve, similarity, style
+from services.cli import (
+    alignment,
+    calibrate,
+    cameras,
+    faces,
+    liveness,
+    models,
+    serve,
+    similarity,
+    style,
+)
 from services.cli.common import CliError
 from shared.errors import ProcessingError
 from shared.face.model_files import ModelFileError
@@ -23,7 +33,7 @@ from shared.liveness import LivenessModelError
 from shared.settings import get_settings
 from shared.style.vgg import StyleModelError
 
-COMMANDS = (serve, cameras, faces, models, style, similarity, liveness, alignment)
+COMMANDS = (serve, cameras, faces, models, style, similarity, liveness, alignment, calibrate)
 """Command groups in the order ``facestream --help`` lists them."""
 
 USER_ERRORS = (
