@@ -2,7 +2,7 @@
 
 dlib's chip is the reference because the 128-d encoder was trained on it. The synthetic tests run
 everywhere (dlib-bin is a dependency); the real-face tests need ``FACESTREAM_SHARED_DATA``.
-Thresholds come from ``python -m shared.face.alignment --evaluate`` (146 held-out LFW faces: mean
+Thresholds come from ``facestream alignment evaluate`` (146 held-out LFW faces: mean
 abs difference 8.8, mean displacement 2.4 chip px; 10.5 and 2.7 on the 12 faces tested here) with
 about a third of margin.
 """

@@ -1,6 +1,6 @@
 """What ``facestream similarity ...`` runs: prepare, train, train-head, evaluate.
 
-The CLI (services/cli.py) only parses arguments; each command here takes plain values so it can
+The CLI (services/cli/similarity.py) only parses arguments; each command here takes plain values so it can
 be driven from the CLI, bench/ or a test alike. Every command sizes TensorFlow to the threads it
 is given (one by default: this runs next to other jobs on a 2-core machine).
 """

@@ -170,27 +170,6 @@ def load_features(folder: Path = DEFAULT_CACHE) -> dict[str, np.ndarray]:
         return {name: data[name] for name in data.files}
 
 
-def main() -> None:
-    """Build the cache: ``python -m training.similarity.data`` (about 6 minutes at 1 thread)."""
-    from shared.face.encoder import configure_threads
-    from shared.face.factory import build_pipeline
-    from shared.settings import get_settings
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    configure_threads(1)
-    settings = get_settings().model_copy(deep=True)
-    settings.face.encoder = "dlib-resnet"  # the heads and the fine-tuned fc are dlib-resnet's
-    pipeline = build_pipeline(settings)
-    cache = build_chip_cache(settings.shared_data, pipeline)
-    log.info("chips cached: %d images, %d with a face", len(cache.keys), cache.found.sum())
-    build_feature_cache(cache, pipeline.encoder.model)
-    log.info("features cached")
-
-
-if __name__ == "__main__":
-    main()
-
-
 @dataclass(frozen=True)
 class PairRows:
     """A View 1 split as cache rows: first[i], second[i] (-1 where no face), same[i]."""
