@@ -73,7 +73,9 @@ def train(
         dev = training.heldout_windows(shared_data, detector, "dev", seed)
     model = training.fit(windows, seed)
     training.calibrate(model, dev)
-    model.card["data"] = str(folders) if folders else "project recipe (training/liveness/training.py)"
+    model.card["data"] = (
+        str(folders) if folders else "project recipe (training/liveness/training.py)"
+    )
     model.card["train_seconds"] = round(time.monotonic() - started, 1)
     model.save(out)
     return model
