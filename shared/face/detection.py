@@ -19,6 +19,10 @@ the aligner maps them onto a template by position and a mirrored pair would flip
 - ``dlib-cnn``: dlib's CNN (MMOD) detector, same landmarks as ``dlib-hog``; accurate but 10-70x
   slower than HOG on a CPU (see docs/detection.md).
 - ``haar``: OpenCV's Viola-Jones frontal-face cascade; fast, no landmarks.
+
+Over 400 lines for a reason: five small back-ends behind one interface and its shared
+pre- and post-processing (shrinking, mapping back, clipping, landmark order); the factory picks
+one by name.
 """
 
 from __future__ import annotations
