@@ -308,6 +308,7 @@ def create_app(
             from shared.style.gatys import GatysConfig
             from shared.style.gatys import stylize as gatys
 
+            assert style is not None  # checked above: a network or a style image
             style_bytes = await read(style)
             config = GatysConfig(size=size, iterations=iterations, seed=seed)
 

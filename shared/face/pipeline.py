@@ -7,6 +7,7 @@ everywhere (the gallery's encodings and the probes' must come from the same pipe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -52,7 +53,7 @@ class FacePipeline:
         detections = self.detect(image)
         if not detections:
             return []
-        chips = np.stack([self.align(image, d.landmarks) for d in detections])
+        chips = np.stack([self.align(image, cast(np.ndarray, d.landmarks)) for d in detections])
         embeddings = self.encoder.encode(chips)
         return [
             AnalyzedFace(d, chip, embedding)
@@ -65,7 +66,7 @@ class FacePipeline:
         if not detections:
             return None
         main = max(detections, key=lambda d: d.area)
-        chip = self.align(image, main.landmarks)
+        chip = self.align(image, cast(np.ndarray, main.landmarks))  # detect() keeps faces with them
         return AnalyzedFace(main, chip, self.encode(chip[None], jitters)[0])
 
     def encode(self, chips: np.ndarray, jitters: int = 0) -> np.ndarray:
