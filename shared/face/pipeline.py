@@ -1,7 +1,10 @@
 """Image -> faces with aligned chips and 128-d encodings: detection, alignment, encoding in one place.
 
-The CLI, the API and the services all go through this, so a face is encoded the same way
-everywhere (the gallery's encodings and the probes' must come from the same pipeline).
+What the CLI and the API go through (``IdentityService``: enrolment, verification,
+identification; ``facestream people reencode``), so the gallery's encodings and the photos
+checked against them are made the same way. The streaming services do not call it: the detector
+detects and cuts the configured encoder's chip kind (``chip_kinds.py``), the recognizer encodes
+those chips with the same encoder, so a stream's encodings match the gallery's too.
 """
 
 from __future__ import annotations
