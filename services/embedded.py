@@ -15,10 +15,11 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import cast
 
 from services.ingestor.service import IngestorService
 from services.ingestor.source import Source, probe
-from services.runtime import start_services, wait_and_stop
+from services.runtime import build_services, start_services, wait_and_stop
 from shared.bus.base import Subscriber
 from shared.bus.memory import MemoryBus
 from shared.cameras import CameraSpec, FileCameraRegistry
@@ -49,8 +50,6 @@ def run_embedded(
     (a trained network's name) every camera is also stylized; the latest styled frame of each is
     written to ``data_dir/styled/CAMERA.jpg``.
     """
-    from services.cli import build_services
-
     for source in sources:  # a clear error before anything starts
         probe(Source(source), settings.ingest.open_timeout_s)
     stop = threading.Event()
@@ -75,7 +74,7 @@ def run_embedded(
         names = ["ingestor", "detector"] + (["liveness"] if settings.liveness.gate else [])
         names += ["recognizer"] + (["stylizer"] if style else [])
         services = build_services(names, settings, bus, stop, registry)
-        ingestor = services["ingestor"]
+        ingestor = cast(IngestorService, services["ingestor"])
         topics = [Topics.FACES, Topics.EVENTS, Topics.DEAD_LETTERS, Topics.STYLED_FRAMES]
         report = bus.subscriber(topics, "facestream-embedded-report")
         health, threads = start_services(services, settings, stop)
