@@ -28,11 +28,12 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench.lfw_cache import CachedLfw  # noqa: E402
+from bench.lfw_cache import CachedLfw, outside_devtest_keys  # noqa: E402
 from shared.datasets.lfw import Pair, identities, people_in, read_pairs  # noqa: E402
 from shared.face.factory import ENCODER_NAMES  # noqa: E402
 from shared.face.verification import (  # noqa: E402
     IMPOSTOR_RATES,
+    TAIL_RATE,
     Calibration,
     ImpostorTail,
     best_threshold,
@@ -312,10 +313,16 @@ def quantiles_from(
 
 
 def calibrate_encoder(
-    cache: CachedLfw, data: Path, encoder: str, command: str, exclude: set[str] = frozenset()
+    cache: CachedLfw,
+    data: Path,
+    encoder: str,
+    command: str,
+    exclude: set[str] = frozenset(),
+    tail_rate: float = TAIL_RATE,
 ) -> Calibration:
-    """tau and Platt on DevTrain pairs; impostor quantiles and tail on every pair of different
-    people among the LFW images outside DevTest (and outside ``exclude``'d people)."""
+    """tau and Platt on DevTrain pairs; impostor quantiles and tail (anchored at the per-pair
+    rate ``tail_rate``) on every pair of different people among the LFW images outside DevTest
+    (and outside ``exclude``'d people)."""
     train = read_pairs(data, "DevTrain")
     d_train, y_train, miss_train = pair_distances(train, cache)
     finite = np.isfinite(d_train)
@@ -324,7 +331,7 @@ def calibrate_encoder(
     names = np.array([n for n, v in found if v is not None])
     vectors = np.stack([v for _, v in found if v is not None]).astype(np.float32)
     lowest, total, sampled = impostor_tail_sample(vectors, names)
-    tail = fit_impostor_tail(lowest, total)
+    tail = fit_impostor_tail(lowest, total, tail_rate)
     fitted = calibrate(
         d_train[finite],
         y_train[finite],
@@ -418,8 +425,10 @@ def main() -> None:
         return jittered(args, data)
     detector = args.detector or settings.face.detector
     for encoder in args.encoders.split(","):
-        cache = CachedLfw(data, detector, encoder)
-        command = f"python -m bench.lfw --calibrate --detector {detector}"
+        # --no-devtest: DevTest's images are not even encoded
+        only = outside_devtest_keys(data) if args.no_devtest else None
+        cache = CachedLfw(data, detector, encoder, only=only)
+        command = f"python -m bench.lfw --calibrate --detector {detector} --encoders {encoder}"
         fitted = calibrate_encoder(cache, data, encoder, command)
         tail = fitted.impostor_tail or {}
         print(

@@ -37,8 +37,8 @@ def landmarks_path(detector: str) -> Path:
     return OUT / f"lfw-landmarks-{detector}.npz"
 
 
-def encodings_path(detector: str, encoder: str) -> Path:
-    return OUT / f"lfw-{detector}-{encoder}.npz"
+def encodings_path(detector: str, encoder: str, mirrored: bool = False) -> Path:
+    return OUT / f"lfw-{detector}-{encoder}{'-mirrored' if mirrored else ''}.npz"
 
 
 def _load(path: Path, field: str, keys: list[str], shape: tuple[int, ...]) -> np.ndarray:
@@ -110,9 +110,17 @@ def find_landmarks(data: Path, detector_name: str, keys: list[str]) -> np.ndarra
 
 
 def encode_all(
-    data: Path, detector_name: str, encoder_name: str, keys: list[str], batch: int = 32
+    data: Path,
+    detector_name: str,
+    encoder_name: str,
+    keys: list[str],
+    batch: int = 32,
+    mirrored: bool = False,
+    only: set[str] | None = None,
 ) -> np.ndarray:
-    """(N, 128) encodings of each image's subject (NaN where no face), computing what is missing."""
+    """(N, 128) encodings of each image's subject (NaN where no face), computing what is missing
+    (of the keys in ``only``, when given: the rest stay NaN and are computed by a later call);
+    ``mirrored``: of the left-right mirrored chips (flip test-time augmentation)."""
     import cv2
 
     from shared.datasets.lfw import lfw_root
@@ -121,10 +129,12 @@ def encode_all(
     from shared.settings import get_settings
 
     landmarks = find_landmarks(data, detector_name, keys)
-    path = encodings_path(detector_name, encoder_name)
+    path = encodings_path(detector_name, encoder_name, mirrored)
     values, done = _load(path, "encodings", keys, (128,))
     done |= np.isnan(landmarks).any(axis=(1, 2))  # no face: nothing to encode
     todo = np.flatnonzero(~done)
+    if only is not None:
+        todo = np.array([i for i in todo if keys[i] in only], int)
     if len(todo) == 0:
         return values
     settings = get_settings().model_copy(deep=True)
@@ -136,6 +146,8 @@ def encode_all(
     for start in range(0, len(todo), batch):
         members = todo[start : start + batch]
         chips = np.stack([align(cv2.imread(str(root / keys[i])), landmarks[i]) for i in members])
+        if mirrored:
+            chips = chips[:, :, ::-1]
         values[members] = encoder.encode(chips)
         done[members] = True
         count = start + len(members)
@@ -149,12 +161,37 @@ def encode_all(
     return values
 
 
+def outside_devtest_keys(data: Path) -> set[str]:
+    """The keys of LFW's images outside View 1 DevTest (its people and images)."""
+    from bench.lfw import split_images
+
+    return {f"{p.parent.name}/{p.name}" for p in split_images(data)[0]}
+
+
+FLIPPED = {"sface-flip": "sface"}
+"""Flip test-time-augmented encoder -> the encoder it runs on each chip and its mirror."""
+
+
+def flip_mean(single: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
+    """The unit mean of each chip's and its mirror's unit encodings (SFaceEncoder(flip=True))."""
+    total = single + mirrored
+    return total / np.linalg.norm(total, axis=1, keepdims=True)
+
+
 class CachedLfw:
     """Lookup of cached encodings by image path; None where no face was found."""
 
     def __init__(self, data: Path, detector: str, encoder: str) -> None:
         self.keys = lfw_keys(data)
-        self.encodings = encode_all(data, detector, encoder, self.keys)
+        if (
+            encoder in FLIPPED
+        ):  # the chip's and its mirror's encodings, averaged: as the encoder does
+            base = FLIPPED[encoder]
+            single = encode_all(data, detector, base, self.keys)
+            mirrored = encode_all(data, detector, base, self.keys, mirrored=True)
+            self.encodings = flip_mean(single, mirrored)
+        else:
+            self.encodings = encode_all(data, detector, encoder, self.keys)
         self.index = {k: i for i, k in enumerate(self.keys)}
         self.name = f"{detector}+{encoder}"
 
@@ -170,11 +207,18 @@ def main() -> None:
     parser.add_argument("--detector", default="yunet")
     parser.add_argument("--encoder", default=None, help="sface | dlib-resnet; none: landmarks only")
     parser.add_argument("--limit", type=int, default=None, help="first N images only (a check)")
+    parser.add_argument("--mirrored", action="store_true", help="encode the mirrored chips")
+    parser.add_argument(
+        "--outside-devtest", action="store_true", help="only the images the open sets use"
+    )
     args = parser.parse_args()
     data = get_settings().shared_data
     keys = lfw_keys(data)[: args.limit]
+    only = outside_devtest_keys(data) if args.outside_devtest else None
     if args.encoder:
-        values = encode_all(data, args.detector, args.encoder, keys)
+        values = encode_all(
+            data, args.detector, args.encoder, keys, mirrored=args.mirrored, only=only
+        )
     else:
         values = find_landmarks(data, args.detector, keys)
     found = ~np.isnan(values.reshape(len(values), -1)).any(axis=1)

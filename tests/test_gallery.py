@@ -84,7 +84,10 @@ def test_no_redis_key_field_or_value_of_a_deleted_person_remains(redis_settings)
     client = create_redis(redis_settings)
     gallery = RedisGallery(client, redis_settings.key_prefix)
     person = gallery.add_person("Mallory")
-    encodings = [gallery.add_encoding(person.id, vector(i), b"JPEG-of-mallory", encoder=ENCODER) for i in (5, 6)]
+    encodings = [
+        gallery.add_encoding(person.id, vector(i), b"JPEG-of-mallory", encoder=ENCODER)
+        for i in (5, 6)
+    ]
     gallery.delete_person(person.id)
     for key in client.scan_iter(f"{redis_settings.key_prefix}:*"):
         assert person.id.encode() not in key
