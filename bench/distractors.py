@@ -33,7 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bench.lfw_cache import OUT
+from training.datasets.lfw_cache import OUT
 
 
 def _warp(chip: np.ndarray, angle: float, scale: float, shift: tuple[float, float]) -> np.ndarray:

@@ -33,8 +33,10 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from bench.distractors import LOOKS, Source, compose, encode_sources, look_cache_path  # noqa: E402
-from bench.lfw import calibrate_encoder, split_images  # noqa: E402
-from bench.lfw_cache import (
+from shared.face.fusion import fuse_encodings  # noqa: E402
+from shared.face.verification import Calibration, calibration_path, squared_distances  # noqa: E402
+from shared.settings import get_settings  # noqa: E402
+from training.datasets.lfw_cache import (  # noqa: E402
     FLIPPED,
     OUT,
     CachedLfw,
@@ -42,10 +44,8 @@ from bench.lfw_cache import (
     flip_mean,
     lfw_keys,
     outside_devtest_keys,
-)  # noqa: E402
-from shared.face.fusion import fuse_encodings  # noqa: E402
-from shared.face.verification import Calibration, calibration_path, squared_distances  # noqa: E402
-from shared.settings import get_settings  # noqa: E402
+)
+from training.lfw_calibration import calibrate_encoder, split_images  # noqa: E402
 
 FAR = 0.01
 FUSED = 3
@@ -175,9 +175,9 @@ def _encode_looks(
     """Encodings of each source's look chip (and of its mirror when ``views`` has True)."""
     import cv2
 
-    from shared.datasets.lfw import lfw_root
     from shared.face.chip_kinds import chip_kind
     from shared.face.factory import load_face_encoder
+    from training.datasets.lfw import lfw_root
 
     keys = lfw_keys(data)
     landmarks = find_landmarks(data, detector, keys)

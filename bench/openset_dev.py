@@ -29,12 +29,16 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench.lfw import calibrate_encoder, impostor_tail_sample, split_images  # noqa: E402
-from bench.lfw_cache import CachedLfw, encode_all, outside_devtest_keys  # noqa: E402
 from bench.openset import FAR, build, composition, distractors, report  # noqa: E402
-from shared.datasets.lfw import people_in, read_pairs  # noqa: E402
-from shared.face.verification import TAIL_RATE  # noqa: E402
 from shared.settings import get_settings  # noqa: E402
+from training.calibration import TAIL_RATE  # noqa: E402
+from training.datasets.lfw import people_in, read_pairs  # noqa: E402
+from training.datasets.lfw_cache import CachedLfw, encode_all, outside_devtest_keys  # noqa: E402
+from training.lfw_calibration import (  # noqa: E402
+    calibrate_encoder,
+    impostor_tail_sample,
+    split_images,
+)
 
 
 def tail_check(cache: CachedLfw, data, calibration, people: set[str]) -> None:
