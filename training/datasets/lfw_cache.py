@@ -45,12 +45,13 @@ def _load(path: Path, field: str, keys: list[str], shape: tuple[int, ...]) -> np
     values = np.full((len(keys), *shape), np.nan, np.float32)
     done = np.zeros(len(keys), bool)
     if path.exists():
-        with np.load(path) as archive:
-            index = {k: i for i, k in enumerate(archive["keys"])}
-            for i, key in enumerate(keys):
-                if key in index:
-                    values[i] = archive[field][index[key]]
-                    done[i] = archive["done"][index[key]]
+        with np.load(path) as archive:  # each archive[...] reads the whole array again: once
+            stored_keys, stored, stored_done = archive["keys"], archive[field], archive["done"]
+        index = {k: i for i, k in enumerate(stored_keys)}
+        for i, key in enumerate(keys):
+            if key in index:
+                values[i] = stored[index[key]]
+                done[i] = stored_done[index[key]]
     return values, done
 
 
