@@ -9,7 +9,7 @@ from shared.face.verification import Calibration, Verifier, calibration_path
 from shared.gallery.factory import create_gallery
 from shared.settings import Settings
 
-ENCODER_NAMES = {
+ENCODER_NAMES = {  # sface-flip: benchmarks only until calibrated (docs/models.md)
     "sface": "sface_2021dec",
     "sface-flip": "sface_2021dec_flip",
     "dlib-resnet": "dlib_face_recognition_resnet_model_v1",
