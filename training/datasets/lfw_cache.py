@@ -182,17 +182,18 @@ def flip_mean(single: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
 class CachedLfw:
     """Lookup of cached encodings by image path; None where no face was found."""
 
-    def __init__(self, data: Path, detector: str, encoder: str) -> None:
+    def __init__(
+        self, data: Path, detector: str, encoder: str, only: set[str] | None = None
+    ) -> None:
+        """``only``: encode just these keys now (the open sets never read View 1 DevTest's)."""
         self.keys = lfw_keys(data)
-        if (
-            encoder in FLIPPED
-        ):  # the chip's and its mirror's encodings, averaged: as the encoder does
+        if encoder in FLIPPED:  # the chip's and its mirror's encodings averaged, as the encoder
             base = FLIPPED[encoder]
-            single = encode_all(data, detector, base, self.keys)
-            mirrored = encode_all(data, detector, base, self.keys, mirrored=True)
+            single = encode_all(data, detector, base, self.keys, only=only)
+            mirrored = encode_all(data, detector, base, self.keys, mirrored=True, only=only)
             self.encodings = flip_mean(single, mirrored)
         else:
-            self.encodings = encode_all(data, detector, encoder, self.keys)
+            self.encodings = encode_all(data, detector, encoder, self.keys, only=only)
         self.index = {k: i for i, k in enumerate(self.keys)}
         self.name = f"{detector}+{encoder}"
 
