@@ -1,4 +1,4 @@
-"""Per-face encode time of both encoders (SFace, dlib-resnet in TensorFlow) and dlib-bin, one run.
+"""Per-face encode time of the encoders (SFace, SFace with flip, dlib-resnet in TensorFlow) and dlib-bin, one run.
 
     .venv/bin/python -m bench.encoder [--repeats 5]
 
@@ -63,21 +63,23 @@ def main() -> None:
     models_dir = get_settings().face.models_dir
     dlib_chips, sface_chips = real_chips("dlib-resnet", 32), real_chips("sface", 32)
     resnet, sface = load_encoder(models_dir), load_sface(models_dir)
+    sface_flip = load_sface(models_dir, flip=True)
     theirs = dlib.face_recognition_model_v1(models.face_recognition_model_location())
 
     def dlib_encode(batch: np.ndarray):
         return theirs.compute_face_descriptor([np.ascontiguousarray(c) for c in batch])
 
     print(
-        f"{'batch':>5} {'sface ms/face':>14} {'dlib-resnet ms/face':>20} {'dlib-bin ms/face':>17} "
-        f"{'sface/dlib-bin':>15} {'resnet/dlib-bin':>16}"
+        f"{'batch':>5} {'sface ms/face':>14} {'sface-flip ms/face':>19} {'dlib-resnet ms/face':>20} "
+        f"{'dlib-bin ms/face':>17} {'sface/dlib-bin':>15} {'resnet/dlib-bin':>16}"
     )
     for batch in (1, 8, 32):
         ms_sface = per_face_ms(sface.encode, sface_chips, batch, args.repeats)
+        ms_flip = per_face_ms(sface_flip.encode, sface_chips, batch, args.repeats)
         ms_resnet = per_face_ms(resnet.encode, dlib_chips, batch, args.repeats)
         reference = per_face_ms(dlib_encode, dlib_chips, batch, args.repeats)
         print(
-            f"{batch:>5} {ms_sface:>14.2f} {ms_resnet:>20.2f} {reference:>17.2f} "
+            f"{batch:>5} {ms_sface:>14.2f} {ms_flip:>19.2f} {ms_resnet:>20.2f} {reference:>17.2f} "
             f"{ms_sface / reference:>15.2f} {ms_resnet / reference:>16.2f}"
         )
     difference = np.abs(resnet.encode(dlib_chips[:8]) - np.array(dlib_encode(dlib_chips[:8]))).max()

@@ -301,7 +301,10 @@ def main() -> None:
         return jittered(args, data)
     detector = args.detector or settings.face.detector
     encoders = args.encoders.split(",")
-    for cache, fitted in calibrate_encoders(data, detector, encoders, write=args.calibrate):
+    fitted_all = calibrate_encoders(
+        data, detector, encoders, write=args.calibrate, devtest=not args.no_devtest
+    )
+    for cache, fitted in fitted_all:
         if not args.no_devtest:
             devtest_report(cache, data, fitted)
         if args.open_set:

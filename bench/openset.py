@@ -9,8 +9,10 @@ Protocol (nothing here is chosen on View 1 DevTest, whose people and images are 
 - strangers: at least 2,000 photos of other people outside DevTest, never enrolled;
 - fused probes and strangers: three photos of one person fused into one template
   (shared/face/fusion.py), as a track's best frames or a multi-photo enrollment would be;
-- K = 10,000: the gallery grows with distractor identities, jittered copies
-  (shared/face/jitter.py) of photos of the remaining people, who are neither probes nor strangers.
+- K = 10,000: the gallery grows with distractor identities from the remaining people, who are
+  neither probes nor strangers (bench/distractors.py): every one of them once (about 2,800
+  distinct people), then other photos of them and one distinct strong augmentation ("look") per
+  copy up to 9,000; the run prints the composition.
 The threshold is the encoder's calibrated 1:K threshold for that K at FAR 1%
 (``Calibration.identification_threshold``), read from shared/face/calibration*.json; it is also
 refitted with every open-set person removed from the impostor pairs, to show the result does not
@@ -30,10 +32,20 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from bench.distractors import LOOKS, Source, compose, encode_sources, look_cache_path  # noqa: E402
 from shared.face.fusion import fuse_encodings  # noqa: E402
 from shared.face.verification import Calibration, calibration_path, squared_distances  # noqa: E402
 from shared.settings import get_settings  # noqa: E402
-from training.datasets.lfw_cache import OUT, CachedLfw, find_landmarks, lfw_keys  # noqa: E402
+from training.calibration import TAIL_RATE  # noqa: E402
+from training.datasets.lfw_cache import (  # noqa: E402
+    FLIPPED,
+    OUT,
+    CachedLfw,
+    find_landmarks,
+    flip_mean,
+    lfw_keys,
+    outside_devtest_keys,
+)
 from training.lfw_calibration import calibrate_encoder, split_images  # noqa: E402
 
 FAR = 0.01
@@ -50,24 +62,37 @@ class OpenSet:
     fused_probes: list[tuple[int, np.ndarray]]
     strangers: np.ndarray
     fused_strangers: np.ndarray
-    distractor_people: list[str]
+    distractor_people: dict[str, list[str]]
+    """Person -> image keys with a face, of everyone who may be a distractor."""
     stranger_people: list[str]
 
 
 def build(
-    cache: CachedLfw, data: Path, enrolled_count: int, strangers_min: int, seed: int
+    cache: CachedLfw,
+    data: Path,
+    enrolled_count: int,
+    strangers_min: int,
+    seed: int,
+    pool: set[str] | None = None,
+    distractor_pool: set[str] | None = None,
 ) -> OpenSet:
+    """The open set among LFW's images outside DevTest: enrolled people and strangers from
+    ``pool`` (default: everyone there), distractor people from ``distractor_pool`` (default: the
+    pool's remaining people)."""
     outside, _ = split_images(data)
     photos: dict[str, list[np.ndarray]] = {}
+    keys: dict[str, list[str]] = {}
     for img in outside:
         vector = cache(img)
         if vector is not None:
             photos.setdefault(img.parent.name, []).append(vector)
+            keys.setdefault(img.parent.name, []).append(f"{img.parent.name}/{img.name}")
     rng = random.Random(seed)
-    several = sorted(n for n, v in photos.items() if len(v) >= 2)
+    candidates = sorted(photos) if pool is None else sorted(n for n in photos if n in pool)
+    several = [n for n in candidates if len(photos[n]) >= 2]
     enrolled = sorted(rng.sample(several, enrolled_count))
     chosen = set(enrolled)
-    others = sorted(n for n in photos if n not in chosen)
+    others = [n for n in candidates if n not in chosen]
     rng.shuffle(others)
     # Strangers: everyone left with 3+ photos first (so fused strangers exist), then others until
     # there are enough photos; the rest are distractor sources.
@@ -78,7 +103,11 @@ def build(
             break
         stranger_people.append(name)
         count += len(photos[name])
-    distractor_people = [n for n in others if n not in set(stranger_people)]
+    taken = chosen | set(stranger_people)
+    if distractor_pool is None:
+        distractor_people = [n for n in others if n not in taken]
+    else:
+        distractor_people = sorted(n for n in photos if n in distractor_pool and n not in taken)
     gallery = np.stack([photos[n][0] for n in enrolled])
     probes = [(i, v) for i, n in enumerate(enrolled) for v in photos[n][1:]]
     fused_probes = [
@@ -101,48 +130,97 @@ def build(
         fused_probes,
         strangers,
         fused_strangers,
-        distractor_people,
+        {n: keys[n] for n in distractor_people},
         stranger_people,
     )
 
 
 def distractors(
-    data: Path, detector: str, encoder_name: str, people: list[str], count: int, seed: int
-) -> np.ndarray:
-    """``count`` distractor identities: jittered copies of the photos of ``people`` (cached)."""
-    path = OUT / f"openset-distractors-{detector}-{encoder_name}-{count}-{seed}.npy"
-    if path.exists():
-        return np.load(path)
+    cache: CachedLfw,
+    data: Path,
+    detector: str,
+    encoder_name: str,
+    people: dict[str, list[str]],
+    count: int,
+) -> tuple[np.ndarray, list[Source]]:
+    """``count`` distractor identities from ``people`` (person -> image keys with a face), as
+    bench/distractors.py composes them. The looks' encodings are cached by image and look, per
+    base encoder: a flip-augmented encoder's are the unit mean of the look's and its mirror's,
+    like ``CachedLfw``'s, so SFace with and without flip share the encoder runs."""
+    sources = compose(people, count)
+    base = FLIPPED.get(encoder_name, encoder_name)
+    views = (False, True) if encoder_name in FLIPPED else (False,)
+
+    def encode_looks(wanted: list[Source]) -> np.ndarray:
+        found = []
+        for mirrored in views:  # one file per view: the two can be computed side by side
+            path = look_cache_path(detector, base + ("-mirrored" if mirrored else ""))
+            cached = dict(np.load(path)) if path.exists() else {}
+            missing = [s for s in wanted if f"{s.key}|{s.look}" not in cached]
+            if missing:
+                [vectors] = _encode_looks(data, detector, base, missing, (mirrored,))
+                cached.update(
+                    (f"{s.key}|{s.look}", v) for s, v in zip(missing, vectors, strict=True)
+                )
+                OUT.mkdir(exist_ok=True)
+                np.savez(path, **cached)
+            found.append(np.stack([cached[f"{s.key}|{s.look}"] for s in wanted]))
+        return flip_mean(*found) if len(found) == 2 else found[0]
+
+    return encode_sources(sources, cache.keys, cache.encodings, encode_looks), sources
+
+
+def _encode_looks(
+    data: Path, detector: str, encoder_name: str, sources: list[Source], views: tuple[bool, ...]
+) -> list[np.ndarray]:
+    """Encodings of each source's look chip (and of its mirror when ``views`` has True)."""
     import cv2
 
     from shared.face.chip_kinds import chip_kind
     from shared.face.factory import load_face_encoder
-    from shared.face.jitter import jittered_copies
     from training.datasets.lfw import lfw_root
 
     keys = lfw_keys(data)
     landmarks = find_landmarks(data, detector, keys)
     index = {k: i for i, k in enumerate(keys)}
-    allowed = set(people)
-    sources = [
-        k for k in keys if k.split("/")[0] in allowed and not np.isnan(landmarks[index[k]]).any()
-    ]
-    copies = -(-count // len(sources))
     settings = get_settings().model_copy(deep=True)
     settings.face.encoder = encoder_name
     encoder = load_face_encoder(settings, threads=settings.face.tf_threads)
     align = chip_kind(encoder.chip_kind).align
     root = lfw_root(data)
-    found = []
-    for number, key in enumerate(sources):
-        chip = align(cv2.imread(str(root / key)), landmarks[index[key]])
-        found.append(encoder.encode(jittered_copies(chip, copies, seed=seed + number)))
-        if sum(len(f) for f in found) >= count:
-            break
-    vectors = np.concatenate(found)[:count]
-    OUT.mkdir(exist_ok=True)
-    np.save(path, vectors)
-    return vectors
+    found: list[list[np.ndarray]] = [[] for _ in views]
+    for start in range(0, len(sources), 256):
+        chips = np.stack(
+            [
+                LOOKS[s.look](align(cv2.imread(str(root / s.key)), landmarks[index[s.key]]))
+                for s in sources[start : start + 256]
+            ]
+        )
+        for i, mirrored in enumerate(views):
+            found[i].append(
+                encoder.encode(np.ascontiguousarray(chips[:, :, ::-1]) if mirrored else chips)
+            )
+        print(f"  looks: {start + len(chips)}/{len(sources)} encoded", flush=True)
+    return [np.concatenate(f) for f in found]
+
+
+def composition(extra: np.ndarray, sources: list[Source]) -> str:
+    """What the distractors are, and how far each kind of copy sits from its person's first
+    photo (mean squared distance; other photos of the same person for comparison)."""
+    firsts: dict[str, np.ndarray] = {}
+    kinds: dict[str, list[float]] = {}
+    for vector, source in zip(extra, sources, strict=True):
+        person = source.key.split("/")[0]
+        if person not in firsts:  # compose's first round: each person's first photo
+            firsts[person] = vector
+            kinds.setdefault("distinct people", []).append(0.0)
+            continue
+        kind = "other photo of the person" if source.look < 0 else LOOKS[source.look].__name__
+        kinds.setdefault(kind, []).append(float(np.sum((vector - firsts[person]) ** 2)))
+    return "; ".join(
+        f"{kind} {len(d):,}" + (f" (mean distance {np.mean(d):.3f})" if any(d) else "")
+        for kind, d in kinds.items()
+    )
 
 
 def nearest(queries: np.ndarray, gallery: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -184,8 +262,14 @@ def report(title: str, gallery, probes, strangers, threshold: float) -> None:
 
 def run(encoder: str, detector: str, args: argparse.Namespace) -> None:
     data = get_settings().shared_data
-    cache = CachedLfw(data, detector, encoder)
-    calibration = Calibration.load(calibration_path(0, encoder))
+    cache = CachedLfw(data, detector, encoder, only=outside_devtest_keys(data))
+    path = calibration_path(0, encoder)
+    if args.tail_rate is None and path.is_file():
+        calibration = Calibration.load(path)
+    else:  # a design not shipped yet: fitted here exactly as facestream calibrate would
+        rate = args.tail_rate or TAIL_RATE
+        calibration = calibrate_encoder(cache, data, encoder, "bench.openset", tail_rate=rate)
+        print(f"\n(calibration fitted in the benchmark, tail anchor at {rate:.0e})")
     bench = build(cache, data, args.enrolled, args.strangers, args.seed)
     k = len(bench.enrolled)
     print(f"\n{calibration.model} ({cache.name}), seed {args.seed}")
@@ -201,6 +285,7 @@ def run(encoder: str, detector: str, args: argparse.Namespace) -> None:
         encoder,
         "bench.openset held-out refit",
         exclude=set(bench.enrolled) | set(bench.stranger_people),
+        tail_rate=args.tail_rate or TAIL_RATE,
     )
     for label, cal in (
         ("shipped calibration", calibration),
@@ -217,13 +302,13 @@ def run(encoder: str, detector: str, args: argparse.Namespace) -> None:
             tau_k,
         )
     if args.distractors:
-        extra = distractors(
-            data, detector, encoder, bench.distractor_people, args.distractors - k, args.seed
+        extra, sources = distractors(
+            cache, data, detector, encoder, bench.distractor_people, args.distractors - k
         )
         big = np.concatenate([bench.gallery, extra])
         print(
-            f" K = {len(big):,}: {len(extra):,} distractor identities (jittered copies of photos of "
-            f"{len(bench.distractor_people)} other people)"
+            f" K = {len(big):,}: {len(extra):,} distractor identities from "
+            f"{len(bench.distractor_people):,} other people: {composition(extra, sources)}"
         )
         for label, cal in (
             ("shipped calibration", calibration),
@@ -242,6 +327,13 @@ def main() -> None:
     parser.add_argument("--strangers", type=int, default=2000, help="at least this many photos")
     parser.add_argument("--distractors", type=int, default=10_000, help="K to grow to; 0: skip")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--tail-rate",
+        type=float,
+        default=None,
+        help="fit the calibration here with the tail anchored at this per-pair rate "
+        "(default: the shipped calibration file)",
+    )
     args = parser.parse_args()
     detector = args.detector or get_settings().face.detector
     for encoder in args.encoders.split(","):

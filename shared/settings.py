@@ -85,7 +85,8 @@ class FaceSettings(BaseModel):
     detector: Literal["mtcnn", "yunet", "haar", "dlib-hog"] = "mtcnn"
     encoder: Literal["sface", "dlib-resnet"] = "sface"
     """The 128-d face encoder: SFace (112x112 ArcFace chips, TAR 98% at FAR 1e-3 on LFW DevTest)
-    or dlib's ResNet (150x150 dlib chips, 85%); docs/models.md. Detector and recognizer must use
+    or dlib's ResNet (150x150 dlib chips, 85%); docs/models.md. (SFace with flip test-time
+    augmentation, ``sface-flip`` in the benchmarks, is not offered until it is calibrated.) Detector and recognizer must use
     the same one (the chips differ), and so must every stored encoding."""
     min_face_px: int = 40
     """Faces smaller than this (box side, pixels) are ignored: too few pixels to recognise."""

@@ -19,6 +19,9 @@ from shared.gallery.index import GalleryIndex
 from shared.gallery.redis_store import RedisGallery
 from shared.redis_client import create_redis
 
+ENCODER = "sface_2021dec"
+"""What the tests tag their encodings with (the default encoder's name)."""
+
 
 def vector(seed: int) -> np.ndarray:
     v = np.random.default_rng(seed).normal(size=128).astype(np.float32)
@@ -35,8 +38,8 @@ def gallery(request: pytest.FixtureRequest, tmp_path: Path) -> Gallery:
 
 def test_enroll_list_and_read_back(gallery: Gallery) -> None:
     ada = gallery.add_person("Ada Lovelace")
-    e1 = gallery.add_encoding(ada.id, vector(1), b"photo-1")
-    e2 = gallery.add_encoding(ada.id, vector(2), b"photo-2")
+    e1 = gallery.add_encoding(ada.id, vector(1), b"photo-1", encoder=ENCODER)
+    e2 = gallery.add_encoding(ada.id, vector(2), b"photo-2", encoder=ENCODER)
     [listed] = gallery.people()
     assert (listed.name, set(listed.encoding_ids)) == ("Ada Lovelace", {e1, e2})
     assert gallery.find("Ada Lovelace").id == ada.id
@@ -56,18 +59,18 @@ def test_names_are_unique_and_validated(gallery: Gallery) -> None:
 def test_bad_encodings_and_unknown_people_are_refused(gallery: Gallery) -> None:
     person = gallery.add_person("Alan")
     with pytest.raises(ValueError):
-        gallery.add_encoding(person.id, np.zeros(64), b"x")
+        gallery.add_encoding(person.id, np.zeros(64), b"x", encoder=ENCODER)
     with pytest.raises(ValueError):
-        gallery.add_encoding(person.id, np.full(128, np.nan), b"x")
+        gallery.add_encoding(person.id, np.full(128, np.nan), b"x", encoder=ENCODER)
     with pytest.raises(PersonNotFoundError):
-        gallery.add_encoding("0" * 32, vector(1), b"x")
+        gallery.add_encoding("0" * 32, vector(1), b"x", encoder=ENCODER)
 
 
 def test_delete_removes_the_person_everywhere(gallery: Gallery) -> None:
     keep = gallery.add_person("Keep")
-    gallery.add_encoding(keep.id, vector(3), b"keep")
+    gallery.add_encoding(keep.id, vector(3), b"keep", encoder=ENCODER)
     gone = gallery.add_person("Gone")
-    encoding = gallery.add_encoding(gone.id, vector(4), b"gone-photo")
+    encoding = gallery.add_encoding(gone.id, vector(4), b"gone-photo", encoder=ENCODER)
     assert gallery.delete_person(gone.id)
     assert not gallery.delete_person(gone.id)
     assert [p.name for p in gallery.people()] == ["Keep"]
@@ -81,7 +84,10 @@ def test_no_redis_key_field_or_value_of_a_deleted_person_remains(redis_settings)
     client = create_redis(redis_settings)
     gallery = RedisGallery(client, redis_settings.key_prefix)
     person = gallery.add_person("Mallory")
-    encodings = [gallery.add_encoding(person.id, vector(i), b"JPEG-of-mallory") for i in (5, 6)]
+    encodings = [
+        gallery.add_encoding(person.id, vector(i), b"JPEG-of-mallory", encoder=ENCODER)
+        for i in (5, 6)
+    ]
     gallery.delete_person(person.id)
     for key in client.scan_iter(f"{redis_settings.key_prefix}:*"):
         assert person.id.encode() not in key
@@ -102,7 +108,7 @@ def test_no_redis_key_field_or_value_of_a_deleted_person_remains(redis_settings)
 def test_the_file_store_keeps_deleted_people_nowhere(tmp_path: Path) -> None:
     gallery = FileGallery(tmp_path / "g")
     person = gallery.add_person("Eve")
-    gallery.add_encoding(person.id, vector(7), b"eve")
+    gallery.add_encoding(person.id, vector(7), b"eve", encoder=ENCODER)
     gallery.delete_person(person.id)
     leftovers = [
         p for p in (tmp_path / "g").rglob("*") if p.name not in {"people", "version", ".lock"}
@@ -115,10 +121,10 @@ def test_index_follows_the_change_feed(gallery: Gallery) -> None:
     index.sync()
     assert len(index) == 0
     a = gallery.add_person("A")
-    gallery.add_encoding(a.id, vector(10), b"a")
+    gallery.add_encoding(a.id, vector(10), b"a", encoder=ENCODER)
     b = gallery.add_person("B")
-    gallery.add_encoding(b.id, vector(20), b"b")
-    gallery.add_encoding(b.id, vector(21), b"b2")
+    gallery.add_encoding(b.id, vector(20), b"b", encoder=ENCODER)
+    gallery.add_encoding(b.id, vector(21), b"b2", encoder=ENCODER)
     assert index.sync()
     assert len(index) == 3
     [[match]] = index.search(vector(20))
@@ -149,13 +155,22 @@ def test_each_encoding_records_its_encoder_and_box(gallery: Gallery) -> None:
     tagged = gallery.add_encoding(
         ada.id, vector(1), b"p1", encoder="sface_2021dec", box=(1, 2, 30, 40)
     )
-    untagged = gallery.add_encoding(ada.id, vector(2), b"p2")
+    plain = gallery.add_encoding(ada.id, vector(2), b"p2", encoder=LEGACY_ENCODER)
     by_id = {e.id: e for e in gallery.encodings()}
     assert (by_id[tagged].encoder, by_id[tagged].box) == ("sface_2021dec", (1.0, 2.0, 30.0, 40.0))
-    assert (by_id[untagged].encoder, by_id[untagged].box) == (LEGACY_ENCODER, None)
+    assert (by_id[plain].encoder, by_id[plain].box) == (LEGACY_ENCODER, None)
     assert gallery.encodings([tagged])[0].encoder == "sface_2021dec"
     with pytest.raises(ValueError, match="encoder name"):
         gallery.add_encoding(ada.id, vector(3), b"p3", encoder="../x y")
+
+
+def test_an_encoding_cannot_be_added_without_naming_its_encoder(gallery: Gallery) -> None:
+    """No default: a caller that forgot it would tag SFace encodings as dlib's, and the gallery
+    would then refuse itself as mixed."""
+    ada = gallery.add_person("Ada")
+    with pytest.raises(TypeError, match="encoder"):
+        gallery.add_encoding(ada.id, vector(1), b"p1")  # type: ignore[call-arg]
+    assert gallery.encodings() == []
 
 
 def test_records_written_before_the_encoder_field_read_as_dlib(tmp_path: Path, redis_settings):
@@ -168,7 +183,7 @@ def test_records_written_before_the_encoder_field_read_as_dlib(tmp_path: Path, r
     client = create_redis(redis_settings)
     redis_gallery = RedisGallery(client, redis_settings.key_prefix)
     old = redis_gallery.add_person("Old")
-    encoding_id = redis_gallery.add_encoding(old.id, vector(5), b"old photo")
+    encoding_id = redis_gallery.add_encoding(old.id, vector(5), b"old photo", encoder=ENCODER)
     client.hdel(f"{redis_settings.key_prefix}:gallery:meta", encoding_id)
     for store in (files, redis_gallery):
         [encoding] = store.encodings()

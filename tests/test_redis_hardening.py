@@ -39,7 +39,7 @@ def test_a_name_without_its_record_can_be_enrolled_again(gallery: RedisGallery) 
     assert gallery.find("Half Written") is None
     person = gallery.add_person("Half Written")
     assert gallery.find("Half Written").id == person.id
-    gallery.add_encoding(person.id, vector(1), b"photo")
+    gallery.add_encoding(person.id, vector(1), b"photo", encoder="sface_2021dec")
     assert [p.name for p in gallery.people()] == ["Half Written"]
     with pytest.raises(ValueError, match="already enrolled"):
         gallery.add_person("Half Written")  # a complete record still owns its name
@@ -78,7 +78,7 @@ def test_a_delete_rewrites_the_append_only_file(gallery: RedisGallery, unique: s
     marker = f"photo-bytes-{unique}".encode() * 4
     name = f"Deleted {unique}"
     person = gallery.add_person(name)
-    gallery.add_encoding(person.id, vector(2), marker)
+    gallery.add_encoding(person.id, vector(2), marker, encoder="sface_2021dec")
     wait_for(lambda: rewrite_done(client), 30, "an earlier AOF rewrite to finish")
     time.sleep(1.5)
     before = b"".join(p.read_bytes() for p in aof_files(client))

@@ -93,6 +93,27 @@ def test_batches_give_the_same_encodings(encoder, real_chips) -> None:
     assert encoder.encode(real_chips[:0]).shape == (0, 128)
 
 
+def test_flip_augmentation_gives_unit_encodings_that_a_mirror_image_shares(
+    models_dir: Path, encoder, real_chips
+) -> None:
+    """Flip TTA: the unit mean of the chip's and its mirror's encodings, so a chip and its mirror
+    get the same encoding (the pair is the same two views), and it is a different encoder."""
+    from shared.face.sface import FLIP_NAME, load_sface
+
+    flip = load_sface(models_dir, batch_size=4, flip=True)
+    assert flip.name == FLIP_NAME != encoder.name
+    assert flip.chip_kind == encoder.chip_kind
+    both = flip.encode(real_chips)
+    np.testing.assert_allclose(np.linalg.norm(both, axis=1), 1.0, atol=1e-5)
+    mirrored = np.ascontiguousarray(real_chips[:, :, ::-1])
+    np.testing.assert_allclose(flip.encode(mirrored), both, atol=1e-5)
+    total = encoder.encode(real_chips) + encoder.encode(mirrored)
+    expected = total / np.linalg.norm(total, axis=1, keepdims=True)
+    np.testing.assert_allclose(both, expected, atol=1e-5)
+    plain = encoder.encode(real_chips)
+    assert np.abs(both - plain).max() > 1e-3  # a different encoding, not the plain one
+
+
 def test_encoder_refuses_dlib_chips(encoder) -> None:
     with pytest.raises(ValueError, match="112, 112"):
         encoder.encode(np.zeros((1, 150, 150, 3), np.uint8))

@@ -115,3 +115,42 @@ def test_with_a_tail_the_1_to_k_threshold_keeps_tightening_past_the_quantiles() 
     for k, threshold in zip(sizes, with_tail, strict=True):
         per_pair = 1 - 0.99 ** (1 / k)
         assert tail.rate_below(threshold) == pytest.approx(per_pair, rel=1e-6)
+
+
+def test_each_encoder_loads_its_own_calibration_with_a_tail() -> None:
+    """Encodings of different encoders (SFace with and without flip augmentation included) have
+    different distance laws: each has its own file, and every encoder the settings offer has one
+    fitted for it, with an impostor tail."""
+    from typing import get_args
+
+    from shared.face.factory import ENCODER_NAMES, load_calibration
+    from shared.face.verification import calibration_path
+    from shared.settings import FaceSettings
+
+    offered = get_args(FaceSettings.model_fields["encoder"].annotation)
+    paths = {calibration_path(0, encoder) for encoder in ENCODER_NAMES}
+    assert len(paths) == len(ENCODER_NAMES)
+    for encoder in offered:
+        calibration = load_calibration(encoder)
+        assert calibration.model == ENCODER_NAMES[encoder]
+        assert calibration.impostor_tail is not None
+        sizes = [calibration.identification_threshold(k, 0.01) for k in (1_000, 10_000, 10**6)]
+        assert calibration.threshold > sizes[0] > sizes[1] > sizes[2] > 0
+
+
+def test_a_calibration_fitted_for_another_encoder_is_refused(tmp_path, monkeypatch) -> None:
+    from shared.face import factory
+    from shared.face.model_files import ModelFileError
+
+    other = replace_model(factory.load_calibration("sface"), "sface_2021dec_flip")
+    path = tmp_path / "calibration_sface.json"
+    other.save(path)
+    monkeypatch.setattr(factory, "calibration_path", lambda _jitters, _encoder: path)
+    with pytest.raises(ModelFileError, match="sface_2021dec_flip"):
+        factory.load_calibration("sface")
+
+
+def replace_model(calibration: Calibration, model: str) -> Calibration:
+    from dataclasses import replace
+
+    return replace(calibration, model=model)

@@ -16,9 +16,9 @@ import numpy as np
 
 from shared.face.factory import ENCODER_NAMES
 from shared.face.verification import Calibration, calibration_path, squared_distances
-from training.calibration import IMPOSTOR_RATES, calibrate, fit_impostor_tail
+from training.calibration import IMPOSTOR_RATES, TAIL_RATE, calibrate, fit_impostor_tail
 from training.datasets.lfw import Pair, identities, people_in, read_pairs
-from training.datasets.lfw_cache import CachedLfw
+from training.datasets.lfw_cache import CachedLfw, outside_devtest_keys
 
 
 def pair_distances(
@@ -116,10 +116,16 @@ def quantiles_from(
 
 
 def calibrate_encoder(
-    cache: CachedLfw, data: Path, encoder: str, command: str, exclude: set[str] = frozenset()
+    cache: CachedLfw,
+    data: Path,
+    encoder: str,
+    command: str,
+    exclude: set[str] = frozenset(),
+    tail_rate: float = TAIL_RATE,
 ) -> Calibration:
-    """tau and Platt on DevTrain pairs; impostor quantiles and tail on every pair of different
-    people among the LFW images outside DevTest (and outside ``exclude``'d people)."""
+    """tau and Platt on DevTrain pairs; impostor quantiles and tail (anchored at the per-pair
+    rate ``tail_rate``) on every pair of different people among the LFW images outside DevTest
+    (and outside ``exclude``'d people)."""
     train = read_pairs(data, "DevTrain")
     d_train, y_train, miss_train = pair_distances(train, cache)
     finite = np.isfinite(d_train)
@@ -128,7 +134,7 @@ def calibrate_encoder(
     names = np.array([n for n, v in found if v is not None])
     vectors = np.stack([v for _, v in found if v is not None]).astype(np.float32)
     lowest, total, sampled = impostor_tail_sample(vectors, names)
-    tail = fit_impostor_tail(lowest, total)
+    tail = fit_impostor_tail(lowest, total, tail_rate)
     fitted = calibrate(
         d_train[finite],
         y_train[finite],
@@ -146,13 +152,15 @@ def calibrate_encoder(
 
 
 def calibrate_encoders(
-    data: Path, detector: str, encoders: list[str], write: bool
+    data: Path, detector: str, encoders: list[str], write: bool, devtest: bool = False
 ) -> list[tuple[CachedLfw, Calibration]]:
-    """Fit each encoder's calibration (and write it to its ``calibration_path`` with ``write``)."""
+    """Fit each encoder's calibration (and write it to its ``calibration_path`` with ``write``).
+    The fit never reads View 1 DevTest; ``devtest``: encode its images too, for a report."""
     fitted_all = []
+    only = None if devtest else outside_devtest_keys(data)
     for encoder in encoders:
-        cache = CachedLfw(data, detector, encoder)
-        command = f"facestream calibrate --detector {detector}"
+        cache = CachedLfw(data, detector, encoder, only=only)
+        command = f"facestream calibrate --detector {detector} --encoders {encoder}"
         fitted = calibrate_encoder(cache, data, encoder, command)
         tail = fitted.impostor_tail or {}
         print(

@@ -9,11 +9,15 @@ from shared.face.verification import Calibration, Verifier, calibration_path
 from shared.gallery.factory import create_gallery
 from shared.settings import Settings
 
-ENCODER_NAMES = {"sface": "sface_2021dec", "dlib-resnet": "dlib_face_recognition_resnet_model_v1"}
+ENCODER_NAMES = {  # sface-flip: benchmarks only until calibrated (docs/models.md)
+    "sface": "sface_2021dec",
+    "sface-flip": "sface_2021dec_flip",
+    "dlib-resnet": "dlib_face_recognition_resnet_model_v1",
+}
 """Setting face.encoder -> the encoder's ``name`` (what calibrations and stored encodings record)."""
 
 
-CHIP_KINDS = {"sface": "arcface112", "dlib-resnet": "dlib150"}
+CHIP_KINDS = {"sface": "arcface112", "sface-flip": "arcface112", "dlib-resnet": "dlib150"}
 """Setting face.encoder -> the chip kind it takes (the detector cuts it without loading the model)."""
 
 
@@ -23,10 +27,11 @@ def chip_kind_for(encoder: str) -> str:
 
 def load_face_encoder(settings: Settings, **options):
     """The encoder chosen by ``face.encoder`` (SFaceEncoder or FaceEncoder, same interface)."""
-    if settings.face.encoder == "sface":
+    if settings.face.encoder in ("sface", "sface-flip"):
         from shared.face.sface import load_sface
 
-        return load_sface(settings.face.models_dir, **options)
+        flip = settings.face.encoder == "sface-flip"
+        return load_sface(settings.face.models_dir, flip=flip, **options)
     from shared.face.encoder import load_encoder
 
     return load_encoder(settings.face.models_dir, **options)

@@ -89,16 +89,40 @@ def build_sface(weights: Mapping[str, np.ndarray] | None = None) -> keras.Model:
     return model
 
 
+FLIP_NAME = "sface_2021dec_flip"
+"""The flip test-time-augmented encoder's name: its encodings differ from plain SFace's, so a
+gallery records which one made them and refuses to mix them (``people reencode`` converts)."""
+
+
 class SFaceEncoder(FaceEncoder):
-    """Maps 112x112 ArcFace-aligned RGB chips to unit 128-d SFace encodings, in batches."""
+    """Maps 112x112 ArcFace-aligned RGB chips to unit 128-d SFace encodings, in batches.
+
+    ``flip``: flip test-time augmentation, the standard practice of ArcFace-family encoders: each
+    chip and its left-right mirror image are encoded, the two unit encodings averaged and the
+    mean normalised again. The ArcFace template is (nearly) symmetric, so the mirror is another
+    aligned view of the same face; averaging cancels part of what one view's pixels and alignment
+    add to its encoding, at twice the network work (docs/models.md has the measured gain).
+    """
 
     name = "sface_2021dec"
     """The model in messages, calibration records and stored encodings."""
     chip_kind = CHIP_KIND
     chip_size = CHIP_SIZE
 
+    def __init__(self, model: keras.Model, batch_size: int = 32, flip: bool = False) -> None:
+        self.flip = flip
+        if flip:
+            self.name = FLIP_NAME
+        super().__init__(model, batch_size)
+
     def _run(self, chips: tf.Tensor) -> tf.Tensor:
-        return tf.math.l2_normalize(self.model(tf.cast(chips, tf.float32), training=False), axis=1)
+        pixels = tf.cast(chips, tf.float32)
+        if not self.flip:
+            return tf.math.l2_normalize(self.model(pixels, training=False), axis=1)
+        count = tf.shape(pixels)[0]
+        both = self.model(tf.concat([pixels, tf.reverse(pixels, axis=[2])], 0), training=False)
+        both = tf.math.l2_normalize(both, axis=1)
+        return tf.math.l2_normalize(both[:count] + both[count:], axis=1)
 
 
 def load_sface(
@@ -107,12 +131,14 @@ def load_sface(
     batch_size: int = 32,
     warm_up: bool = True,
     threads: int | None = None,
+    flip: bool = False,
 ) -> SFaceEncoder:
-    """The ready encoder; converts the ONNX into ``models_dir`` first if it is not there yet."""
+    """The ready encoder (``flip``: with flip test-time augmentation); converts the ONNX into
+    ``models_dir`` first if it is not there yet."""
     if threads is not None:
         configure_threads(threads)
     weights = ensure_sface_weights(models_dir or default_models_dir())
-    encoder = SFaceEncoder(build_sface(weights), batch_size)
+    encoder = SFaceEncoder(build_sface(weights), batch_size, flip=flip)
     if warm_up:
         encoder.warm_up()
     return encoder

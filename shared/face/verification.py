@@ -22,10 +22,10 @@ CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
 def calibration_path(jitters: int = 0, encoder: str = "dlib-resnet") -> Path:
     """Where the calibration of ``encoder``'s (setting face.encoder) single encodings (0) or of
     ``jitters``-jittered ones lives. Each encoder has its own distances, so its own file."""
-    if encoder == "sface":
+    if encoder in ("sface", "sface-flip"):
         if jitters > 0:
             raise ValueError("jittered encodings are calibrated for dlib-resnet only")
-        return CALIBRATION_FILE.with_name("calibration_sface.json")
+        return CALIBRATION_FILE.with_name(f"calibration_{encoder.replace('-', '_')}.json")
     return (
         CALIBRATION_FILE
         if jitters <= 0

@@ -130,7 +130,7 @@ class Gallery(ABC):
         vector: np.ndarray,
         image: bytes,
         *,
-        encoder: str = LEGACY_ENCODER,
+        encoder: str,
         box: tuple[float, float, float, float] | None = None,
     ) -> str:
         """Store one encoding with the photo it came from and the encoder that made it (and where

@@ -88,7 +88,7 @@ class FileGallery(Gallery):
         vector: np.ndarray,
         image: bytes,
         *,
-        encoder: str = LEGACY_ENCODER,
+        encoder: str,
         box: tuple[float, float, float, float] | None = None,
     ) -> str:
         vector = validate_vector(vector)

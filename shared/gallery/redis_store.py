@@ -91,7 +91,7 @@ class RedisGallery(Gallery):
         vector: np.ndarray,
         image: bytes,
         *,
-        encoder: str = LEGACY_ENCODER,
+        encoder: str,
         box: tuple[float, float, float, float] | None = None,
     ) -> str:
         vector = validate_vector(vector)

@@ -37,20 +37,21 @@ def landmarks_path(detector: str) -> Path:
     return OUT / f"lfw-landmarks-{detector}.npz"
 
 
-def encodings_path(detector: str, encoder: str) -> Path:
-    return OUT / f"lfw-{detector}-{encoder}.npz"
+def encodings_path(detector: str, encoder: str, mirrored: bool = False) -> Path:
+    return OUT / f"lfw-{detector}-{encoder}{'-mirrored' if mirrored else ''}.npz"
 
 
 def _load(path: Path, field: str, keys: list[str], shape: tuple[int, ...]) -> np.ndarray:
     values = np.full((len(keys), *shape), np.nan, np.float32)
     done = np.zeros(len(keys), bool)
     if path.exists():
-        with np.load(path) as archive:
-            index = {k: i for i, k in enumerate(archive["keys"])}
-            for i, key in enumerate(keys):
-                if key in index:
-                    values[i] = archive[field][index[key]]
-                    done[i] = archive["done"][index[key]]
+        with np.load(path) as archive:  # each archive[...] reads the whole array again: once
+            stored_keys, stored, stored_done = archive["keys"], archive[field], archive["done"]
+        index = {k: i for i, k in enumerate(stored_keys)}
+        for i, key in enumerate(keys):
+            if key in index:
+                values[i] = stored[index[key]]
+                done[i] = stored_done[index[key]]
     return values, done
 
 
@@ -110,9 +111,17 @@ def find_landmarks(data: Path, detector_name: str, keys: list[str]) -> np.ndarra
 
 
 def encode_all(
-    data: Path, detector_name: str, encoder_name: str, keys: list[str], batch: int = 32
+    data: Path,
+    detector_name: str,
+    encoder_name: str,
+    keys: list[str],
+    batch: int = 32,
+    mirrored: bool = False,
+    only: set[str] | None = None,
 ) -> np.ndarray:
-    """(N, 128) encodings of each image's subject (NaN where no face), computing what is missing."""
+    """(N, 128) encodings of each image's subject (NaN where no face), computing what is missing
+    (of the keys in ``only``, when given: the rest stay NaN and are computed by a later call);
+    ``mirrored``: of the left-right mirrored chips (flip test-time augmentation)."""
     import cv2
 
     from shared.face.chip_kinds import chip_kind
@@ -121,10 +130,12 @@ def encode_all(
     from training.datasets.lfw import lfw_root
 
     landmarks = find_landmarks(data, detector_name, keys)
-    path = encodings_path(detector_name, encoder_name)
+    path = encodings_path(detector_name, encoder_name, mirrored)
     values, done = _load(path, "encodings", keys, (128,))
     done |= np.isnan(landmarks).any(axis=(1, 2))  # no face: nothing to encode
     todo = np.flatnonzero(~done)
+    if only is not None:
+        todo = np.array([i for i in todo if keys[i] in only], int)
     if len(todo) == 0:
         return values
     settings = get_settings().model_copy(deep=True)
@@ -136,6 +147,8 @@ def encode_all(
     for start in range(0, len(todo), batch):
         members = todo[start : start + batch]
         chips = np.stack([align(cv2.imread(str(root / keys[i])), landmarks[i]) for i in members])
+        if mirrored:
+            chips = chips[:, :, ::-1]
         values[members] = encoder.encode(chips)
         done[members] = True
         count = start + len(members)
@@ -149,12 +162,38 @@ def encode_all(
     return values
 
 
+def outside_devtest_keys(data: Path) -> set[str]:
+    """The keys of LFW's images outside View 1 DevTest (its people and images)."""
+    from training.lfw_calibration import split_images
+
+    return {f"{p.parent.name}/{p.name}" for p in split_images(data)[0]}
+
+
+FLIPPED = {"sface-flip": "sface"}
+"""Flip test-time-augmented encoder -> the encoder it runs on each chip and its mirror."""
+
+
+def flip_mean(single: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
+    """The unit mean of each chip's and its mirror's unit encodings (SFaceEncoder(flip=True))."""
+    total = single + mirrored
+    return total / np.linalg.norm(total, axis=1, keepdims=True)
+
+
 class CachedLfw:
     """Lookup of cached encodings by image path; None where no face was found."""
 
-    def __init__(self, data: Path, detector: str, encoder: str) -> None:
+    def __init__(
+        self, data: Path, detector: str, encoder: str, only: set[str] | None = None
+    ) -> None:
+        """``only``: encode just these keys now (the open sets never read View 1 DevTest's)."""
         self.keys = lfw_keys(data)
-        self.encodings = encode_all(data, detector, encoder, self.keys)
+        if encoder in FLIPPED:  # the chip's and its mirror's encodings averaged, as the encoder
+            base = FLIPPED[encoder]
+            single = encode_all(data, detector, base, self.keys, only=only)
+            mirrored = encode_all(data, detector, base, self.keys, mirrored=True, only=only)
+            self.encodings = flip_mean(single, mirrored)
+        else:
+            self.encodings = encode_all(data, detector, encoder, self.keys, only=only)
         self.index = {k: i for i, k in enumerate(self.keys)}
         self.name = f"{detector}+{encoder}"
 
@@ -170,11 +209,18 @@ def main() -> None:
     parser.add_argument("--detector", default="yunet")
     parser.add_argument("--encoder", default=None, help="sface | dlib-resnet; none: landmarks only")
     parser.add_argument("--limit", type=int, default=None, help="first N images only (a check)")
+    parser.add_argument("--mirrored", action="store_true", help="encode the mirrored chips")
+    parser.add_argument(
+        "--outside-devtest", action="store_true", help="only the images the open sets use"
+    )
     args = parser.parse_args()
     data = get_settings().shared_data
     keys = lfw_keys(data)[: args.limit]
+    only = outside_devtest_keys(data) if args.outside_devtest else None
     if args.encoder:
-        values = encode_all(data, args.detector, args.encoder, keys)
+        values = encode_all(
+            data, args.detector, args.encoder, keys, mirrored=args.mirrored, only=only
+        )
     else:
         values = find_landmarks(data, args.detector, keys)
     found = ~np.isnan(values.reshape(len(values), -1)).any(axis=1)
