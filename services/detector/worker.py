@@ -22,6 +22,7 @@ from shared.face.detection import FaceDetector
 from shared.face.types import Detection
 from shared.images import check_size, decode_image
 from shared.liveness.context import context_crop, context_to_b64
+from shared.liveness.recapture import frame_cues
 from shared.schemas import Box, DetectedFace, FacesMessage, FrameMeta, Topics
 from shared.settings import get_settings
 from shared.stream import StreamStamp
@@ -178,4 +179,5 @@ def _face(
         context_jpeg_b64=context_to_b64(context_crop(gray, detection.box))
         if has_landmarks
         else None,
+        recapture=frame_cues(image, detection.box).tolist() if has_landmarks else [],
     )

@@ -26,10 +26,13 @@ from shared.liveness import attacks, training
 from shared.liveness.context import context_crop
 from shared.liveness.features import track_features
 from shared.liveness.metrics import LIVE
+from shared.liveness.recapture import frame_cues
 
 CHIP = 48
 """Side of the chip the pixel model sees: the aligned 150 px chip's central 112 px, resized."""
-CACHE = Path.home() / ".cache" / "facestream" / "liveness-tracks"
+CACHE = Path.home() / ".cache" / "facestream" / "liveness-tracks-2"
+"""Derived data, never committed; it holds face chips (biometric data), so it stays on this
+machine (``-2``: tracks with recapture cues, issue 19)."""
 MIN_TRACK = 16
 
 
@@ -58,6 +61,8 @@ class Track:
     """(T, 96, 96) uint8 grey"""
     chips: np.ndarray
     """(T, CHIP, CHIP, 3) uint8 RGB"""
+    cues: np.ndarray | None = None
+    """(T, len(recapture.CUES)) float32: the recapture cues from the full frame"""
 
     def motion(self) -> np.ndarray:
         """(T, FEATURES): the sequence model's per-frame features."""
@@ -102,6 +107,7 @@ def detect_tracks(
                     np.asarray(face.box, np.float32),
                     context_crop(frame, face.box),
                     small_chip(frame, landmarks),
+                    frame_cues(frame, face.box),
                 )
             )
     return [
@@ -115,7 +121,7 @@ def save_tracks(tracks: list[Track], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {"labels": np.array([t.label for t in tracks] or [""]), "count": len(tracks)}
     for i, t in enumerate(tracks):
-        for name in ("landmarks", "boxes", "contexts", "chips"):
+        for name in ("landmarks", "boxes", "contexts", "chips", "cues"):
             arrays[f"{i}/{name}"] = getattr(t, name)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
@@ -134,6 +140,7 @@ def load_tracks(path: Path, source: str) -> list[Track]:
                 archive[f"{i}/boxes"],
                 archive[f"{i}/contexts"],
                 archive[f"{i}/chips"],
+                archive[f"{i}/cues"],
             )
             for i in range(count)
         ]
