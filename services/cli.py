@@ -566,6 +566,13 @@ def cmd_liveness(args: argparse.Namespace, settings: Settings) -> None:
         model = commands.train(data, args.out, args.seed, args.folders, args.dev_folders, detector)
         print(f"trained on {model.card['windows']} windows; wrote {args.out} and its card")
     else:
+        if getattr(load_any(args.model), "needs_cues", False):  # the recapture model
+            from shared.liveness import recapture_training
+
+            report = recapture_training.evaluate_command(load_any(args.model), settings)
+            if args.report:
+                commands.save_report(report, args.report)
+            return
         if getattr(load_any(args.model), "needs_chips", False):  # the pixel model
             from shared.liveness import pixel_training
 

@@ -142,7 +142,9 @@ def test_ended_tracks_and_silent_cameras_are_forgotten() -> None:
 
 
 @pytest.mark.data
-def test_the_detector_sends_each_face_with_the_crop_of_its_surroundings(shared_data) -> None:
+def test_the_detector_sends_each_face_with_the_crop_of_its_surroundings(
+    shared_data, monkeypatch
+) -> None:
     import cv2
 
     from services.detector.worker import DetectorWorker
@@ -156,7 +158,12 @@ def test_the_detector_sends_each_face_with_the_crop_of_its_surroundings(shared_d
     image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     height, width = image.shape[:2]
     meta = FrameMeta(camera_id="cam", seq=0, capture_ts=1000.0, width=width, height=height)
+    from shared.settings import get_settings
+
+    monkeypatch.setenv("FACESTREAM_LIVENESS__RECAPTURE_CUES", "true")
+    get_settings.cache_clear()
     worker = DetectorWorker(create_detector("mtcnn", min_face_px=40))
+    get_settings.cache_clear()
     [[out]] = worker.process_batch([Message(Topics.FRAMES, jpeg, "cam", meta.to_headers())])
     [face] = FacesMessage.model_validate_json(out.value).faces
     sent = context_from_b64(face.context_jpeg_b64).astype(int)

@@ -214,6 +214,9 @@ def evaluate(model, motion_model, policy, offsets: int = 10) -> dict:
     parts = {
         "real pair (liveness/)": [s for s in SOURCES if s.split == "eval"],
         "stills moved by hand": STILLS,
+        "hamilton + crowd (trained on; per track)": [
+            s for s in SOURCES if s.name in ("hamilton", "crowd_a", "crowd_b")
+        ],
     }
     for part, sources in parts.items():
         tracks = [t for s in sources for t in source_tracks(s, data, None)]
@@ -236,10 +239,31 @@ def evaluate(model, motion_model, policy, offsets: int = 10) -> dict:
     return report
 
 
+def evaluate_command(liveness, settings) -> dict:
+    """``facestream liveness-model evaluate`` for a recapture model: its card's out-of-fold
+    figures (every group, the synthetic test part among them, scored by a model that never saw
+    it), then the real pair and the stills, which nothing trained or calibrated on."""
+    loso_figures = liveness.recapture.card.get("loso", {})
+    print("out of fold (leave one source group out), at BPCER 5% on out-of-fold live windows:")
+    print(json.dumps({k: v for k, v in loso_figures.items() if k != "per_source"}, default=float))
+    for name, entry in loso_figures.get("per_source", {}).items():
+        print(f"   {name}: {entry['right']:.1%} of {entry['windows']} windows right")
+    report = evaluate(
+        liveness.recapture, liveness.motion_model, settings.liveness.policy("evaluate")
+    )
+    print(json.dumps(report, indent=1, default=float))
+    return {"out_of_fold": loso_figures, **report}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["loso", "train", "evaluate"])
     parser.add_argument("--l2", type=float, nargs="+", default=[1.0])
+    parser.add_argument(
+        "--ablate",
+        action="store_true",
+        help="loso: also the cues alone and the motion verdict alone",
+    )
     parser.add_argument("--report", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -256,7 +280,12 @@ def main() -> None:
     else:
         windows = load_windows({"train", "dev", "test"}, motion_model)
         if args.action == "loso":
-            report = {str(l2): loso(windows, l2) for l2 in args.l2}
+            report = {f"l2 {l2}": loso(windows, l2) for l2 in args.l2}
+            if args.ablate:
+                l2, cues = args.l2[0], windows.features.shape[1] - 1
+                for name, columns in (("cues only", slice(0, cues)), ("motion only", [cues])):
+                    part = Windows(windows.features[:, columns], windows.labels, windows.sources)
+                    report[name] = loso(part, l2)
         else:
             l2 = args.l2[0]
             model = fit(windows, l2, {"l2": l2, "sources": sorted(set(windows.sources))})
