@@ -131,3 +131,28 @@ def test_a_damaged_model_file_is_refused(tmp_path):
     with pytest.raises(LivenessModelError):
         load_recapture_model(path)
     assert card["cues"] == list(CUES)
+
+
+def test_a_model_on_some_cues_reads_its_columns_from_full_window_features():
+    from shared.liveness.recapture_training import columns_of
+
+    columns = columns_of(["chroma_spread"])
+    assert columns == [CUES.index("chroma_spread"), 2 * len(CUES)]
+    model = RecaptureModel(
+        np.zeros(2), np.ones(2), np.array([-1.0, 1.0, 0.0]), {"columns": columns}
+    )
+    full = np.zeros((2, 2 * len(CUES) + 1))
+    full[0, columns[0]] = 3.0  # a wide chroma spread: a display's gamut
+    full[1, -1] = 3.0  # the motion model says live
+    assert model.logits(full).tolist() == [-3.0, 3.0]
+
+
+def test_the_committed_recapture_model_and_its_card():
+    from shared.liveness.pixels import load_any
+    from shared.liveness.recapture_model import RECAPTURE_WEIGHTS
+
+    liveness = load_any(RECAPTURE_WEIGHTS)
+    assert liveness.needs_cues and liveness.window == 16
+    card = liveness.recapture.card
+    assert {"command", "loso", "evaluation", "calibration", "sources"} <= set(card)
+    assert not any(s.startswith("eval") for s in card["sources"])  # the real pair: never

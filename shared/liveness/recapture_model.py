@@ -72,7 +72,12 @@ class RecaptureModel:
         return cls(mean, scale, w, card)
 
     def logits(self, features: np.ndarray) -> np.ndarray:
-        z = (np.asarray(features, np.float64) - self.mean) / self.scale
+        """(B, 2 * len(CUES) + 1) window features -> (B,) log-odds, on the card's ``columns``
+        (a model fitted on a subset of the features) or on all of them."""
+        features = np.asarray(features, np.float64)
+        if self.card.get("columns") is not None and features.shape[1] != len(self.mean):
+            features = features[:, self.card["columns"]]
+        z = (features - self.mean) / self.scale
         return z @ self.weights[:-1] + self.weights[-1]
 
     def probability_live(self, features: np.ndarray) -> np.ndarray:

@@ -160,10 +160,26 @@ def rates(windows: Windows, judged_live: np.ndarray) -> dict:
     return report
 
 
+def ranking(scores: np.ndarray, windows: Windows) -> dict:
+    """Per attack type, the share of (live, attack) window pairs ranked right (the AUC): how
+    separable the scores are at any threshold (0.5: no better than chance)."""
+    types = np.array(windows.types)
+    live = scores[types == LIVE]
+    return {
+        kind: float((live[:, None] > scores[types == kind][None, :]).mean())
+        for kind in sorted(set(types) - {LIVE})
+    }
+
+
 def loso(windows: Windows, l2: float) -> dict:
     scores = out_of_fold(windows, l2)
     at = live_threshold(scores, windows)
-    return {"l2": l2, "threshold": at, **rates(windows, scores >= at)}
+    return {
+        "l2": l2,
+        "threshold": at,
+        "auc": ranking(scores, windows),
+        **rates(windows, scores >= at),
+    }
 
 
 def load_windows(splits: set[str], motion_model) -> Windows:
@@ -255,6 +271,25 @@ def evaluate_command(liveness, settings) -> dict:
     return {"out_of_fold": loso_figures, **report}
 
 
+def columns_of(cues: list[str] | None) -> list[int] | None:
+    """Feature columns for a design on some cues: their window means and the motion verdict."""
+    from shared.liveness.recapture import CUES
+
+    if not cues:
+        return None
+    return [CUES.index(name) for name in cues] + [2 * len(CUES)]
+
+
+def select(windows: Windows, columns: list[int] | None, real_only: bool) -> Windows:
+    """The design's windows: only its columns; ``real_only``: live and real recaptures only
+    (synthetic attacks left out, for cues whose synthetic direction is wrong: docs/liveness.md)."""
+    if real_only:
+        windows = windows.subset(np.array([t in (LIVE, "real-recapture") for t in windows.types]))
+    if columns is None:
+        return windows
+    return Windows(windows.features[:, columns], windows.labels, windows.sources)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["loso", "train", "evaluate"])
@@ -266,6 +301,8 @@ def main() -> None:
     )
     parser.add_argument("--report", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--cues", nargs="+", default=None, help="only these cues' means")
+    parser.add_argument("--real-only", action="store_true", help="no synthetic attacks")
     args = parser.parse_args()
 
     from shared.liveness.model import load_model
@@ -278,7 +315,10 @@ def main() -> None:
         model = load_recapture_model(args.out or RECAPTURE_WEIGHTS)
         report = evaluate(model, motion_model, get_settings().liveness.policy("evaluate"))
     else:
-        windows = load_windows({"train", "dev", "test"}, motion_model)
+        columns = columns_of(args.cues)
+        windows = select(
+            load_windows({"train", "dev", "test"}, motion_model), columns, args.real_only
+        )
         if args.action == "loso":
             report = {f"l2 {l2}": loso(windows, l2) for l2 in args.l2}
             if args.ablate:
@@ -288,12 +328,16 @@ def main() -> None:
                     report[name] = loso(part, l2)
         else:
             l2 = args.l2[0]
-            model = fit(windows, l2, {"l2": l2, "sources": sorted(set(windows.sources))})
+            card = {"l2": l2, "sources": sorted(set(windows.sources)), "columns": columns}
+            card["design"] = {"cues": args.cues or "all", "real_only": args.real_only}
+            model = fit(windows, l2, card)
             calibrate(model, windows, l2)
             model.card["loso"] = loso(windows, l2)
             model.card["motion_sha256"] = motion_model.card.get("sha256")
             model.card["command"] = (
                 f"nice -n 10 .venv/bin/python -m shared.liveness.recapture_training train --l2 {l2}"
+                + (f" --cues {' '.join(args.cues)}" if args.cues else "")
+                + (" --real-only" if args.real_only else "")
             )
             model.card["windows"] = len(windows.labels)
             model.save(args.out or RECAPTURE_WEIGHTS)
