@@ -16,7 +16,7 @@ from shared.liveness.recapture_model import (
     load_recapture_model,
     window_features,
 )
-from shared.liveness.recapture_training import GROUPS, live_threshold, sample_weights
+from training.liveness.recapture_training import GROUPS, live_threshold, sample_weights
 
 
 def _cue(values: np.ndarray, name: str) -> float:
@@ -98,7 +98,7 @@ def test_the_weighted_logistic_follows_the_weights():
 
 
 def test_sources_weigh_the_same_within_a_class_and_classes_the_same():
-    from shared.liveness.recapture_training import Windows
+    from training.liveness.recapture_training import Windows
 
     windows = Windows(np.zeros((7, 1)), ["live"] * 4 + ["screen"] * 3, list("aaabccc"))
     weight = sample_weights(windows)
@@ -112,7 +112,7 @@ def test_sources_weigh_the_same_within_a_class_and_classes_the_same():
 
 
 def test_groups_keep_a_recording_and_its_replays_together():
-    from shared.liveness.dataset import SOURCES
+    from training.liveness.dataset import SOURCES
 
     grouped = [name for members in GROUPS.values() for name in members]
     assert len(grouped) == len(set(grouped))
@@ -134,7 +134,7 @@ def test_a_damaged_model_file_is_refused(tmp_path):
 
 
 def test_a_model_on_some_cues_reads_its_columns_from_full_window_features():
-    from shared.liveness.recapture_training import columns_of
+    from training.liveness.recapture_training import columns_of
 
     columns = columns_of(["chroma_spread"])
     assert columns == [CUES.index("chroma_spread"), 2 * len(CUES)]

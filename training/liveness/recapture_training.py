@@ -1,9 +1,12 @@
 """Training and measuring the recapture model, leave one source group out.
 
-    nice -n 10 .venv/bin/python -m shared.liveness.pixel_training extract    # tracks, cached once
-    nice -n 10 .venv/bin/python -m shared.liveness.recapture_training loso [--report FILE]
-    nice -n 10 .venv/bin/python -m shared.liveness.recapture_training train [--out PATH]
-    nice -n 10 .venv/bin/python -m shared.liveness.recapture_training evaluate [--report FILE]
+    nice -n 10 .venv/bin/facestream liveness-model pixels extract     # tracks, cached once
+    nice -n 10 .venv/bin/facestream liveness-model recapture loso [--report FILE] [--ablate]
+    nice -n 10 .venv/bin/facestream liveness-model recapture train [--out PATH]
+    nice -n 10 .venv/bin/facestream liveness-model recapture evaluate [--report FILE]
+
+(``--cues NAME ...`` and ``--real-only`` choose a design; the committed one:
+``--l2 30 --cues chroma_spread --real-only``.)
 
 Every source of ``dataset.SOURCES`` except the real evaluation pair belongs to a **group**: a
 recording and everything made from it (a person's live video, their real replay, the synthetic
@@ -21,11 +24,10 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from shared.liveness.metrics import LIVE
+from training.liveness.metrics import LIVE
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -183,8 +185,8 @@ def loso(windows: Windows, l2: float) -> dict:
 
 
 def load_windows(splits: set[str], motion_model) -> Windows:
-    from shared.liveness.pixel_training import load_split
     from shared.settings import get_settings
+    from training.liveness.pixel_training import load_split
 
     tracks = load_split(splits, get_settings().shared_data)
     return track_windows(tracks, motion_model)
@@ -222,8 +224,8 @@ def _track_outcomes(model, motion_model, tracks, policy) -> list[dict]:
 
 def evaluate(model, motion_model, policy, offsets: int = 10) -> dict:
     """The real pair and the stills moved by hand, per window at P = 0.5 and per track."""
-    from shared.liveness.dataset import SOURCES, STILLS, Track, source_tracks
     from shared.settings import get_settings
+    from training.liveness.dataset import SOURCES, STILLS, Track, source_tracks
 
     data = get_settings().shared_data
     report: dict = {}
@@ -290,36 +292,22 @@ def select(windows: Windows, columns: list[int] | None, real_only: bool) -> Wind
     return Windows(windows.features[:, columns], windows.labels, windows.sources)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["loso", "train", "evaluate"])
-    parser.add_argument("--l2", type=float, nargs="+", default=[1.0])
-    parser.add_argument(
-        "--ablate",
-        action="store_true",
-        help="loso: also the cues alone and the motion verdict alone",
-    )
-    parser.add_argument("--report", type=Path, default=None)
-    parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--cues", nargs="+", default=None, help="only these cues' means")
-    parser.add_argument("--real-only", action="store_true", help="no synthetic attacks")
-    args = parser.parse_args()
-
+def run(args: argparse.Namespace, settings) -> None:
+    """One step on the cached tracks (``facestream liveness-model pixels extract`` makes them)."""
     from shared.liveness.model import load_model
     from shared.liveness.recapture_model import RECAPTURE_WEIGHTS, load_recapture_model
-    from shared.settings import get_settings
 
     started = time.monotonic()
     motion_model = load_model()
-    if args.action == "evaluate":
+    if args.step == "evaluate":
         model = load_recapture_model(args.out or RECAPTURE_WEIGHTS)
-        report = evaluate(model, motion_model, get_settings().liveness.policy("evaluate"))
+        report = evaluate(model, motion_model, settings.liveness.policy("evaluate"))
     else:
         columns = columns_of(args.cues)
         windows = select(
             load_windows({"train", "dev", "test"}, motion_model), columns, args.real_only
         )
-        if args.action == "loso":
+        if args.step == "loso":
             report = {f"l2 {l2}": loso(windows, l2) for l2 in args.l2}
             if args.ablate:
                 l2, cues = args.l2[0], windows.features.shape[1] - 1
@@ -335,7 +323,7 @@ def main() -> None:
             model.card["loso"] = loso(windows, l2)
             model.card["motion_sha256"] = motion_model.card.get("sha256")
             model.card["command"] = (
-                f"nice -n 10 .venv/bin/python -m shared.liveness.recapture_training train --l2 {l2}"
+                f"nice -n 10 .venv/bin/facestream liveness-model recapture train --l2 {l2}"
                 + (f" --cues {' '.join(args.cues)}" if args.cues else "")
                 + (" --real-only" if args.real_only else "")
             )
@@ -347,7 +335,3 @@ def main() -> None:
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(report_text + "\n")
-
-
-if __name__ == "__main__":
-    main()
