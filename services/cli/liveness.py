@@ -61,6 +61,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     recapture.add_argument("--out", type=Path, default=None, help="train: where to save")
     recapture.add_argument("--cues", nargs="+", default=None, help="only these cues' means")
     recapture.add_argument("--real-only", action="store_true", help="no synthetic attacks")
+    recapture.add_argument(
+        "--nested", action="store_true", help="loso: also pick the one cue inside every fold"
+    )
     liveness.set_defaults(handler=cmd_liveness)
 
 

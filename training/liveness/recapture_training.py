@@ -184,6 +184,37 @@ def loso(windows: Windows, l2: float) -> dict:
     }
 
 
+def source_pair_auc(windows: Windows, keep: np.ndarray, column: int) -> float:
+    """One feature's AUC, live against attack, averaged over every (live source, attack
+    source) pair among ``keep``: each recording counts once, however long."""
+    sources, live = np.array(windows.sources), windows.live
+    aucs = []
+    for live_source in sorted(set(sources[keep & live])):
+        a = windows.features[sources == live_source, column]
+        for attack_source in sorted(set(sources[keep & ~live])):
+            b = windows.features[sources == attack_source, column]
+            aucs.append((a[:, None] > b[None, :]).mean() + 0.5 * (a[:, None] == b[None, :]).mean())
+    return float(np.mean(aucs))
+
+
+def nested_pick(windows: Windows, l2: float) -> dict:
+    """The committed design's procedure, honestly: inside every fold, the one cue mean whose
+    source-pair AUC is farthest from 0.5 on the other groups, fitted with the motion verdict;
+    the held-out group scored with it. ``windows``: every column (``window_features``)."""
+    from shared.liveness.recapture import CUES
+
+    groups = np.array([group_of(s) for s in windows.sources])
+    scores, picks = np.zeros(len(groups)), {}
+    for group in sorted(set(groups)):
+        held = groups == group
+        best = max(range(len(CUES)), key=lambda j: abs(source_pair_auc(windows, ~held, j) - 0.5))
+        picks[group] = CUES[best]
+        part = Windows(windows.features[:, [best, 2 * len(CUES)]], windows.labels, windows.sources)
+        scores[held] = fit(part.subset(~held), l2).logits(part.features[held])
+    at = live_threshold(scores, windows)
+    return {"picks": picks, "auc": ranking(scores, windows), **rates(windows, scores >= at)}
+
+
 def load_windows(splits: set[str], motion_model) -> Windows:
     from shared.settings import get_settings
     from training.liveness.pixel_training import load_split
@@ -309,6 +340,11 @@ def run(args: argparse.Namespace, settings) -> None:
         )
         if args.step == "loso":
             report = {f"l2 {l2}": loso(windows, l2) for l2 in args.l2}
+            if args.nested:
+                everything = select(
+                    load_windows({"train", "dev", "test"}, motion_model), None, args.real_only
+                )
+                report["nested pick of one cue"] = nested_pick(everything, args.l2[0])
             if args.ablate:
                 l2, cues = args.l2[0], windows.features.shape[1] - 1
                 for name, columns in (("cues only", slice(0, cues)), ("motion only", [cues])):
