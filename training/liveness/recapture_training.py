@@ -263,14 +263,17 @@ def evaluate(model, motion_model, policy, offsets: int = 10) -> dict:
     parts = {
         "real pair (liveness/)": [s for s in SOURCES if s.split == "eval"],
         "stills moved by hand": STILLS,
-        "hamilton + crowd (trained on; per track)": [
+        "hamilton + crowd (per track)": [
             s for s in SOURCES if s.name in ("hamilton", "crowd_a", "crowd_b")
         ],
+        "synthetic test part": [s for s in SOURCES if s.split == "test"],
     }
+    trained_on = set(model.card.get("sources", []))
     for part, sources in parts.items():
         tracks = [t for s in sources for t in source_tracks(s, data, None)]
         windows = track_windows(tracks, motion_model)
         report[part] = rates(windows, model.probability_live(windows.features) >= 0.5)
+        report[part]["trained_on"] = sorted(trained_on & {s.name for s in sources})
         report[part]["tracks"] = _track_outcomes(model, motion_model, tracks, policy)
     replay = source_tracks(next(s for s in SOURCES if s.name == "eval_replay"), data, None)
     retries = []
