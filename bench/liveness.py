@@ -8,6 +8,7 @@ On the real frames of ``liveness/live_person.mov`` (MTCNN faces, as the detector
 - the sequence model per window at batch 1, 8 and 32, ms per window; the reference is MTCNN's
   detection time per frame of the same video in the same run (what the pipeline already pays per
   frame), so the ratio says what liveness adds;
+- the recapture cues per face (computed by the detector) and the recapture model per window;
 - the latency it adds to a track's identification: the gate holds the name until the first
   verdict, which needs WINDOW frames at the camera's rate plus one model call.
 """
@@ -73,6 +74,7 @@ def main() -> None:
         )
     single = median_ms(lambda: model.probability_live(windows[:1]), args.repeats)
     pixel_ms = _pixel_model_ms(frames, track, windows, detect_ms, args.repeats)
+    _recapture_ms(frames, track, windows, detect_ms, args.repeats)
     fps = settings.ingest.default_fps
     policy = settings.liveness.policy("bench")
     frames_to_name = WINDOW + (policy.min_windows - 1) * settings.liveness.hop
@@ -118,6 +120,35 @@ def _pixel_model_ms(frames, track, windows, detect_ms: float, repeats: int) -> f
             f"  (x{per_window / detect_ms:.3f} the detection time per frame)"
         )
     return result
+
+
+def _recapture_ms(frames, track, windows, detect_ms: float, repeats: int) -> None:
+    """The recapture cues per face (the detector pays them) and the recapture model per window."""
+    from shared.liveness import LivenessModelError
+    from shared.liveness.recapture import frame_cues
+    from shared.liveness.recapture_model import load_recapture_liveness
+
+    try:
+        model = load_recapture_liveness()
+    except LivenessModelError:
+        print("  (no recapture model committed)")
+        return
+    cue_ms = median_ms(lambda: frame_cues(frames[0], track.boxes[0]), repeats)
+    cues = np.stack([frame_cues(frames[0], track.boxes[0])] * windows.shape[1])
+    print(
+        f"  recapture cues per face (in the detector): {cue_ms:.2f} ms"
+        f"  (x{cue_ms / detect_ms:.3f} the detection time per frame)"
+    )
+    for batch in (1, 8):
+        motion = np.stack([windows[i % len(windows)] for i in range(batch)])
+        batch_cues = np.stack([cues] * batch)
+        per_window = (
+            median_ms(lambda m=motion, c=batch_cues: model.probability_live(m, c), repeats) / batch
+        )
+        print(
+            f"  recapture model (with the motion model) per window at batch {batch:>2}: "
+            f"{per_window:.2f} ms  (x{per_window / detect_ms:.3f} the detection time per frame)"
+        )
 
 
 if __name__ == "__main__":

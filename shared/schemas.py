@@ -145,6 +145,10 @@ class DetectedFace(BaseModel):
     Absent in messages from before the choice of encoder, which were all dlib150."""
     context_jpeg_b64: str | None = None
     """The face's surroundings (2.5 box sides, 96x96 grey JPEG in base64) for the liveness model."""
+    recapture: list[float] = []
+    """The face's recapture cues (shared/liveness/recapture.py: spectrum, sharpness against the
+    surround, colour, glare, blockiness) from the full-resolution frame, for the liveness model.
+    Empty from detectors older than issue 19."""
 
 
 class FacesMessage(JsonMessage):

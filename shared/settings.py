@@ -165,6 +165,10 @@ class LivenessSettings(BaseModel):
     it was judged live (a track judged an attack gets a ``spoof`` event instead). Off: no liveness
     check at all, every matching track is identified."""
     weights: Path = LIVENESS_WEIGHTS
+    recapture_cues: bool = False
+    """The detector sends each face's recapture cues (shared/liveness/recapture.py, about a
+    millisecond per face), which the recapture model (``weights`` =
+    shared/liveness/weights/liveness_recapture.npz) needs; off, it pays nothing for them."""
     threshold: float = Field(0.5, gt=0, lt=1)
     """A window's P(live) that is no evidence either way: windows above it count towards live,
     below it towards an attack (the evidence policy sums them)."""

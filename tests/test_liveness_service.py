@@ -142,7 +142,9 @@ def test_ended_tracks_and_silent_cameras_are_forgotten() -> None:
 
 
 @pytest.mark.data
-def test_the_detector_sends_each_face_with_the_crop_of_its_surroundings(shared_data) -> None:
+def test_the_detector_sends_each_face_with_the_crop_of_its_surroundings(
+    shared_data, monkeypatch
+) -> None:
     import cv2
 
     from services.detector.worker import DetectorWorker
@@ -156,13 +158,22 @@ def test_the_detector_sends_each_face_with_the_crop_of_its_surroundings(shared_d
     image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     height, width = image.shape[:2]
     meta = FrameMeta(camera_id="cam", seq=0, capture_ts=1000.0, width=width, height=height)
+    from shared.settings import get_settings
+
+    monkeypatch.setenv("FACESTREAM_LIVENESS__RECAPTURE_CUES", "true")
+    get_settings.cache_clear()
     worker = DetectorWorker(create_detector("mtcnn", min_face_px=40))
+    get_settings.cache_clear()
     [[out]] = worker.process_batch([Message(Topics.FRAMES, jpeg, "cam", meta.to_headers())])
     [face] = FacesMessage.model_validate_json(out.value).faces
     sent = context_from_b64(face.context_jpeg_b64).astype(int)
     box = (face.box.x, face.box.y, face.box.w, face.box.h)
     expected = context_crop(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), box).astype(int)
     assert np.abs(sent - expected).mean() < 3  # the same crop, up to its JPEG
+    from shared.liveness.recapture import CUES, frame_cues
+
+    assert face.recapture == pytest.approx(frame_cues(image, box).tolist(), abs=1e-4)
+    assert len(face.recapture) == len(CUES)
 
 
 def test_a_pixel_model_gets_the_chips_of_four_frames_of_each_window() -> None:
@@ -192,3 +203,30 @@ def test_a_pixel_model_gets_the_chips_of_four_frames_of_each_window() -> None:
     assert [round(v / 10) for v in firsts] == list(PIXEL_FRAMES)
     no_chip = worker.process_batch([faces(WINDOW + seq, 2) for seq in range(WINDOW)])
     assert no_chip == [[]] * WINDOW  # a pixel model cannot judge faces without a chip
+
+
+def test_a_recapture_model_gets_each_frames_cues_and_skips_faces_without_them() -> None:
+    from shared.liveness.recapture import CUES
+    from shared.liveness.recapture_model import RecaptureLiveness, RecaptureModel
+
+    size = 2 * len(CUES) + 1
+    weights = np.zeros(size + 1)
+    weights[0] = 1.0  # P(live) rises with the window's mean first cue
+    recapture = RecaptureModel(np.zeros(size), np.ones(size), weights, {"sha256": "r"})
+    model = RecaptureLiveness(ConstantModel(0.5), recapture)
+    worker = LivenessWorker(model, LivenessSettings())
+
+    def with_cues(seq: int, track: int, first_cue: float) -> Message:
+        message = FacesMessage.from_message(faces(seq, track))
+        cues = [first_cue] + [0.0] * (len(CUES) - 1)
+        face = message.faces[0].model_copy(update={"recapture": cues})
+        message = message.model_copy(update={"faces": [face]})
+        return Message(Topics.FACES, message.to_bytes(), "cam", message.headers())
+
+    live = [with_cues(seq, 1, 5.0) for seq in range(WINDOW + 16)]
+    attack = [with_cues(seq, 2, -5.0) for seq in range(WINDOW + 16)]
+    judged = verdicts(worker.process_batch(live + attack))
+    assert {v.track_id: v.live for v in judged} == {1: True, 2: False}
+    no_cues = worker.process_batch([faces(seq, 3) for seq in range(WINDOW)])
+    assert no_cues == [[]] * WINDOW  # an older detector's faces: not judged, counted
+    assert worker.tracks.get(("cam", 3)) is None

@@ -1,4 +1,4 @@
-"""``facestream liveness-model train|evaluate|pixels``: training and measuring the liveness
+"""``facestream liveness-model train|evaluate|pixels|recapture``: training and measuring the liveness
 models (docs/liveness.md). The training package is imported only when a command runs."""
 
 from __future__ import annotations
@@ -48,6 +48,22 @@ def register(commands: argparse._SubParsersAction) -> None:
     pixels.add_argument("--low-res", type=float, default=0.4)
     pixels.add_argument("--photometric", type=float, default=0.0)
     pixels.add_argument("--seed", type=int, default=0)
+    recapture = actions.add_parser(
+        "recapture",
+        help="the recapture-cue model, leave one source group out (cached tracks; nice -n 10)",
+    )
+    recapture.add_argument("step", choices=["loso", "train", "evaluate"])
+    recapture.add_argument("--l2", type=float, nargs="+", default=[30.0])
+    recapture.add_argument(
+        "--ablate", action="store_true", help="loso: also the cues alone and the motion alone"
+    )
+    recapture.add_argument("--report", type=Path, default=None, help="also write the figures")
+    recapture.add_argument("--out", type=Path, default=None, help="train: where to save")
+    recapture.add_argument("--cues", nargs="+", default=None, help="only these cues' means")
+    recapture.add_argument("--real-only", action="store_true", help="no synthetic attacks")
+    recapture.add_argument(
+        "--nested", action="store_true", help="loso: also pick the one cue inside every fold"
+    )
     liveness.set_defaults(handler=cmd_liveness)
 
 
@@ -57,6 +73,11 @@ def cmd_liveness(args: argparse.Namespace, settings: Settings) -> None:
         from training.liveness import pixel_training
 
         pixel_training.run(args.step, args, settings)
+        return
+    if args.action == "recapture":
+        from training.liveness import recapture_training
+
+        recapture_training.run(args, settings)
         return
     from shared.face.detection import create_detector
     from training.liveness import commands
@@ -77,7 +98,11 @@ def _evaluate(args: argparse.Namespace, settings: Settings, detector) -> None:
 
     data = settings.shared_data
     policy = settings.liveness.policy("evaluate")
-    if getattr(load_any(args.model), "needs_chips", False):  # the pixel model
+    if getattr(load_any(args.model), "needs_cues", False):  # the recapture model
+        from training.liveness import recapture_training
+
+        report = recapture_training.evaluate_command(load_any(args.model), settings)
+    elif getattr(load_any(args.model), "needs_chips", False):  # the pixel model
         from training.liveness import pixel_training
 
         report = pixel_training.evaluate(load_any(args.model), data, policy, detector)

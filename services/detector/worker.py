@@ -21,6 +21,7 @@ from shared.face.detection import FaceDetector
 from shared.face.types import Detection
 from shared.frames import Result, decode_frame, each, frame_size, guarded
 from shared.liveness.context import context_crop, context_to_b64
+from shared.liveness.recapture import frame_cues
 from shared.schemas import Box, DetectedFace, FacesMessage, FrameMeta, Topics
 from shared.settings import get_settings
 from shared.worker import BatchWorker, Outgoing
@@ -45,6 +46,8 @@ class DetectorWorker(BatchWorker):
         images = get_settings().images
         self.detector = detector
         self.chip = chip_kind(chip)
+        self.recapture_cues = get_settings().liveness.recapture_cues
+        """Send each face's recapture cues (the recapture liveness model's input)."""
         self.min_face_px = min_face_px
         self.max_frame_pixels = max_frame_pixels or images.max_frame_pixels
         self.batch_pixels = batch_pixels or images.batch_pixels
@@ -89,7 +92,7 @@ class DetectorWorker(BatchWorker):
             frame_height=meta.height,
             detector=self.detector.name,
             faces=[
-                _face(image, gray, d, t, self.chip)
+                _face(image, gray, d, t, self.chip, self.recapture_cues)
                 for d, t in zip(detections, track_ids, strict=True)
             ],
         )
@@ -126,7 +129,12 @@ def _pixel_chunks(
 
 
 def _face(
-    image: np.ndarray, gray: np.ndarray, detection: Detection, track_id: int, kind: ChipKind
+    image: np.ndarray,
+    gray: np.ndarray,
+    detection: Detection,
+    track_id: int,
+    kind: ChipKind,
+    cues: bool = False,
 ) -> DetectedFace:
     x, y, w, h = detection.box
     has_landmarks = detection.landmarks is not None
@@ -147,4 +155,5 @@ def _face(
         context_jpeg_b64=context_to_b64(context_crop(gray, detection.box))
         if has_landmarks
         else None,
+        recapture=frame_cues(image, detection.box).tolist() if cues and has_landmarks else [],
     )

@@ -46,7 +46,8 @@ class TrackWindow:
 
     rows: deque
     chips: deque = field(default_factory=lambda: deque(maxlen=16))
-    """The pixel model's chips (``pixels.chip_centre``) of the same frames as ``rows``."""
+    """Per frame of ``rows``: the pixel model's chip (``pixels.chip_centre``), or for the
+    recapture model the face's recapture cues (the detector's ``recapture``)."""
     previous: tuple[np.ndarray, tuple[float, ...]] | None = None
     """The previous frame's landmarks and box."""
     since_window: int = 0
@@ -77,9 +78,9 @@ class LivenessWorker(BatchWorker):
             return results
         started = time.perf_counter()
         motion = np.stack([w[0] for *_, w in due])
-        if getattr(self.model, "needs_chips", False):
-            chips = np.stack([cast(np.ndarray, w[1]) for *_, w in due])
-            scores = self.model.probability_live(motion, chips)  # type: ignore[call-arg]  # pixels
+        if getattr(self.model, "needs_chips", False) or getattr(self.model, "needs_cues", False):
+            extra = np.stack([cast(np.ndarray, w[1]) for *_, w in due])  # chips or cues
+            scores = self.model.probability_live(motion, extra)  # type: ignore[call-arg]
         else:
             scores = self.model.probability_live(motion)
         metrics.LIVENESS_MODEL_SECONDS.observe(time.perf_counter() - started)
@@ -141,6 +142,11 @@ class LivenessWorker(BatchWorker):
         if pixels and not (face.chip_jpeg_b64 and face.chip_kind == DLIB_150):
             metrics.LIVENESS_FACES_SKIPPED.labels("no_chip").inc()  # the pixel model's chips
             return None
+        if getattr(self.model, "needs_cues", False):
+            if not face.recapture:
+                metrics.LIVENESS_FACES_SKIPPED.labels("no_cues").inc()  # an older detector
+                return None
+            return context_from_b64(face.context_jpeg_b64), np.asarray(face.recapture, np.float32)
         chip = (
             chip_centre(chip_from_b64(face.chip_jpeg_b64))
             if pixels and face.chip_jpeg_b64
@@ -156,7 +162,8 @@ class LivenessWorker(BatchWorker):
         context: np.ndarray,
         chip: np.ndarray | None,
     ) -> tuple[np.ndarray, np.ndarray | None] | None:
-        pixels = chip is not None
+        cues = getattr(self.model, "needs_cues", False)
+        pixels = chip is not None and not cues
         track = self.tracks.setdefault(
             (camera_id, cast(int, face.track_id)),  # _observe passes tracked faces only
             TrackWindow(
@@ -176,6 +183,8 @@ class LivenessWorker(BatchWorker):
             return None
         track.since_window = 0
         track.windows += 1
+        if cues:
+            return np.stack(track.rows), np.stack(track.chips)
         chips = np.stack([track.chips[i] for i in PIXEL_FRAMES]) if pixels else None
         return np.stack(track.rows), chips
 

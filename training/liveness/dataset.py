@@ -25,10 +25,13 @@ from shared.face.alignment import align_face
 from shared.liveness.context import context_crop
 from shared.liveness.features import track_features
 from shared.liveness.pixels import chip_centre
+from shared.liveness.recapture import frame_cues
 from training.liveness import attacks, training
 from training.liveness.metrics import LIVE
 
-CACHE = Path.home() / ".cache" / "facestream" / "liveness-tracks"
+CACHE = Path.home() / ".cache" / "facestream" / "liveness-tracks-2"
+"""Derived data, never committed; it holds face chips (biometric data), so it stays on this
+machine (``-2``: tracks with recapture cues, issue 19)."""
 MIN_TRACK = 16
 
 
@@ -51,6 +54,8 @@ class Track:
     """(T, 96, 96) uint8 grey"""
     chips: np.ndarray
     """(T, CHIP, CHIP, 3) uint8 RGB"""
+    cues: np.ndarray | None = None
+    """(T, len(recapture.CUES)) float32: the recapture cues from the full frame"""
 
     def motion(self) -> np.ndarray:
         """(T, FEATURES): the sequence model's per-frame features."""
@@ -95,6 +100,7 @@ def detect_tracks(
                     np.asarray(face.box, np.float32),
                     context_crop(frame, face.box),
                     small_chip(frame, landmarks),
+                    frame_cues(frame, face.box),
                 )
             )
     return [
@@ -108,7 +114,7 @@ def save_tracks(tracks: list[Track], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {"labels": np.array([t.label for t in tracks] or [""]), "count": len(tracks)}
     for i, t in enumerate(tracks):
-        for name in ("landmarks", "boxes", "contexts", "chips"):
+        for name in ("landmarks", "boxes", "contexts", "chips", "cues"):
             arrays[f"{i}/{name}"] = getattr(t, name)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
@@ -127,6 +133,7 @@ def load_tracks(path: Path, source: str) -> list[Track]:
                 archive[f"{i}/boxes"],
                 archive[f"{i}/contexts"],
                 archive[f"{i}/chips"],
+                archive[f"{i}/cues"],
             )
             for i in range(count)
         ]
