@@ -83,8 +83,23 @@ LIVENESS_MODEL_SECONDS = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 
+DETECTOR_FRAMES = Counter(
+    "facestream_detector_frames_total",
+    "Frames the detector handled, by what it did (detected, tracked: faces carried by optical "
+    "flow, gated: no motion and no faces, nothing run) and why (services/detector/schedule.py).",
+    ["decision", "reason"],
+)
+RECOGNIZER_FACES = Counter(
+    "facestream_recognizer_faces_total",
+    "Faces the recognizer handled, by outcome (encoded; skipped: a decided track between its "
+    "periodic encodings; reassociated: a new track joined a lost one of the same person).",
+    ["outcome"],
+)
+
 METRIC_NAMES = frozenset(
     {
+        "facestream_detector_frames_total",
+        "facestream_recognizer_faces_total",
         "facestream_frames_in_total",
         "facestream_frames_out_total",
         "facestream_processing_seconds_bucket",

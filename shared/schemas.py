@@ -145,6 +145,9 @@ class DetectedFace(BaseModel):
     Absent in messages from before the choice of encoder, which were all dlib150."""
     context_jpeg_b64: str | None = None
     """The face's surroundings (2.5 box sides, 96x96 grey JPEG in base64) for the liveness model."""
+    tracked: bool = False
+    """True when the detector did not run on this frame and the box and landmarks were carried
+    from the last detection by optical flow (services/detector/tracking.py); False when measured."""
 
 
 class FacesMessage(JsonMessage):

@@ -110,6 +110,26 @@ class FaceSettings(BaseModel):
     only (its calibration is dlib's); with SFace photos always get single encodings."""
 
 
+class DetectorSettings(BaseModel):
+    """Motion gating and detect-then-track in the detector (services/detector/schedule.py)."""
+
+    motion_gating: bool = True
+    """Frames without motion and without faces are not detected (only every ``full_every``)."""
+    detect_every: int = Field(3, ge=1)
+    """With faces on camera, a full detection every this many frames; the frames between carry
+    the faces by optical flow. 1: detect every frame (gating and tracking off)."""
+    full_every: int = Field(15, ge=1)
+    """A still scene still gets a full detection this often (frames), so nobody still is missed."""
+    settle_frames: int = Field(40, ge=0)
+    """A track younger than this (frames) is detected on every frame: the liveness model's first
+    windows and the recognizer's first votes use measured landmarks."""
+    motion_width: int = Field(160, ge=32)
+    motion_pixel_threshold: int = Field(20, ge=1, le=255)
+    motion_min_area: float = Field(0.002, ge=0, le=1)
+    """Share of the (downscaled) frame that must change to count as motion."""
+    motion_learning_rate: float = Field(0.1, gt=0, le=1)
+
+
 class RecognizerSettings(BaseModel):
     """Track voting and the gallery's in-memory copy."""
 
@@ -126,6 +146,13 @@ class RecognizerSettings(BaseModel):
     """Track fusion: each frame is matched as the quality-weighted fused encoding of its track's
     best this-many frames (services/recognizer/fusion.py; bench.fusion measures it). 0: every
     frame is matched alone (per-frame votes only)."""
+    encode_every: int = Field(3, ge=1)
+    """Once a track is decided (and live), only every this-many of its frames is encoded (the
+    others just keep it open): a decided track costs the encoder a third. 1: every frame."""
+    reassociate: bool = True
+    """A new track whose face matches a track of the same camera lost within ``track_timeout_s``
+    continues that track (same track id, no second ``started``; services/recognizer/
+    reassociation.py)."""
     publish_embeddings: bool = False
     """Also publish every frame's encodings on facestream.embeddings (biometric data: off by default)."""
 
@@ -279,6 +306,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     ingest: IngestSettings = IngestSettings()
     face: FaceSettings = FaceSettings()
+    detector: DetectorSettings = DetectorSettings()
     recognizer: RecognizerSettings = RecognizerSettings()
     style: StyleSettings = StyleSettings()
     liveness: LivenessSettings = LivenessSettings()

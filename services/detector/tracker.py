@@ -92,5 +92,13 @@ class FaceTracker:
                 assigned[bi] = track.id
         return [assigned[bi] for bi in range(len(boxes))]
 
+    def carry(self, track_id: int, box: BoxTuple, ts: float) -> None:
+        """A track's box carried to a frame without detection (optical flow): it stays alive and
+        the next detection matches against where the face is now."""
+        for track in self.tracks:
+            if track.id == track_id:
+                track.box, track.last_seen_ts = box, ts
+        self.latest_ts = max(self.latest_ts, ts)
+
     def expire(self, now: float) -> None:
         self.tracks = [t for t in self.tracks if now - t.last_seen_ts <= self.max_age_s]
