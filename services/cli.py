@@ -62,7 +62,10 @@ def build_services(
             from shared.face.factory import chip_kind_for
 
             worker = DetectorWorker(
-                detector, settings.face.min_face_px, chip=chip_kind_for(settings.face.encoder)
+                detector,
+                settings.face.min_face_px,
+                chip=chip_kind_for(settings.face.encoder),
+                settings=settings.detector,
             )
             services[name] = _runner(worker, bus, stop, settings, 8)  # MTCNN's sweet spot
         elif name == "recognizer":

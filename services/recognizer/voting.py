@@ -95,9 +95,7 @@ class TrackVoter:
     ) -> list[RecognitionEvent]:
         """Record one frame of a track; return the events it causes."""
         events: list[RecognitionEvent] = []
-        wall = self.clock()
-        latest = max(min(ts, wall), self._camera_clock.get(camera_id, (float("-inf"), 0.0))[0])
-        self._camera_clock[camera_id] = (latest, wall)
+        self._tick_camera(camera_id, ts)
         track = self.tracks.get((camera_id, track_id))
         if track is None:
             track = TrackVotes(camera_id, track_id, ts, ts, box)
@@ -118,6 +116,34 @@ class TrackVoter:
             track.distances.setdefault(matched, []).append(float(distance))
         events.extend(self._decide(track))
         return events
+
+    def skip(self, camera_id: str, track_id: int, ts: float, box: Box, every: int) -> bool:
+        """Whether a frame of a settled track (decided, live where gated) can go without an
+        encoding: all but every ``every``-th do. A skipped frame casts no vote but keeps the
+        track open."""
+        track = self.tracks.get((camera_id, track_id))
+        if (
+            every <= 1
+            or track is None
+            or not self._settled(track)
+            or (track.frames + 1) % every == 0
+        ):
+            return False
+        self._tick_camera(camera_id, ts)
+        track.frames += 1
+        track.last_seen_ts, track.box = max(track.last_seen_ts, ts), box
+        return True
+
+    def _settled(self, track: TrackVotes) -> bool:
+        """Decided as far as votes go: a spoof, unknown, or named (and live where gated)."""
+        if track.spoof or track.decided is None:
+            return track.spoof  # an attack stays an attack: its frames need no encoding
+        return track.decided == UNKNOWN or track.live or not self._gated(track.camera_id)
+
+    def _tick_camera(self, camera_id: str, ts: float) -> None:
+        wall = self.clock()
+        latest = max(min(ts, wall), self._camera_clock.get(camera_id, (float("-inf"), 0.0))[0])
+        self._camera_clock[camera_id] = (latest, wall)
 
     def _decide(self, track: TrackVotes) -> list[RecognitionEvent]:
         if track.frames < self.min_frames or track.spoof:

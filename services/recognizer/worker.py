@@ -24,6 +24,7 @@ import numpy as np
 
 from services.recognizer.fusion import TrackFusion
 from services.recognizer.journal import MemoryJournal, TrackJournal
+from services.recognizer.reassociation import Reassociator
 from services.recognizer.voting import TrackVoter, face_weight
 from shared import metrics
 from shared.bus.base import Message
@@ -55,8 +56,7 @@ from shared.worker import BatchWorker, Outgoing
 
 log = logging.getLogger(__name__)
 
-JOURNAL_REFRESH_S = 2.0
-"""How often the open tracks' latest frame times are written to the journal (a few writes per track)."""
+JOURNAL_REFRESH_S = 2.0  # s between journal writes of the open tracks' latest frame times
 
 
 class RecognizerWorker(BatchWorker):
@@ -115,6 +115,9 @@ class RecognizerWorker(BatchWorker):
             silence_timeout_s=settings.camera_silence_s,
             live_required=live_required,
         )
+        self.reassociation = (
+            Reassociator(verifier, settings.track_timeout_s) if settings.reassociate else None
+        )
         self.journal = journal if journal is not None else MemoryJournal()
         self._journaled: dict[tuple[str, int], float] = {}
         """Tracks whose ``started`` is acknowledged, with the last frame time journaled."""
@@ -134,13 +137,16 @@ class RecognizerWorker(BatchWorker):
         to undo a failed batch."""
         voter = {k: copy.deepcopy(v) for k, v in vars(self.voter).items() if not callable(v)}
         fusion = copy.deepcopy(vars(self.fusion)) if self.fusion is not None else None
-        return voter, fusion
+        tracks = self.reassociation.snapshot() if self.reassociation else None
+        return voter, fusion, tracks
 
     def restore(self, state: object) -> None:
-        voter, fusion = state  # type: ignore[misc] - what snapshot returned
+        voter, fusion, tracks = state  # type: ignore[misc] - what snapshot returned
         vars(self.voter).update(voter)
         if self.fusion is not None:
             vars(self.fusion).update(fusion)
+        if self.reassociation is not None:
+            self.reassociation.restore(tracks)
 
     def expire(self, camera_id: str) -> Iterable[Outgoing]:
         ended = self.voter.end_camera(camera_id)
@@ -148,9 +154,11 @@ class RecognizerWorker(BatchWorker):
         return [_outgoing(e) for e in ended]
 
     def _forget_fused(self, ended: list[RecognitionEvent]) -> None:
-        if self.fusion is not None:
-            for event in ended:
+        for event in ended:
+            if self.fusion is not None:
                 self.fusion.forget(event.camera_id, event.track_id)
+            if self.reassociation is not None:
+                self.reassociation.forget(event.camera_id, event.track_id)
 
     def published(self, outputs: list[Outgoing]) -> None:
         """Journal the tracks whose events the bus acknowledged (see journal.py)."""
@@ -236,7 +244,8 @@ class RecognizerWorker(BatchWorker):
 
     def _judged(self, message: Message) -> list[Outgoing]:
         verdict = LivenessVerdict.from_message(message)
-        events = self.voter.judged(verdict.camera_id, verdict.track_id, verdict.live)
+        track_id = self._resolve(verdict.camera_id, verdict.track_id)
+        events = self.voter.judged(verdict.camera_id, track_id, verdict.live)
         return [_outgoing(e) for e in events]
 
     def _usable_faces(
@@ -245,6 +254,7 @@ class RecognizerWorker(BatchWorker):
         """The frame's faces that carry a chip and a track, with the chips decoded; None to skip."""
         faces = FacesMessage.from_message(message)
         usable = [f for f in faces.faces if f.chip_jpeg_b64 and f.track_id is not None]
+        usable = [f for f in usable if not self._skipped(faces, f)]
         if not usable:
             return None
         for face in usable:  # a chip cut for another encoder would give a meaningless encoding
@@ -255,6 +265,31 @@ class RecognizerWorker(BatchWorker):
             np.stack([chip_from_b64(f.chip_jpeg_b64, chip_kind(f.chip_kind).size) for f in usable]),
         )
 
+    def _resolve(self, camera_id: str, track_id: int) -> int:
+        again = self.reassociation
+        return track_id if again is None else again.resolve(camera_id, track_id)
+
+    def _skipped(self, faces: FacesMessage, face: DetectedFace) -> bool:
+        """A decided track's face between its periodic encodings: it only keeps the track open."""
+        track_id = self._resolve(faces.camera_id, face.track_id)
+        every = self.settings.encode_every
+        if not self.voter.skip(faces.camera_id, track_id, faces.capture_ts, face.box, every):
+            return False
+        metrics.RECOGNIZER_FACES.labels("skipped").inc()
+        return True
+
+    def _track_ids(
+        self, faces: FacesMessage, usable: list[DetectedFace], embeddings: np.ndarray
+    ) -> list[int]:
+        """The track each face counts for (a re-associated new track: the one it continues)."""
+        camera = faces.camera_id
+        if self.reassociation is None:
+            return [f.track_id for f in usable]
+        open_tracks = {t: v.last_seen_ts for (c, t), v in self.voter.tracks.items() if c == camera}
+        return self.reassociation.track_ids(
+            camera, faces.capture_ts, [f.track_id for f in usable], embeddings, open_tracks
+        )
+
     def _vote(
         self, faces: FacesMessage, usable: list[DetectedFace], embeddings: np.ndarray
     ) -> list[Outgoing]:
@@ -263,23 +298,30 @@ class RecognizerWorker(BatchWorker):
             if self.settings.publish_embeddings
             else []
         )
+        metrics.RECOGNIZER_FACES.labels("encoded").inc(len(usable))
         weights = [face_weight(face.box, face.score) for face in usable]
+        track_ids = self._track_ids(faces, usable, embeddings)
+        if self.reassociation is not None:
+            for track_id, e, w in zip(track_ids, embeddings, weights, strict=True):
+                self.reassociation.remember(faces.camera_id, track_id, e, w)
         queries, single, shifts = embeddings, [True] * len(usable), [0.0] * len(usable)
         if self.fusion is not None:  # match the track's fused best frames, weighted by evidence
             fused = [
-                self.fusion.add(faces.camera_id, f.track_id, e, w)
-                for f, e, w in zip(usable, embeddings, weights, strict=True)
+                self.fusion.add(faces.camera_id, t, e, w)
+                for t, e, w in zip(track_ids, embeddings, weights, strict=True)
             ]
             queries = np.stack([f.encoding for f in fused])
             weights = [f.weight for f in fused]
             single = [f.frames == 1 for f in fused]
             shifts = [self.fusion_calibration.shift(f.frames) for f in fused]
         found = self.index.search(queries, templates=single)  # fused vs fused: not calibrated
-        for face, weight, shift, matches in zip(usable, weights, shifts, found, strict=True):
+        for face, track_id, weight, shift, matches in zip(
+            usable, track_ids, weights, shifts, found, strict=True
+        ):
             best = matches[0] if matches else None
             events = self.voter.observe(
                 faces.camera_id,
-                face.track_id,
+                track_id,
                 faces.capture_ts,
                 face.box,
                 weight,
