@@ -74,7 +74,8 @@ LIVENESS_WINDOWS = Counter(
 )
 LIVENESS_FACES_SKIPPED = Counter(
     "facestream_liveness_faces_skipped_total",
-    "Faces the liveness service did not judge, by reason (no_track, no_context, camera_off).",
+    "Faces the liveness service did not judge, by reason (no_track, no_context, camera_off, "
+    "tracked: carried by optical flow, not detected).",
     ["reason"],
 )
 LIVENESS_MODEL_SECONDS = Histogram(
