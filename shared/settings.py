@@ -123,6 +123,11 @@ class DetectorSettings(BaseModel):
     settle_frames: int = Field(40, ge=0)
     """A track younger than this (frames) is detected on every frame: the liveness model's first
     windows and the recognizer's first votes use measured landmarks."""
+    cut_change: float = Field(0.3, gt=0, le=1)
+    cut_histogram: float = Field(0.2, gt=0, le=1)
+    """A frame whose pixels changed this much (share) from the previous one and whose grey
+    histogram did too (Bhattacharyya distance) is a cut or a moved camera: its faces start new
+    tracks instead of continuing the old ones by position (services/detector/motion.py)."""
     motion_width: int = Field(160, ge=32)
     motion_pixel_threshold: int = Field(20, ge=1, le=255)
     motion_min_area: float = Field(0.002, ge=0, le=1)

@@ -159,3 +159,20 @@ def test_the_motion_detector_ignores_noise_and_sees_a_moving_object(shared_data:
     assert seen.moving and seen.region is not None
     x, y, w, h = seen.region
     assert x <= 300 and y <= 100 and x + w >= 360 and y + h >= 180
+
+
+def test_the_clip_s_shot_cuts_are_cuts_and_nothing_else_is(hamilton: Path, shared_data) -> None:
+    """A cut starts new tracks (the old faces are not on the new shot); a phone swung in front
+    of the camera in the replay clip changes as many pixels but is no cut."""
+    for video, cuts in (
+        (hamilton, [10, 41, 106]),
+        (shared_data / "liveness" / "replay_attack_same_person.mp4", []),
+    ):
+        motion = MotionDetector()
+        frames = clip_frames(video, 1000, step=2 if video == hamilton else 1)
+        found = [
+            i
+            for i, f in enumerate(frames)
+            if motion.update(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)).cut
+        ]
+        assert found == cuts

@@ -31,6 +31,8 @@ class Motion:
     """Share of the frame's pixels that changed (0..1)."""
     region: tuple[int, int, int, int] | None
     """The bounding box (x, y, w, h, full-frame pixels) of the changed pixels, if any."""
+    cut: bool = False
+    """The frame is another scene than the previous one (a cut, a camera moved or switched)."""
 
 
 class MotionDetector:
@@ -42,7 +44,17 @@ class MotionDetector:
         pixel_threshold: int = 20,
         min_area: float = 0.002,
         learning_rate: float = 0.1,
+        cut_change: float = 0.3,
+        cut_histogram: float = 0.2,
     ) -> None:
+        """A cut: at least ``cut_change`` of the pixels differ from the previous frame *and* the
+        grey histograms differ by a Bhattacharyya distance of ``cut_histogram`` or more. On the
+        sample clips the three shot cuts of the Hamilton clip score (0.34-0.39, 0.23-0.38); a
+        phone swung in front of the camera changes as many pixels but not the histogram (< 0.2),
+        and a screen going dark changes the histogram but fewer pixels (< 0.28)."""
+        self.cut_change = cut_change
+        self.cut_histogram = cut_histogram
+        self.previous: tuple[np.ndarray, np.ndarray] | None = None
         self.width = width
         self.pixel_threshold = pixel_threshold
         self.min_area = min_area
@@ -55,6 +67,7 @@ class MotionDetector:
         The first frame (or a change of resolution) counts as motion: nothing is known yet.
         """
         small = self._small(grey)
+        cut = self._cut(small)
         if self.background is None or self.background.shape != small.shape:
             self.background = small.astype(np.float32)
             return Motion(True, 1.0, (0, 0, grey.shape[1], grey.shape[0]))
@@ -64,12 +77,24 @@ class MotionDetector:
         area = float(mask.mean())
         cv2.accumulateWeighted(small, self.background, self.learning_rate)
         if area < self.min_area:
-            return Motion(False, area, None)
+            return Motion(False, area, None, cut)
         ys, xs = np.nonzero(mask)
         scale = grey.shape[1] / small.shape[1]
         x0, y0 = int(xs.min() * scale), int(ys.min() * scale)
         x1, y1 = int((xs.max() + 1) * scale), int((ys.max() + 1) * scale)
-        return Motion(True, area, (x0, y0, x1 - x0, y1 - y0))
+        return Motion(True, area, (x0, y0, x1 - x0, y1 - y0), cut)
+
+    def _cut(self, small: np.ndarray) -> bool:
+        histogram = cv2.calcHist([small], [0], None, [32], [0, 256])
+        cv2.normalize(histogram, histogram)
+        previous, self.previous = self.previous, (small, histogram)
+        if previous is None or previous[0].shape != small.shape:
+            return False
+        changed = float((cv2.absdiff(small, previous[0]) > self.pixel_threshold).mean())
+        if changed < self.cut_change:
+            return False
+        distance = cv2.compareHist(histogram, previous[1], cv2.HISTCMP_BHATTACHARYYA)
+        return distance >= self.cut_histogram
 
     def _small(self, grey: np.ndarray) -> np.ndarray:
         height = max(1, round(grey.shape[0] * self.width / grey.shape[1]))

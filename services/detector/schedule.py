@@ -6,6 +6,7 @@ The detector decodes every frame (cheap) but detects faces only where it pays:
   faces are carried by optical flow (``tracking.py``). A face the flow loses, or a face younger
   than ``settle_frames`` (the liveness model's first windows and the recognizer's first votes
   want measured landmarks), brings detection back on the next frame;
+* a frame that shows another scene (motion.py: a cut, a camera that moved or switched) is detected and its faces start new tracks;
 * a camera without faces: a detection on every frame with motion (someone may have come in),
   and only every ``full_every`` frames when nothing moves (``motion.py``); the periodic full
   detection also finds a person who came in so slowly the motion detector missed them.
@@ -43,6 +44,9 @@ class CameraSchedule:
     previous_grey: np.ndarray | None = None
     since_detection: int = 1_000_000
     faces: dict[int, FaceState] = field(default_factory=dict)
+    cut: bool = False
+    """Most of the frame changed at once (a cut, a camera that moved): the detector starts new
+    tracks instead of matching the new faces to the old ones by position."""
     lost: bool = False
     """A face was lost by the flow since the last detection: detect the next frame."""
 
@@ -55,6 +59,8 @@ class CameraSchedule:
                 settings.motion_pixel_threshold,
                 settings.motion_min_area,
                 settings.motion_learning_rate,
+                settings.cut_change,
+                settings.cut_histogram,
             ),
         )
 
@@ -63,9 +69,14 @@ class CameraSchedule:
 
         Also feeds the frame to the motion detector, so call it once per frame, in order.
         """
-        moving = self.motion.update(grey).moving
+        motion = self.motion.update(grey)
         self.since_detection += 1
-        reason = self._reason(moving)
+        active = self.settings.detect_every > 1 or self.settings.motion_gating
+        if active and motion.cut:
+            self.faces = {}  # a cut or a camera move: every face on the frame is new
+            self.cut = True
+        reason = "detect_cut" if self.cut else ""
+        reason = reason or self._reason(motion.moving)
         if reason.startswith("detect"):
             self.since_detection = 0
             self.lost = False

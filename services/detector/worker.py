@@ -121,8 +121,10 @@ class DetectorWorker(BatchWorker):
     ) -> Outgoing:
         detections = [d for d in detections if min(d.box[2], d.box[3]) >= self.min_face_px]
         tracker = self.trackers.setdefault(meta.camera_id, FaceTracker(self.track_ids))
-        track_ids = tracker.update([d.box for d in detections], meta.capture_ts)
         schedule = self._schedule(meta.camera_id)
+        if schedule.cut:
+            tracker.tracks, schedule.cut = [], False
+        track_ids = tracker.update([d.box for d in detections], meta.capture_ts)
         before = schedule.faces
         schedule.faces = {
             t: FaceState(d.box, d.landmarks, d.score, before[t].age + 1 if t in before else 0)
