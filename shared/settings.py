@@ -142,6 +142,10 @@ class RecognizerSettings(BaseModel):
     """Frames of a track before it is identified (or declared unknown)."""
     track_timeout_s: float = 2.0
     """A track not seen for this long has ended."""
+    confirm_frames: int = Field(3, ge=1)
+    """A track's ``started`` goes out at its this-many-th frame: a detector's flicker of one or
+    two frames (a duplicate box, a false face) makes no events. No later than ``min_frames``, so
+    decisions are not delayed."""
     camera_silence_s: float = Field(30.0, gt=0)
     """Tracks end by their camera's own stream time (capture times), so a bus stall does not end
     them; a camera that sends nothing at all for this long (wall clock) has its tracks ended too.

@@ -43,6 +43,9 @@ class TrackVotes:
     live: bool = False
     identified_event_id: str | None = None
     """The last ``identified`` event's id, which a ``withdrawn`` event refers to."""
+    announced: bool = True
+    """Its ``started`` is out. A track is announced at its ``confirm_frames``-th frame, so a
+    detector's one- or two-frame flicker (a duplicate box, a false face) makes no events."""
 
     def leader(self) -> tuple[str, float]:
         person = max(self.weights, key=self.weights.get)
@@ -66,8 +69,10 @@ class TrackVoter:
         require_live: bool = False,
         silence_timeout_s: float = 30.0,
         live_required: Callable[[str], bool] | None = None,
+        confirm_frames: int = 1,
     ) -> None:
         self.threshold = threshold
+        self.confirm_frames = confirm_frames
         self.confidence = confidence
         self.names = names
         self.min_frames = min_frames
@@ -98,14 +103,16 @@ class TrackVoter:
         self._tick_camera(camera_id, ts)
         track = self.tracks.get((camera_id, track_id))
         if track is None:
-            track = TrackVotes(camera_id, track_id, ts, ts, box)
+            track = TrackVotes(camera_id, track_id, ts, ts, box, announced=False)
             self.tracks[(camera_id, track_id)] = track
+        track.frames += 1
+        track.last_seen_ts, track.box = max(track.last_seen_ts, ts), box
+        if not track.announced and track.frames >= self.confirm_frames:
+            track.announced = True
             events.append(self._event("started", track))
             early = self._early_verdicts.pop((camera_id, track_id), None)
             if early is not None:
                 events.extend(self._judged(track, early))
-        track.frames += 1
-        track.last_seen_ts, track.box = max(track.last_seen_ts, ts), box
         matched = (
             person_id
             if person_id is not None and distance is not None and distance <= self.threshold
@@ -146,7 +153,7 @@ class TrackVoter:
         self._camera_clock[camera_id] = (latest, wall)
 
     def _decide(self, track: TrackVotes) -> list[RecognitionEvent]:
-        if track.frames < self.min_frames or track.spoof:
+        if track.frames < self.min_frames or track.spoof or not track.announced:
             return []
         leader, share = track.leader()
         if share <= 0.5 or leader == track.decided:
@@ -167,7 +174,7 @@ class TrackVoter:
     def judged(self, camera_id: str, track_id: int, live: bool) -> list[RecognitionEvent]:
         """A liveness verdict for a track: release its name if live, a spoof event if not."""
         track = self.tracks.get((camera_id, track_id))
-        if track is None:
+        if track is None or not track.announced:
             self._early_verdicts[(camera_id, track_id)] = live
             while len(self._early_verdicts) > MAX_EARLY_VERDICTS:
                 del self._early_verdicts[next(iter(self._early_verdicts))]
@@ -224,7 +231,7 @@ class TrackVoter:
     def _end(self, ended: list[TrackVotes]) -> list[RecognitionEvent]:
         for track in ended:
             del self.tracks[(track.camera_id, track.track_id)]
-        return [self._event("ended", track) for track in ended]
+        return [self._event("ended", track) for track in ended if track.announced]
 
     def _event(
         self, kind: str, track: TrackVotes, schema: type[RecognitionEvent] = RecognitionEvent

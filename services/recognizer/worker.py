@@ -94,11 +94,9 @@ class RecognizerWorker(BatchWorker):
         if settings.fusion_frames > 0 and shift is not None:
             self.fusion = TrackFusion(settings.fusion_frames)
         elif settings.fusion_frames > 0:
+            message = "no fusion calibration for %s with the %s verifier (python -m bench.fusion "
             log.warning(
-                "no fusion calibration for %s with the %s verifier (python -m bench.fusion "
-                "--calibrate): frames are matched alone",
-                encoder.name,
-                verifier.name,
+                message + "--calibrate): frames are matched alone", encoder.name, verifier.name
             )
         self.settings = settings
         self.verifier = verifier
@@ -114,6 +112,7 @@ class RecognizerWorker(BatchWorker):
             require_live=liveness_gate,
             silence_timeout_s=settings.camera_silence_s,
             live_required=live_required,
+            confirm_frames=min(settings.confirm_frames, settings.min_frames),
         )
         self.reassociation = (
             Reassociator(verifier, settings.track_timeout_s) if settings.reassociate else None
@@ -270,7 +269,7 @@ class RecognizerWorker(BatchWorker):
         return track_id if again is None else again.resolve(camera_id, track_id)
 
     def _skipped(self, faces: FacesMessage, face: DetectedFace) -> bool:
-        """A decided track's face between its periodic encodings: it only keeps the track open."""
+        """A settled track's face between its periodic encodings: it keeps the track open."""
         track_id = self._resolve(faces.camera_id, face.track_id)
         every = self.settings.encode_every
         if not self.voter.skip(faces.camera_id, track_id, faces.capture_ts, face.box, every):
