@@ -159,9 +159,13 @@ class RecognizerSettings(BaseModel):
     """Once a track is decided (and live), only every this-many of its frames is encoded (the
     others just keep it open): a decided track costs the encoder a third. 1: every frame."""
     reassociate: bool = True
-    """A new track whose face matches a track of the same camera lost within ``track_timeout_s``
+    """A new track whose face matches a track of the same camera lost within ``reassociate_s``
     continues that track (same track id, no second ``started``; services/recognizer/
     reassociation.py)."""
+    reassociate_s: float = Field(6.0, ge=0)
+    """How long a lost track waits for its face to come back (someone occluded, turned away,
+    walking behind a pillar). With re-association on, a track ends this long after its last frame
+    when that is longer than ``track_timeout_s``."""
     publish_embeddings: bool = False
     """Also publish every frame's encodings on facestream.embeddings (biometric data: off by default)."""
 

@@ -35,7 +35,7 @@ def chips(face_pipeline, people_data: Path) -> dict[str, str]:
 
 
 def recognizer(face_pipeline, tmp_path: Path, reassociate: bool = True) -> RecognizerWorker:
-    settings = RecognizerSettings(reassociate=reassociate, track_timeout_s=2.0)
+    settings = RecognizerSettings(reassociate=reassociate, track_timeout_s=2.0, reassociate_s=6.0)
     return RecognizerWorker(
         face_pipeline.encoder,
         FileGallery(tmp_path / "gallery"),
@@ -86,7 +86,7 @@ def test_a_lost_track_is_taken_up_by_the_same_face(face_pipeline, chips, tmp_pat
         worker,
         [
             (chips["obama/obama.jpg"], 1, 0.0, 1.0),
-            (chips["obama/obama2.jpg"], 2, 1.8, 2.6),  # 0.8 s later, another detector track
+            (chips["obama/obama2.jpg"], 2, 4.0, 4.6),  # 3 s later, another detector track
         ],
     )
     started = [e for e in events if e.type == "started"]
@@ -109,7 +109,8 @@ def test_after_the_track_ended_the_same_face_starts_a_new_track(
 ) -> None:
     worker = recognizer(face_pipeline, tmp_path)
     events = play(worker, [(chips["obama/obama.jpg"], 1, 0.0, 1.0)])
-    events += frame(worker, chips["obama/obama.jpg"], 9, 1004.0)  # 3 s later: past the timeout
+    # 7 s later: past reassociate_s (6 s), the first track has ended
+    events += play(worker, [(chips["obama/obama.jpg"], 9, 8.0, 8.5)])
     events += list(map(_read, worker.tick(1e12)))
     kinds = [(e.type, e.track_id) for e in events if e.type in ("started", "ended")]
     assert ("ended", 1) in kinds and ("started", 9) in kinds

@@ -100,5 +100,12 @@ class FaceTracker:
                 track.box, track.last_seen_ts = box, ts
         self.latest_ts = max(self.latest_ts, ts)
 
+    def move(self, track_id: int, box: BoxTuple) -> None:
+        """Where a track's face is predicted to be now (optical flow), before matching the
+        frame's detections: a fast face is matched to its own track, not to a neighbour's."""
+        for track in self.tracks:
+            if track.id == track_id:
+                track.box = box
+
     def expire(self, now: float) -> None:
         self.tracks = [t for t in self.tracks if now - t.last_seen_ts <= self.max_age_s]

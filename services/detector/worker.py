@@ -124,6 +124,12 @@ class DetectorWorker(BatchWorker):
         schedule = self._schedule(meta.camera_id)
         if schedule.cut:
             tracker.tracks, schedule.cut = [], False
+        elif schedule.previous_grey is not None and self.settings.detect_every > 1:
+            for track_id, state in schedule.faces.items():  # predict, then associate
+                if state.landmarks is not None:
+                    moved = carry(schedule.previous_grey, grey, state.box, state.landmarks)
+                    if moved.ok:
+                        tracker.move(track_id, moved.box)
         track_ids = tracker.update([d.box for d in detections], meta.capture_ts)
         before = schedule.faces
         schedule.faces = {

@@ -5,7 +5,7 @@ missed by the detector for a few frames comes back under a new track id, and the
 start a second track for them (a second ``started``, a second ``unknown``, a fresh liveness
 window). Before a new track id starts, ``Reassociator.match`` compares its first encoding with
 the recent encodings of the camera's open tracks that are *lost*: not seen on this frame and last
-seen within the voter's ``track_timeout_s`` (the voter has not ended them yet, so no ``ended``
+seen within ``reassociate_s`` (6 s; the voter keeps lost tracks open that long, so no ``ended``
 has gone out). When the closest is within the verifier's calibrated 1:1 threshold tau (same
 person, shared/face/calibration*.json), the new id becomes an alias of the old track: its frames
 and liveness verdicts count for the old track, whose events carry on (one per state change).
@@ -23,8 +23,15 @@ import numpy as np
 from services.recognizer.fusion import TrackFusion
 from shared import metrics
 from shared.face.verification import Verifier
+from shared.settings import RecognizerSettings
 
 TEMPLATE_FRAMES = 5
+
+
+def track_timeout(settings: RecognizerSettings) -> float:
+    """How long the voter keeps a lost track open: with re-association on, long enough for its
+    face to come back (``reassociate_s``)."""
+    return max(settings.track_timeout_s, settings.reassociate_s * settings.reassociate)
 
 
 class Reassociator:

@@ -24,7 +24,7 @@ import numpy as np
 
 from services.recognizer.fusion import TrackFusion
 from services.recognizer.journal import MemoryJournal, TrackJournal
-from services.recognizer.reassociation import Reassociator
+from services.recognizer.reassociation import Reassociator, track_timeout
 from services.recognizer.voting import TrackVoter, face_weight
 from shared import metrics
 from shared.bus.base import Message
@@ -108,14 +108,14 @@ class RecognizerWorker(BatchWorker):
             verifier.confidence,
             self._name,
             min_frames=settings.min_frames,
-            track_timeout_s=settings.track_timeout_s,
+            track_timeout_s=track_timeout(settings),
             require_live=liveness_gate,
             silence_timeout_s=settings.camera_silence_s,
             live_required=live_required,
             confirm_frames=min(settings.confirm_frames, settings.min_frames),
         )
         self.reassociation = (
-            Reassociator(verifier, settings.track_timeout_s) if settings.reassociate else None
+            Reassociator(verifier, track_timeout(settings)) if settings.reassociate else None
         )
         self.journal = journal if journal is not None else MemoryJournal()
         self._journaled: dict[tuple[str, int], float] = {}
