@@ -323,8 +323,7 @@ def run_embedded(n: int, mode: str, args, urls: dict[str, str]) -> dict:
 
 
 def embedded_child(urls: dict[str, str], seconds: float, warmup: float) -> None:
-    from services.cli import build_services
-    from services.runtime import start_services, wait_and_stop
+    from services.runtime import build_services, start_services, wait_and_stop
     from shared.bus.memory import MemoryBus
     from shared.cameras import CameraSpec, FileCameraRegistry
     from shared.face.factory import build_identity

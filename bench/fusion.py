@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def open_set_people(shared_data: Path, people: int) -> tuple[dict[str, list[Path]], list, list]:
     """LFW outside DevTest: (photos by name, enrolled names with 5+ photos, stranger names)."""
-    from shared.datasets.lfw import identities, people_in, read_pairs
+    from training.datasets.lfw import identities, people_in, read_pairs
 
     devtest = people_in(read_pairs(shared_data, "DevTest"))
     everyone = {n: p for n, p in identities(shared_data, 1).items() if n not in devtest}

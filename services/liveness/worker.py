@@ -36,11 +36,10 @@ from shared.bus.base import Message
 from shared.face.chip_kinds import DLIB_150
 from shared.face.chips import chip_from_b64
 from shared.liveness.context import context_from_b64
-from shared.liveness.dataset import chip_centre
 from shared.liveness.evidence import EvidencePolicy, TrackEvidence
 from shared.liveness.features import frame_features
 from shared.liveness.model import LivenessModel
-from shared.liveness.pixels import PIXEL_FRAMES
+from shared.liveness.pixels import PIXEL_FRAMES, chip_centre
 from shared.schemas import DetectedFace, FacesMessage, LivenessVerdict, Topics
 from shared.settings import LivenessSettings
 from shared.stream import StreamStamp
@@ -53,7 +52,7 @@ class TrackWindow:
 
     rows: deque
     chips: deque = field(default_factory=lambda: deque(maxlen=16))
-    """The pixel model's chips (``dataset.chip_centre``) of the same frames as ``rows``."""
+    """The pixel model's chips (``pixels.chip_centre``) of the same frames as ``rows``."""
     previous: tuple[np.ndarray, tuple[float, ...]] | None = None
     """The previous frame's landmarks and box."""
     since_window: int = 0
