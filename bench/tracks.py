@@ -6,7 +6,8 @@ Runs the real detector, liveness and recognizer workers in this process, frame b
 fps of stream time (each clip's frames as the ingestor publishes them, capture times 15 fps
 apart), against a gallery holding lin_manuel_miranda's one photo. ``on`` is the configured
 defaults (motion gating, detect-then-track, re-association, sparse encoding); ``off`` is every
-frame detected and encoded, no re-association (the behaviour before issue 15). For each mode it
+frame detected and encoded, no re-association, ``started`` at a track's first frame (the
+behaviour before issue 15). For each mode it
 prints, against the hand-made ground truth (tests/ground_truth/tracks.json): the tracks started
 per subject, ``started`` per subject seen (the target is <= 1.3), tracks matching no subject,
 the frames the face detector ran on, and for the Hamilton clip the stream seconds from Lin's
@@ -40,7 +41,7 @@ CLIPS = {
 }
 OFF = {
     "detector": {"motion_gating": False, "detect_every": 1},
-    "recognizer": {"reassociate": False, "encode_every": 1},
+    "recognizer": {"reassociate": False, "encode_every": 1, "confirm_frames": 1},
 }
 
 
