@@ -91,6 +91,8 @@ class CameraSchedule:
         if self.lost:
             return "detect_lost"
         if self.faces:
+            if any(face.landmarks is None for face in self.faces.values()):
+                return "detect_no_landmarks"  # nothing to carry them by (haar)
             if any(face.age < s.settle_frames for face in self.faces.values()):
                 return "detect_young"
             if self.since_detection >= s.detect_every:
