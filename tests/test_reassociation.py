@@ -127,3 +127,17 @@ def test_without_reassociation_every_track_starts(face_pipeline, chips, tmp_path
 
 def _read(outgoing):
     return read_event(Message(outgoing.topic, outgoing.value, outgoing.key, dict(outgoing.headers)))
+
+
+def test_a_settled_track_is_encoded_only_every_few_frames(face_pipeline, chips, tmp_path) -> None:
+    """Unknown (the gallery is empty) after 3 frames; from then on every 3rd face is encoded."""
+    from tests.helpers import sample
+
+    worker = recognizer(face_pipeline, tmp_path)
+    encoded = sample("facestream_recognizer_faces_total", outcome="encoded")
+    skipped = sample("facestream_recognizer_faces_total", outcome="skipped")
+    events = play(worker, [(chips["obama/obama.jpg"], 1, 0.0, 1.0 - 1e-6)])  # 15 frames
+    assert [e.type for e in events] == ["started", "unknown"]
+    assert sample("facestream_recognizer_faces_total", outcome="encoded") - encoded == 7
+    assert sample("facestream_recognizer_faces_total", outcome="skipped") - skipped == 8
+    assert worker.voter.tracks[("cam", 1)].frames == 15  # skipped faces still keep it open
