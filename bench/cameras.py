@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -146,6 +147,7 @@ def percentiles(values: list[float]) -> dict:
 
 def skip_groups_to_end(settings: Settings) -> None:
     from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
+    from kafka.errors import CommitFailedError
 
     from shared.bus.kafka import connection_options
 
@@ -156,7 +158,16 @@ def skip_groups_to_end(settings: Settings) -> None:
         parts = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t)]
         consumer.assign(parts)
         consumer.seek_to_end(*parts)
-        consumer.commit({tp: OffsetAndMetadata(consumer.position(tp), "", -1) for tp in parts})
+        ends = {tp: OffsetAndMetadata(consumer.position(tp), "", -1) for tp in parts}
+        deadline = time.monotonic() + 60
+        while True:  # refused while a member of the last run is still leaving the group
+            try:
+                consumer.commit(ends)
+                break
+            except CommitFailedError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
         consumer.close()
 
 
@@ -421,6 +432,7 @@ def main() -> None:
         embedded_child(json.loads(args.embedded_child), args.seconds, args.warmup)
         return
 
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop: clean up as on Ctrl-C
     settings = Settings()
     run = uuid.uuid4().hex[:8]
     args.prefix = f"bench-{run}"
