@@ -10,7 +10,7 @@ frame detected and encoded, no re-association, ``started`` at a track's first fr
 behaviour before issue 15). For each mode it
 prints, against the hand-made ground truth (tests/ground_truth/tracks.json): the tracks started
 per subject, ``started`` per subject seen (the target is <= 1.3), tracks matching no subject,
-the frames the face detector ran on, and for the Hamilton clip the stream seconds from Lin's
+tracks that switched from one subject to another, the frames the face detector ran on, and for the Hamilton clip the stream seconds from Lin's
 first frame to his ``identified`` event.
 """
 
@@ -165,6 +165,12 @@ def _message(outgoing) -> Message:
 
 def subject_of(track: list[tuple[int, float]], subjects: list[dict]) -> str | None:
     """The ground-truth subject most of a track's frames fall on (frame range and x range)."""
+    votes = subject_votes(track, subjects)
+    return votes.most_common(1)[0][0] if votes else None
+
+
+def subject_votes(track: list[tuple[int, float]], subjects: list[dict]) -> Counter[str]:
+    """Frames of a track per ground-truth subject they fall on."""
     votes: Counter[str] = Counter()
     for index, x in track:
         for subject in subjects:
@@ -172,7 +178,7 @@ def subject_of(track: list[tuple[int, float]], subjects: list[dict]) -> str | No
                 (a, b), (x0, x1) = segment["frames"], segment["x"]
                 if a <= index <= b and x0 <= x <= x1:
                     votes[subject["id"]] += 1
-    return votes.most_common(1)[0][0] if votes else None
+    return votes
 
 
 def score(run: ClipRun, truth: dict, fps: float = 15.0) -> dict:
@@ -187,12 +193,19 @@ def score(run: ClipRun, truth: dict, fps: float = 15.0) -> dict:
         else:
             per_subject[subject] += 1
     seen = len(per_subject)
+    switches = sum(  # one track on two subjects (3+ frames each): an identity switch
+        1
+        for track in started
+        if sum(n >= 3 for n in subject_votes(run.boxes.get(track, []), truth["subjects"]).values())
+        > 1
+    )
     result = {
         "started": len(started),
         "per_subject": dict(per_subject),
         "subjects_seen": seen,
         "started_per_subject": round(sum(per_subject.values()) / seen, 2) if seen else None,
         "unmatched_tracks": unmatched,
+        "identity_switches": switches,
         "detected_frames": run.detected_frames,
         "frames": run.frames,
         "events": dict(Counter(e.type for e in run.events)),
