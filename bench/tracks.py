@@ -213,10 +213,13 @@ def score(run: ClipRun, truth: dict, fps: float = 15.0) -> dict:
     lin = next((s for s in truth["subjects"] if s["id"] == "lin_manuel_miranda"), None)
     named = [e for e in run.events if e.type == "identified" and e.person_name]
     if lin is not None:
-        first = lin["segments"][0]["frames"][0]
         start_ts = min((e.first_seen_ts for e in run.events), default=0.0)
         base = start_ts - min(i for t in run.boxes.values() for i, _ in t) / fps
-        if named:
+        if named:  # from the first frame of the shot (segment) his named track began in
+            began = round((named[0].first_seen_ts - base) * fps)
+            first = next(
+                (a for a, b in (g["frames"] for g in lin["segments"]) if a <= began <= b), began
+            )
             result["lin_identified_after_s"] = round(
                 named[0].last_seen_ts - (base + first / fps), 2
             )
