@@ -20,6 +20,9 @@ Figures: Hamilton clip (lin_manuel_miranda appears in it): per track later ident
 by any variant, stream seconds and frames from the track's first frame to ``identified``, and
 wrong names; street crowd (none of the enrolled people appear): identified events (all false).
 Also the per-frame share of a track's frames that fell within the threshold of someone.
+
+Over 400 lines for a reason: one benchmark whose runs (videos, open set, calibration) share
+the cached encodings and the report.
 """
 
 from __future__ import annotations

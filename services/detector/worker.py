@@ -4,7 +4,9 @@ context crops (the face's surroundings, for liveness) out.
 One tracker per camera, and one schedule (schedule.py): frames without motion or between two
 detections of the faces on camera skip the face detector, their faces carried by optical flow
 (tracking.py) and marked ``tracked``; the frames that are detected, of every camera in the
-poll, go through the detector in one batched call. Frames of a camera arrive in order on one partition (they are keyed by
+poll, go through the detector in one batched call.
+
+Frames of a camera arrive in order on one partition (they are keyed by
 camera id), so the tracker state of a camera lives on exactly one detector instance.
 """
 
@@ -21,42 +23,41 @@ from services.detector.tracker import FaceTracker, TrackIds
 from services.detector.tracking import carry
 from shared import metrics
 from shared.bus.base import Message
-from shared.errors import ProcessingError
 from shared.face.chip_kinds import DLIB_150, ChipKind, chip_kind
 from shared.face.chips import chip_to_b64
 from shared.face.detection import FaceDetector
 from shared.face.types import Detection
-from shared.images import check_size, decode_image
+from shared.frames import Result, decode_frame, each, frame_size, guarded
 from shared.liveness.context import context_crop, context_to_b64
 from shared.schemas import Box, DetectedFace, FacesMessage, FrameMeta, Topics
 from shared.settings import DetectorSettings, get_settings
-from shared.stream import StreamStamp
 from shared.worker import BatchWorker, Outgoing
 
 
 class DetectorWorker(BatchWorker):
     name = "detector"
     topics = (Topics.FRAMES,)
+    stream_checks = True
 
     def __init__(
         self,
         detector: FaceDetector,
         min_face_px: int = 40,
-        camera_idle_s: float = 60.0,
         max_frame_pixels: int | None = None,
         batch_pixels: int | None = None,
         chip: str = DLIB_150,
         settings: DetectorSettings | None = None,
     ) -> None:
         """``chip``: the chip kind the configured encoder takes (shared/face/chip_kinds.py);
-        ``settings``: motion gating and detect-then-track (default: the environment's)."""
+        ``settings``: motion gating and detect-then-track (default: the environment's).
+
+        A camera's tracker is forgotten when the runner finds the camera idle (``expire``)."""
         images = get_settings().images
         self.settings = settings or get_settings().detector
         self.schedules: dict[str, CameraSchedule] = {}
         self.detector = detector
         self.chip = chip_kind(chip)
         self.min_face_px = min_face_px
-        self.camera_idle_s = camera_idle_s
         self.max_frame_pixels = max_frame_pixels or images.max_frame_pixels
         self.batch_pixels = batch_pixels or images.batch_pixels
         self.track_ids = TrackIds()
@@ -66,49 +67,39 @@ class DetectorWorker(BatchWorker):
         """Check each frame's size from its header, then decode, detect (one call per chunk) and
         track in order, in chunks of at most ``batch_pixels``: the memory a poll takes is bounded
         by the budget, not by what the producers sent."""
-        results: list[list[Outgoing] | Exception | None] = [None] * len(messages)
-        sized: list[tuple[int, Message, FrameMeta, int]] = []
-        for i, message in enumerate(messages):
-            try:
-                meta = FrameMeta.from_message(message)
-                width, height = check_size(
-                    message.value, self.max_frame_pixels, (meta.width, meta.height)
-                )
-                sized.append((i, message, meta, width * height))
-            except Exception as error:  # noqa: BLE001 - dead-lettered by the runner
-                results[i] = error
+        results, sized = each(messages, lambda m: frame_size(m, self.max_frame_pixels))
         for chunk in _pixel_chunks(sized, self.batch_pixels):
-            self._detect_chunk(chunk, results)
-        return results  # type: ignore[return-value] - every slot is filled above
+            self._detect_chunk([(i, messages[i], *sizes) for i, sizes in chunk], results)
+        return results
 
     def _detect_chunk(
-        self,
-        chunk: list[tuple[int, Message, FrameMeta, int]],
-        results: list[list[Outgoing] | Exception | None],
+        self, chunk: list[tuple[int, Message, FrameMeta, int]], results: list[Result]
     ) -> None:
         """Decode and schedule every frame, detect the scheduled ones of every camera in one
         batched call, then detect-or-carry frame by frame in order (a carried frame needs its
         camera's frame before it)."""
         frames: list[tuple[int, FrameMeta, np.ndarray, np.ndarray, bool]] = []
         for i, message, meta, _ in chunk:
-            try:
-                image = _decode_frame(message, meta, self.max_frame_pixels)
-                grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-                detect, reason = self._schedule(meta.camera_id).decide(grey)
-                metrics.DETECTOR_FRAMES.labels(_decision(reason), reason).inc()
-                frames.append((i, meta, image, grey, detect))
-            except Exception as error:  # noqa: BLE001 - dead-lettered by the runner
-                results[i] = error
+            scheduled = guarded(self._scheduled, message, meta)
+            if isinstance(scheduled, Exception):
+                results[i] = scheduled
+            else:
+                frames.append((i, meta, *scheduled))
         wanted = [image for _, _, image, _, detect in frames if detect]
         found = iter(self.detector.detect_batch(wanted) if wanted else [])
         for i, meta, image, grey, detect in frames:
-            try:
-                if detect:
-                    results[i] = [self._detected(meta, image, grey, next(found))]
-                else:
-                    results[i] = [self._carried(meta, image, grey)]
-            except Exception as error:  # noqa: BLE001 - dead-lettered by the runner
-                results[i] = error
+            if detect:
+                results[i] = guarded(self._detected, meta, image, grey, next(found))
+            else:
+                results[i] = guarded(self._carried, meta, image, grey)
+
+    def _scheduled(self, message: Message, meta: FrameMeta) -> tuple[np.ndarray, np.ndarray, bool]:
+        """The frame's pixels, grey copy, and whether it gets a full detection (counted)."""
+        _, image = decode_frame(message, self.max_frame_pixels, meta)
+        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        detect, reason = self._schedule(meta.camera_id).decide(grey)
+        metrics.DETECTOR_FRAMES.labels(_decision(reason), reason).inc()
+        return image, grey, detect
 
     def _schedule(self, camera_id: str) -> CameraSchedule:
         schedule = self.schedules.get(camera_id)
@@ -118,7 +109,7 @@ class DetectorWorker(BatchWorker):
 
     def _detected(
         self, meta: FrameMeta, image: np.ndarray, grey: np.ndarray, detections: list[Detection]
-    ) -> Outgoing:
+    ) -> list[Outgoing]:
         detections = [d for d in detections if min(d.box[2], d.box[3]) >= self.min_face_px]
         tracker = self.trackers.setdefault(meta.camera_id, FaceTracker(self.track_ids))
         schedule = self._schedule(meta.camera_id)
@@ -142,7 +133,7 @@ class DetectorWorker(BatchWorker):
         ]
         return self._message(meta, faces)
 
-    def _carried(self, meta: FrameMeta, image: np.ndarray, grey: np.ndarray) -> Outgoing:
+    def _carried(self, meta: FrameMeta, image: np.ndarray, grey: np.ndarray) -> list[Outgoing]:
         """The camera's faces carried by optical flow from its previous frame; a face the flow
         loses is dropped and brings detection back on the next frame."""
         schedule = self._schedule(meta.camera_id)
@@ -163,7 +154,7 @@ class DetectorWorker(BatchWorker):
         schedule.previous_grey = grey
         return self._message(meta, faces)
 
-    def _message(self, meta: FrameMeta, faces: list[DetectedFace]) -> Outgoing:
+    def _message(self, meta: FrameMeta, faces: list[DetectedFace]) -> list[Outgoing]:
         message = FacesMessage(
             camera_id=meta.camera_id,
             seq=meta.seq,
@@ -173,11 +164,7 @@ class DetectorWorker(BatchWorker):
             detector=self.detector.name,
             faces=faces,
         )
-        return Outgoing(Topics.FACES, message.to_bytes(), meta.camera_id, message.headers())
-
-    def stamp(self, message: Message) -> StreamStamp:
-        meta = FrameMeta.from_message(message)
-        return StreamStamp(meta.camera_id, meta.capture_ts, meta.seq)
+        return [Outgoing(Topics.FACES, message.to_bytes(), meta.camera_id, message.headers())]
 
     def snapshot(self) -> object:
         """The trackers and schedules (track ids already handed out stay used: ids only need to
@@ -185,47 +172,28 @@ class DetectorWorker(BatchWorker):
         return copy.deepcopy((self.trackers, self.schedules), {id(self.track_ids): self.track_ids})
 
     def restore(self, state: object) -> None:
-        self.trackers, self.schedules = state  # type: ignore[misc] - what snapshot returned
+        self.trackers, self.schedules = state  # type: ignore[misc]  # what snapshot returned
 
     def expire(self, camera_id: str) -> Iterable[Outgoing]:
         self.trackers.pop(camera_id, None)
         self.schedules.pop(camera_id, None)
         return ()
 
-    def tick(self, now: float) -> Iterable[Outgoing]:
-        """Forget the trackers of cameras that have sent no frame for ``camera_idle_s``."""
-        for camera_id, tracker in list(self.trackers.items()):
-            latest = max((t.last_seen_ts for t in tracker.tracks), default=tracker.latest_ts)
-            if now - latest > self.camera_idle_s:
-                del self.trackers[camera_id]
-                self.schedules.pop(camera_id, None)
-        return ()
-
-
-def _decode_frame(message: Message, meta: FrameMeta, max_pixels: int) -> np.ndarray:
-    """The frame's pixels; its header must declare the size the message's headers say."""
-    image = decode_image(message.value, max_pixels, (meta.width, meta.height))
-    if (image.shape[1], image.shape[0]) != (meta.width, meta.height):
-        raise ProcessingError(
-            "corrupt_image",
-            f"decoded {image.shape[1]}x{image.shape[0]}, headers say {meta.width}x{meta.height}",
-        )
-    return image
-
 
 def _pixel_chunks(
-    sized: list[tuple[int, Message, FrameMeta, int]], budget: int
-) -> Iterable[list[tuple[int, Message, FrameMeta, int]]]:
+    sized: list[tuple[int, tuple[FrameMeta, int]]], budget: int
+) -> Iterable[list[tuple[int, tuple[FrameMeta, int]]]]:
     """Consecutive runs of frames whose pixels add up to at most ``budget`` (a frame alone may
     reach it: each is already under the per-frame limit). Order is kept: tracking needs it."""
-    chunk: list[tuple[int, Message, FrameMeta, int]] = []
+    chunk: list[tuple[int, tuple[FrameMeta, int]]] = []
     total = 0
     for item in sized:
-        if chunk and total + item[3] > budget:
+        pixels = item[1][1]
+        if chunk and total + pixels > budget:
             yield chunk
             chunk, total = [], 0
         chunk.append(item)
-        total += item[3]
+        total += pixels
     if chunk:
         yield chunk
 
@@ -244,7 +212,11 @@ def _face(
 ) -> DetectedFace:
     x, y, w, h = detection.box
     has_landmarks = detection.landmarks is not None
-    chip = chip_to_b64(kind.align(image, detection.landmarks)) if has_landmarks else None
+    chip = (
+        chip_to_b64(kind.align(image, detection.landmarks))
+        if detection.landmarks is not None
+        else None
+    )
     return DetectedFace(
         box=Box(x=float(x), y=float(y), w=float(w), h=float(h)),
         score=float(min(1.0, max(0.0, detection.score))),

@@ -28,6 +28,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -35,6 +36,7 @@ from shared import metrics
 from shared.bus.base import Message
 from shared.face.chip_kinds import DLIB_150
 from shared.face.chips import chip_from_b64
+from shared.frames import each
 from shared.liveness.context import context_from_b64
 from shared.liveness.evidence import EvidencePolicy, TrackEvidence
 from shared.liveness.features import frame_features
@@ -42,7 +44,6 @@ from shared.liveness.model import LivenessModel
 from shared.liveness.pixels import PIXEL_FRAMES, chip_centre
 from shared.schemas import DetectedFace, FacesMessage, LivenessVerdict, Topics
 from shared.settings import LivenessSettings
-from shared.stream import StreamStamp
 from shared.worker import BatchWorker, Outgoing
 
 
@@ -66,6 +67,7 @@ class TrackWindow:
 class LivenessWorker(BatchWorker):
     name = "liveness"
     topics = (Topics.FACES,)
+    stream_checks = True
 
     def __init__(self, model: LivenessModel, settings: LivenessSettings) -> None:
         self.model = model
@@ -76,37 +78,30 @@ class LivenessWorker(BatchWorker):
 
     def process_batch(self, messages: list[Message]) -> list[list[Outgoing] | Exception]:
         """Features for every face of the poll, then one model call for the windows that are due."""
-        results: list[list[Outgoing] | Exception] = [[] for _ in messages]
-        due: list[tuple[int, str, int, tuple[np.ndarray, np.ndarray | None]]] = []
-        for i, message in enumerate(messages):
-            try:
-                due.extend((i, *window) for window in self._observe(message))
-            except Exception as error:  # noqa: BLE001 - dead-lettered by the runner
-                results[i] = error
+        results, observed = each(messages, self._observe)
+        due = [(i, *window) for i, windows in observed for window in windows]
         if not due:
             return results
         started = time.perf_counter()
         motion = np.stack([w[0] for *_, w in due])
         if getattr(self.model, "needs_chips", False):
-            scores = self.model.probability_live(motion, np.stack([w[1] for *_, w in due]))
+            chips = np.stack([cast(np.ndarray, w[1]) for *_, w in due])
+            scores = self.model.probability_live(motion, chips)  # type: ignore[call-arg]  # pixels
         else:
             scores = self.model.probability_live(motion)
         metrics.LIVENESS_MODEL_SECONDS.observe(time.perf_counter() - started)
         for (i, camera_id, track_id, _), score in zip(due, scores, strict=True):
             verdict = self._verdict(camera_id, track_id, float(score))
-            if isinstance(results[i], list) and verdict is not None:
-                results[i].append(verdict)
+            result = results[i]
+            if isinstance(result, list) and verdict is not None:
+                result.append(verdict)
         return results
-
-    def stamp(self, message: Message) -> StreamStamp:
-        faces = FacesMessage.from_message(message)
-        return StreamStamp(faces.camera_id, faces.capture_ts, faces.seq)
 
     def snapshot(self) -> object:
         return copy.deepcopy((self.tracks, self._stream_time))
 
     def restore(self, state: object) -> None:
-        self.tracks, self._stream_time = state  # type: ignore[misc] - what snapshot returned
+        self.tracks, self._stream_time = state  # type: ignore[misc]  # what snapshot returned
 
     def expire(self, camera_id: str) -> Iterable[Outgoing]:
         """A silent camera (removed, or died): forget its tracks."""
@@ -115,7 +110,9 @@ class LivenessWorker(BatchWorker):
             del self.tracks[key]
         return ()
 
-    def _observe(self, message: Message) -> list[tuple[str, int, np.ndarray]]:
+    def _observe(
+        self, message: Message
+    ) -> list[tuple[str, int, tuple[np.ndarray, np.ndarray | None]]]:
         """Add the frame's faces to their tracks; the (camera, track, window) now due.
 
         Every face is decoded before any track changes, so a message that fails changes nothing.
@@ -126,7 +123,7 @@ class LivenessWorker(BatchWorker):
         self._stream_time[faces.camera_id] = max(latest, min(faces.capture_ts, time.time()))
         due = []
         for face, crops in decoded:
-            if crops is None:
+            if crops is None or face.track_id is None:  # (_decoded skips untracked faces)
                 continue
             window = self._add(faces.camera_id, faces.capture_ts, face, *crops)
             if window is not None:
@@ -154,7 +151,11 @@ class LivenessWorker(BatchWorker):
         if pixels and not (face.chip_jpeg_b64 and face.chip_kind == DLIB_150):
             metrics.LIVENESS_FACES_SKIPPED.labels("no_chip").inc()  # the pixel model's chips
             return None
-        chip = chip_centre(chip_from_b64(face.chip_jpeg_b64)) if pixels else None
+        chip = (
+            chip_centre(chip_from_b64(face.chip_jpeg_b64))
+            if pixels and face.chip_jpeg_b64
+            else None
+        )
         return context_from_b64(face.context_jpeg_b64), chip
 
     def _add(
@@ -167,7 +168,7 @@ class LivenessWorker(BatchWorker):
     ) -> tuple[np.ndarray, np.ndarray | None] | None:
         pixels = chip is not None
         track = self.tracks.setdefault(
-            (camera_id, face.track_id),
+            (camera_id, cast(int, face.track_id)),  # _observe passes tracked faces only
             TrackWindow(
                 deque(maxlen=self.model.window),
                 evidence=TrackEvidence(self.settings.policy(camera_id)),

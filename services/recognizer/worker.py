@@ -19,6 +19,7 @@ import copy
 import logging
 import time
 from collections.abc import Callable, Iterable
+from typing import cast
 
 import numpy as np
 
@@ -33,6 +34,7 @@ from shared.face.chips import chip_from_b64
 from shared.face.encoder import FaceEncoder
 from shared.face.fusion_calibration import load_fusion_calibration
 from shared.face.verification import Verifier, index_metric
+from shared.frames import each
 from shared.gallery.base import (
     EncoderMismatchError,
     Gallery,
@@ -51,7 +53,6 @@ from shared.schemas import (
     Topics,
 )
 from shared.settings import RecognizerSettings
-from shared.stream import StreamStamp
 from shared.worker import BatchWorker, Outgoing
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ JOURNAL_REFRESH_S = 2.0  # s between journal writes of the open tracks' latest f
 
 class RecognizerWorker(BatchWorker):
     name = "recognizer"
+    stream_checks = True
 
     def __init__(
         self,
@@ -124,13 +126,6 @@ class RecognizerWorker(BatchWorker):
         self._next_refresh = 0.0
         self._load_journal()
 
-    def stamp(self, message: Message) -> StreamStamp:
-        if message.topic == Topics.LIVENESS:
-            verdict = LivenessVerdict.from_message(message)
-            return StreamStamp(verdict.camera_id, verdict.ts, dedupe=False)
-        faces = FacesMessage.from_message(message)
-        return StreamStamp(faces.camera_id, faces.capture_ts, faces.seq)
-
     def snapshot(self) -> object:
         """The voter's state (tracks, early verdicts, camera clocks) and the tracks' fused frames,
         to undo a failed batch."""
@@ -140,7 +135,7 @@ class RecognizerWorker(BatchWorker):
         return voter, fusion, tracks
 
     def restore(self, state: object) -> None:
-        voter, fusion, tracks = state  # type: ignore[misc] - what snapshot returned
+        voter, fusion, tracks = cast(tuple[dict, dict, object], state)  # what snapshot returned
         vars(self.voter).update(voter)
         if self.fusion is not None:
             vars(self.fusion).update(fusion)
@@ -217,22 +212,14 @@ class RecognizerWorker(BatchWorker):
 
     def process_batch(self, messages: list[Message]) -> list[list[Outgoing] | Exception]:
         """Decode every chip of the poll, encode them in one call, then vote frame by frame."""
-        results: list[list[Outgoing] | Exception] = [[] for _ in messages]
-        frames: list[tuple[int, FacesMessage, list[DetectedFace], np.ndarray]] = []
-        for i, message in enumerate(messages):
-            try:
-                if message.topic == Topics.LIVENESS:
-                    results[i] = self._judged(message)
-                    continue
-                frame = self._usable_faces(message)
-            except Exception as error:  # noqa: BLE001 - dead-lettered by the runner
-                results[i] = error
-                continue
-            if frame is not None:
-                frames.append((i, *frame))
+        results, read = each(messages, self._read)
+        frames = [(i, *frame) for i, frame in read if isinstance(frame, tuple)]
+        for i, outputs in read:
+            if isinstance(outputs, list):  # a liveness verdict: its events, nothing to encode
+                results[i] = outputs
         if not frames:
             return results
-        self._sync_if_due()
+        self.update_config()
         embeddings = self.encoder.encode(np.concatenate([chips for *_, chips in frames]))
         start = 0
         for i, faces, usable, _chips in frames:
@@ -240,6 +227,14 @@ class RecognizerWorker(BatchWorker):
             start += len(usable)
             results[i] = self._vote(faces, usable, vectors)
         return results
+
+    def _read(
+        self, message: Message
+    ) -> list[Outgoing] | tuple[FacesMessage, list[DetectedFace], np.ndarray] | None:
+        """A verdict's events, or a frame's usable faces with their chips (None: none to encode)."""
+        if message.topic == Topics.LIVENESS:
+            return self._judged(message)
+        return self._usable_faces(message)
 
     def _judged(self, message: Message) -> list[Outgoing]:
         verdict = LivenessVerdict.from_message(message)
@@ -261,7 +256,12 @@ class RecognizerWorker(BatchWorker):
         return (
             faces,
             usable,
-            np.stack([chip_from_b64(f.chip_jpeg_b64, chip_kind(f.chip_kind).size) for f in usable]),
+            np.stack(
+                [
+                    chip_from_b64(cast(str, f.chip_jpeg_b64), chip_kind(f.chip_kind).size)
+                    for f in usable
+                ]
+            ),
         )
 
     def _resolve(self, camera_id: str, track_id: int) -> int:
@@ -270,7 +270,7 @@ class RecognizerWorker(BatchWorker):
 
     def _skipped(self, faces: FacesMessage, face: DetectedFace) -> bool:
         """A settled track's face between its periodic encodings: it keeps the track open."""
-        track_id = self._resolve(faces.camera_id, face.track_id)
+        track_id = self._resolve(faces.camera_id, cast(int, face.track_id))  # usable: has one
         every = self.settings.encode_every
         if not self.voter.skip(faces.camera_id, track_id, faces.capture_ts, face.box, every):
             return False
@@ -281,13 +281,11 @@ class RecognizerWorker(BatchWorker):
         self, faces: FacesMessage, usable: list[DetectedFace], embeddings: np.ndarray
     ) -> list[int]:
         """The track each face counts for (a re-associated new track: the one it continues)."""
-        camera = faces.camera_id
+        camera, ids = faces.camera_id, [cast(int, f.track_id) for f in usable]  # usable: have one
         if self.reassociation is None:
-            return [f.track_id for f in usable]
+            return ids
         open_tracks = {t: v.last_seen_ts for (c, t), v in self.voter.tracks.items() if c == camera}
-        return self.reassociation.track_ids(
-            camera, faces.capture_ts, [f.track_id for f in usable], embeddings, open_tracks
-        )
+        return self.reassociation.track_ids(camera, faces.capture_ts, ids, embeddings, open_tracks)
 
     def _vote(
         self, faces: FacesMessage, usable: list[DetectedFace], embeddings: np.ndarray
@@ -304,7 +302,8 @@ class RecognizerWorker(BatchWorker):
             for track_id, e, w in zip(track_ids, embeddings, weights, strict=True):
                 self.reassociation.remember(faces.camera_id, track_id, e, w)
         queries, single, shifts = embeddings, [True] * len(usable), [0.0] * len(usable)
-        if self.fusion is not None:  # match the track's fused best frames, weighted by evidence
+        calibration = self.fusion_calibration
+        if self.fusion is not None and calibration is not None:  # match the fused best frames
             fused = [
                 self.fusion.add(faces.camera_id, t, e, w)
                 for t, e, w in zip(track_ids, embeddings, weights, strict=True)
@@ -312,7 +311,7 @@ class RecognizerWorker(BatchWorker):
             queries = np.stack([f.encoding for f in fused])
             weights = [f.weight for f in fused]
             single = [f.frames == 1 for f in fused]
-            shifts = [self.fusion_calibration.shift(f.frames) for f in fused]
+            shifts = [calibration.shift(f.frames) for f in fused]
         found = self.index.search(queries, templates=single)  # fused vs fused: not calibrated
         for face, track_id, weight, shift, matches in zip(
             usable, track_ids, weights, shifts, found, strict=True
@@ -346,7 +345,7 @@ class RecognizerWorker(BatchWorker):
         return Outgoing(Topics.EMBEDDINGS, message.to_bytes(), faces.camera_id, message.headers())
 
     def tick(self, now: float) -> Iterable[Outgoing]:
-        self._sync_if_due()
+        self.update_config()
         if not self._journal_loaded:
             self._load_journal()
         self._refresh_journal()
@@ -354,7 +353,8 @@ class RecognizerWorker(BatchWorker):
         self._forget_fused(ended)
         return [_outgoing(e) for e in ended]
 
-    def _sync_if_due(self) -> None:
+    def update_config(self) -> None:
+        """Sync the gallery index (and the 1:K threshold) every ``gallery_sync_s``."""
         if time.monotonic() >= self._next_sync:
             self._next_sync = time.monotonic() + self.settings.gallery_sync_s
             self._sync_index()
