@@ -133,7 +133,10 @@ def _detector(settings: Settings) -> BatchWorker:
 
     detector = create_detector(settings.face.detector, min_face_px=settings.face.min_face_px)
     return DetectorWorker(
-        detector, settings.face.min_face_px, chip=chip_kind_for(settings.face.encoder)
+        detector,
+        settings.face.min_face_px,
+        chip=chip_kind_for(settings.face.encoder),
+        settings=settings.detector,
     )
 
 

@@ -74,7 +74,8 @@ LIVENESS_WINDOWS = Counter(
 )
 LIVENESS_FACES_SKIPPED = Counter(
     "facestream_liveness_faces_skipped_total",
-    "Faces the liveness service did not judge, by reason (no_track, no_context, camera_off).",
+    "Faces the liveness service did not judge, by reason (no_track, no_context, camera_off, "
+    "tracked: carried by optical flow, not detected).",
     ["reason"],
 )
 LIVENESS_MODEL_SECONDS = Histogram(
@@ -83,8 +84,23 @@ LIVENESS_MODEL_SECONDS = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 
+DETECTOR_FRAMES = Counter(
+    "facestream_detector_frames_total",
+    "Frames the detector handled, by what it did (detected, tracked: faces carried by optical "
+    "flow, gated: no motion and no faces, nothing run) and why (services/detector/schedule.py).",
+    ["decision", "reason"],
+)
+RECOGNIZER_FACES = Counter(
+    "facestream_recognizer_faces_total",
+    "Faces the recognizer handled, by outcome (encoded; skipped: a decided track between its "
+    "periodic encodings; reassociated: a new track joined a lost one of the same person).",
+    ["outcome"],
+)
+
 METRIC_NAMES = frozenset(
     {
+        "facestream_detector_frames_total",
+        "facestream_recognizer_faces_total",
         "facestream_frames_in_total",
         "facestream_frames_out_total",
         "facestream_processing_seconds_bucket",

@@ -149,6 +149,9 @@ class DetectedFace(BaseModel):
     """The face's recapture cues (shared/liveness/recapture.py: spectrum, sharpness against the
     surround, colour, glare, blockiness) from the full-resolution frame, for the liveness model.
     Empty from detectors older than issue 19."""
+    tracked: bool = False
+    """True when the detector did not run on this frame and the box and landmarks were carried
+    from the last detection by optical flow (services/detector/tracking.py); False when measured."""
 
 
 class FacesMessage(JsonMessage):

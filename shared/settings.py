@@ -111,6 +111,31 @@ class FaceSettings(BaseModel):
     only (its calibration is dlib's); with SFace photos always get single encodings."""
 
 
+class DetectorSettings(BaseModel):
+    """Motion gating and detect-then-track in the detector (services/detector/schedule.py)."""
+
+    motion_gating: bool = True
+    """Frames without motion and without faces are not detected (only every ``full_every``)."""
+    detect_every: int = Field(3, ge=1)
+    """With faces on camera, a full detection every this many frames; the frames between carry
+    the faces by optical flow. 1: detect every frame (gating and tracking off)."""
+    full_every: int = Field(15, ge=1)
+    """A still scene still gets a full detection this often (frames), so nobody still is missed."""
+    settle_frames: int = Field(40, ge=0)
+    """A track younger than this (frames) is detected on every frame: the liveness model's first
+    windows and the recognizer's first votes use measured landmarks."""
+    cut_change: float = Field(0.3, gt=0, le=1)
+    cut_histogram: float = Field(0.2, gt=0, le=1)
+    """A frame whose pixels changed this much (share) from the previous one and whose grey
+    histogram did too (Bhattacharyya distance) is a cut or a moved camera: its faces start new
+    tracks instead of continuing the old ones by position (services/detector/motion.py)."""
+    motion_width: int = Field(160, ge=32)
+    motion_pixel_threshold: int = Field(20, ge=1, le=255)
+    motion_min_area: float = Field(0.002, ge=0, le=1)
+    """Share of the (downscaled) frame that must change to count as motion."""
+    motion_learning_rate: float = Field(0.1, gt=0, le=1)
+
+
 class RecognizerSettings(BaseModel):
     """Track voting and the gallery's in-memory copy."""
 
@@ -118,6 +143,10 @@ class RecognizerSettings(BaseModel):
     """Frames of a track before it is identified (or declared unknown)."""
     track_timeout_s: float = 2.0
     """A track not seen for this long has ended."""
+    confirm_frames: int = Field(3, ge=1)
+    """A track's ``started`` goes out at its this-many-th frame: a detector's flicker of one or
+    two frames (a duplicate box, a false face) makes no events. No later than ``min_frames``, so
+    decisions are not delayed."""
     camera_silence_s: float = Field(30.0, gt=0)
     """Tracks end by their camera's own stream time (capture times), so a bus stall does not end
     them; a camera that sends nothing at all for this long (wall clock) has its tracks ended too.
@@ -127,6 +156,17 @@ class RecognizerSettings(BaseModel):
     """Track fusion: each frame is matched as the quality-weighted fused encoding of its track's
     best this-many frames (services/recognizer/fusion.py; bench.fusion measures it). 0: every
     frame is matched alone (per-frame votes only)."""
+    encode_every: int = Field(3, ge=1)
+    """Once a track is decided (and live), only every this-many of its frames is encoded (the
+    others just keep it open): a decided track costs the encoder a third. 1: every frame."""
+    reassociate: bool = True
+    """A new track whose face matches a track of the same camera lost within ``reassociate_s``
+    continues that track (same track id, no second ``started``; services/recognizer/
+    reassociation.py)."""
+    reassociate_s: float = Field(6.0, ge=0)
+    """How long a lost track waits for its face to come back (someone occluded, turned away,
+    walking behind a pillar). With re-association on, a track ends this long after its last frame
+    when that is longer than ``track_timeout_s``."""
     publish_embeddings: bool = False
     """Also publish every frame's encodings on facestream.embeddings (biometric data: off by default)."""
 
@@ -284,6 +324,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     ingest: IngestSettings = IngestSettings()
     face: FaceSettings = FaceSettings()
+    detector: DetectorSettings = DetectorSettings()
     recognizer: RecognizerSettings = RecognizerSettings()
     style: StyleSettings = StyleSettings()
     liveness: LivenessSettings = LivenessSettings()

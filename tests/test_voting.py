@@ -143,3 +143,12 @@ def test_small_or_uncertain_faces_weigh_less() -> None:
     assert face_weight(Box(x=0, y=0, w=112, h=112), 1.0) == 1.0
     assert face_weight(Box(x=0, y=0, w=56, h=56), 1.0) == 0.5
     assert face_weight(Box(x=0, y=0, w=200, h=200), 0.5) == 0.5
+
+
+def test_a_flicker_of_fewer_than_confirm_frames_makes_no_events() -> None:
+    v = voter(confirm_frames=3)
+    events = observe_many(v, [(None, None)] * 2)
+    events += v.expire(1e12)
+    assert events == []
+    events = observe_many(v, [(None, None)] * 3, start=100.0)
+    assert [e.type for e in events] == ["started", "unknown"]

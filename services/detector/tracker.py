@@ -92,5 +92,20 @@ class FaceTracker:
                 assigned[bi] = track.id
         return [assigned[bi] for bi in range(len(boxes))]
 
+    def carry(self, track_id: int, box: BoxTuple, ts: float) -> None:
+        """A track's box carried to a frame without detection (optical flow): it stays alive and
+        the next detection matches against where the face is now."""
+        for track in self.tracks:
+            if track.id == track_id:
+                track.box, track.last_seen_ts = box, ts
+        self.latest_ts = max(self.latest_ts, ts)
+
+    def move(self, track_id: int, box: BoxTuple) -> None:
+        """Where a track's face is predicted to be now (optical flow), before matching the
+        frame's detections: a fast face is matched to its own track, not to a neighbour's."""
+        for track in self.tracks:
+            if track.id == track_id:
+                track.box = box
+
     def expire(self, now: float) -> None:
         self.tracks = [t for t in self.tracks if now - t.last_seen_ts <= self.max_age_s]

@@ -1,7 +1,12 @@
 """The detector service: frames in; faces with boxes, landmarks, track ids, aligned chips and
 context crops (the face's surroundings, for liveness) out.
 
-One tracker per camera. Frames of a camera arrive in order on one partition (they are keyed by
+One tracker per camera, and one schedule (schedule.py): frames without motion or between two
+detections of the faces on camera skip the face detector, their faces carried by optical flow
+(tracking.py) and marked ``tracked``; the frames that are detected, of every camera in the
+poll, go through the detector in one batched call.
+
+Frames of a camera arrive in order on one partition (they are keyed by
 camera id), so the tracker state of a camera lives on exactly one detector instance.
 """
 
@@ -13,7 +18,10 @@ from collections.abc import Iterable
 import cv2
 import numpy as np
 
+from services.detector.schedule import CameraSchedule, FaceState
 from services.detector.tracker import FaceTracker, TrackIds
+from services.detector.tracking import carry
+from shared import metrics
 from shared.bus.base import Message
 from shared.face.chip_kinds import DLIB_150, ChipKind, chip_kind
 from shared.face.chips import chip_to_b64
@@ -23,7 +31,7 @@ from shared.frames import Result, decode_frame, each, frame_size, guarded
 from shared.liveness.context import context_crop, context_to_b64
 from shared.liveness.recapture import frame_cues
 from shared.schemas import Box, DetectedFace, FacesMessage, FrameMeta, Topics
-from shared.settings import get_settings
+from shared.settings import DetectorSettings, get_settings
 from shared.worker import BatchWorker, Outgoing
 
 
@@ -39,11 +47,15 @@ class DetectorWorker(BatchWorker):
         max_frame_pixels: int | None = None,
         batch_pixels: int | None = None,
         chip: str = DLIB_150,
+        settings: DetectorSettings | None = None,
     ) -> None:
-        """``chip``: the chip kind the configured encoder takes (shared/face/chip_kinds.py).
+        """``chip``: the chip kind the configured encoder takes (shared/face/chip_kinds.py);
+        ``settings``: motion gating and detect-then-track (default: the environment's).
 
         A camera's tracker is forgotten when the runner finds the camera idle (``expire``)."""
         images = get_settings().images
+        self.settings = settings or get_settings().detector
+        self.schedules: dict[str, CameraSchedule] = {}
         self.detector = detector
         self.chip = chip_kind(chip)
         self.recapture_cues = get_settings().liveness.recapture_cues
@@ -66,47 +78,109 @@ class DetectorWorker(BatchWorker):
     def _detect_chunk(
         self, chunk: list[tuple[int, Message, FrameMeta, int]], results: list[Result]
     ) -> None:
-        frames: list[tuple[int, FrameMeta, np.ndarray]] = []
+        """Decode and schedule every frame, detect the scheduled ones of every camera in one
+        batched call, then detect-or-carry frame by frame in order (a carried frame needs its
+        camera's frame before it)."""
+        frames: list[tuple[int, FrameMeta, np.ndarray, np.ndarray, bool]] = []
         for i, message, meta, _ in chunk:
-            decoded = guarded(decode_frame, message, self.max_frame_pixels, meta)
-            if isinstance(decoded, Exception):
-                results[i] = decoded
+            scheduled = guarded(self._scheduled, message, meta)
+            if isinstance(scheduled, Exception):
+                results[i] = scheduled
             else:
-                frames.append((i, *decoded))
-        found = self.detector.detect_batch([image for _, _, image in frames]) if frames else []
-        for (i, meta, image), detections in zip(frames, found, strict=True):
-            results[i] = guarded(self._faces, meta, image, detections)
+                frames.append((i, meta, *scheduled))
+        wanted = [image for _, _, image, _, detect in frames if detect]
+        found = iter(self.detector.detect_batch(wanted) if wanted else [])
+        for i, meta, image, grey, detect in frames:
+            if detect:
+                results[i] = guarded(self._detected, meta, image, grey, next(found))
+            else:
+                results[i] = guarded(self._carried, meta, image, grey)
 
-    def _faces(
-        self, meta: FrameMeta, image: np.ndarray, detections: list[Detection]
+    def _scheduled(self, message: Message, meta: FrameMeta) -> tuple[np.ndarray, np.ndarray, bool]:
+        """The frame's pixels, grey copy, and whether it gets a full detection (counted)."""
+        _, image = decode_frame(message, self.max_frame_pixels, meta)
+        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        detect, reason = self._schedule(meta.camera_id).decide(grey)
+        metrics.DETECTOR_FRAMES.labels(_decision(reason), reason).inc()
+        return image, grey, detect
+
+    def _schedule(self, camera_id: str) -> CameraSchedule:
+        schedule = self.schedules.get(camera_id)
+        if schedule is None:
+            schedule = self.schedules[camera_id] = CameraSchedule.create(self.settings)
+        return schedule
+
+    def _detected(
+        self, meta: FrameMeta, image: np.ndarray, grey: np.ndarray, detections: list[Detection]
     ) -> list[Outgoing]:
-        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if detections else image  # context crops
         detections = [d for d in detections if min(d.box[2], d.box[3]) >= self.min_face_px]
         tracker = self.trackers.setdefault(meta.camera_id, FaceTracker(self.track_ids))
+        schedule = self._schedule(meta.camera_id)
+        if schedule.cut:
+            tracker.tracks, schedule.cut = [], False
+        elif schedule.previous_grey is not None and self.settings.detect_every > 1:
+            for track_id, state in schedule.faces.items():  # predict, then associate
+                if state.landmarks is not None:
+                    moved = carry(schedule.previous_grey, grey, state.box, state.landmarks)
+                    if moved.ok:
+                        tracker.move(track_id, moved.box)
         track_ids = tracker.update([d.box for d in detections], meta.capture_ts)
-        faces = FacesMessage(
+        before = schedule.faces
+        schedule.faces = {
+            t: FaceState(d.box, d.landmarks, d.score, before[t].age + 1 if t in before else 0)
+            for d, t in zip(detections, track_ids, strict=True)
+        }
+        schedule.previous_grey = grey
+        faces = [
+            _face(image, grey, d, t, self.chip, self.recapture_cues)
+            for d, t in zip(detections, track_ids, strict=True)
+        ]
+        return self._message(meta, faces)
+
+    def _carried(self, meta: FrameMeta, image: np.ndarray, grey: np.ndarray) -> list[Outgoing]:
+        """The camera's faces carried by optical flow from its previous frame; a face the flow
+        loses is dropped and brings detection back on the next frame."""
+        schedule = self._schedule(meta.camera_id)
+        tracker = self.trackers.setdefault(meta.camera_id, FaceTracker(self.track_ids))
+        faces = []
+        for track_id, state in list(schedule.faces.items()):
+            if state.landmarks is None or schedule.previous_grey is None:
+                continue
+            moved = carry(schedule.previous_grey, grey, state.box, state.landmarks)
+            if not moved.ok or min(moved.box[2], moved.box[3]) < self.min_face_px:
+                del schedule.faces[track_id]
+                schedule.lost = True
+                continue
+            state.box, state.landmarks, state.age = moved.box, moved.landmarks, state.age + 1
+            tracker.carry(track_id, moved.box, meta.capture_ts)
+            detection = Detection(moved.box, state.score, moved.landmarks)
+            faces.append(_face(image, grey, detection, track_id, self.chip, tracked=True))
+        schedule.previous_grey = grey
+        return self._message(meta, faces)
+
+    def _message(self, meta: FrameMeta, faces: list[DetectedFace]) -> list[Outgoing]:
+        message = FacesMessage(
             camera_id=meta.camera_id,
             seq=meta.seq,
             capture_ts=meta.capture_ts,
             frame_width=meta.width,
             frame_height=meta.height,
             detector=self.detector.name,
-            faces=[
-                _face(image, gray, d, t, self.chip, self.recapture_cues)
-                for d, t in zip(detections, track_ids, strict=True)
-            ],
+            faces=faces,
         )
-        return [Outgoing(Topics.FACES, faces.to_bytes(), meta.camera_id, faces.headers())]
+        return [Outgoing(Topics.FACES, message.to_bytes(), meta.camera_id, message.headers())]
 
-    def snapshot(self) -> dict[str, FaceTracker]:
-        """The trackers (track ids already handed out stay used: ids only need to be unique)."""
-        return copy.deepcopy(self.trackers, {id(self.track_ids): self.track_ids})
+    def snapshot(self) -> object:
+        """The trackers and schedules (track ids already handed out stay used: ids only need to
+        be unique)."""
+        return copy.deepcopy((self.trackers, self.schedules), {id(self.track_ids): self.track_ids})
 
     def restore(self, state: object) -> None:
-        self.trackers = state  # type: ignore[assignment]  # what snapshot returned
+        self.trackers, self.schedules = state  # type: ignore[misc]  # what snapshot returned
 
     def expire(self, camera_id: str) -> Iterable[Outgoing]:
         self.trackers.pop(camera_id, None)
+        self.schedules.pop(camera_id, None)
         return ()
 
 
@@ -128,6 +202,10 @@ def _pixel_chunks(
         yield chunk
 
 
+def _decision(reason: str) -> str:
+    return "detected" if reason.startswith("detect") else reason
+
+
 def _face(
     image: np.ndarray,
     gray: np.ndarray,
@@ -135,6 +213,7 @@ def _face(
     track_id: int,
     kind: ChipKind,
     cues: bool = False,
+    tracked: bool = False,
 ) -> DetectedFace:
     x, y, w, h = detection.box
     has_landmarks = detection.landmarks is not None
@@ -155,5 +234,8 @@ def _face(
         context_jpeg_b64=context_to_b64(context_crop(gray, detection.box))
         if has_landmarks
         else None,
-        recapture=frame_cues(image, detection.box).tolist() if cues and has_landmarks else [],
+        recapture=frame_cues(image, detection.box).tolist()
+        if cues and has_landmarks and not tracked
+        else [],
+        tracked=tracked,
     )

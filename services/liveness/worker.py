@@ -10,6 +10,13 @@ can turn into an attack at any later window. Pending windows publish nothing; on
 every judged window publishes a ``liveness/1`` verdict (live, or an attack) the recognizer gates
 on. Cameras whose liveness is ``off`` are not judged at all.
 
+Faces the detector carried by optical flow instead of detecting (``tracked``, between two
+detections of a settled track: services/detector/schedule.py) are skipped: their landmarks are
+predicted, and the model learned its features on measured ones (a flow-carried face lacks the
+detector's landmark jitter and reads as flatter than it is). A track's first
+``detector.settle_frames`` frames are all detected, so its first windows (the ones that decide
+whether it is live) are as before; later windows are made of every ``detect_every``-th frame.
+
 Frames of a camera arrive in order on one partition (keyed by camera id), so a track's state
 lives on one liveness instance, as the detector's trackers do.
 """
@@ -131,6 +138,9 @@ class LivenessWorker(BatchWorker):
         liveness cannot or need not judge (counted)."""
         if face.track_id is None:
             metrics.LIVENESS_FACES_SKIPPED.labels("no_track").inc()
+            return None
+        if face.tracked:  # carried by optical flow, not measured: not what the model learned on
+            metrics.LIVENESS_FACES_SKIPPED.labels("tracked").inc()
             return None
         if self.settings.for_camera(camera_id).mode == "off":
             metrics.LIVENESS_FACES_SKIPPED.labels("camera_off").inc()

@@ -44,6 +44,9 @@ class TrackVotes:
     live: bool = False
     identified_event_id: str | None = None
     """The last ``identified`` event's id, which a ``withdrawn`` event refers to."""
+    announced: bool = True
+    """Its ``started`` is out. A track is announced at its ``confirm_frames``-th frame, so a
+    detector's one- or two-frame flicker (a duplicate box, a false face) makes no events."""
 
     def leader(self) -> tuple[str, float]:
         person = max(self.weights, key=lambda p: self.weights[p])
@@ -67,8 +70,10 @@ class TrackVoter:
         require_live: bool = False,
         silence_timeout_s: float = 30.0,
         live_required: Callable[[str], bool] | None = None,
+        confirm_frames: int = 1,
     ) -> None:
         self.threshold = threshold
+        self.confirm_frames = confirm_frames
         self.confidence = confidence
         self.names = names
         self.min_frames = min_frames
@@ -96,19 +101,19 @@ class TrackVoter:
     ) -> list[RecognitionEvent]:
         """Record one frame of a track; return the events it causes."""
         events: list[RecognitionEvent] = []
-        wall = self.clock()
-        latest = max(min(ts, wall), self._camera_clock.get(camera_id, (float("-inf"), 0.0))[0])
-        self._camera_clock[camera_id] = (latest, wall)
+        self._tick_camera(camera_id, ts)
         track = self.tracks.get((camera_id, track_id))
         if track is None:
-            track = TrackVotes(camera_id, track_id, ts, ts, box)
+            track = TrackVotes(camera_id, track_id, ts, ts, box, announced=False)
             self.tracks[(camera_id, track_id)] = track
+        track.frames += 1
+        track.last_seen_ts, track.box = max(track.last_seen_ts, ts), box
+        if not track.announced and track.frames >= self.confirm_frames:
+            track.announced = True
             events.append(self._event("started", track))
             early = self._early_verdicts.pop((camera_id, track_id), None)
             if early is not None:
                 events.extend(self._judged(track, early))
-        track.frames += 1
-        track.last_seen_ts, track.box = max(track.last_seen_ts, ts), box
         matched = (
             person_id
             if person_id is not None and distance is not None and distance <= self.threshold
@@ -120,8 +125,36 @@ class TrackVoter:
         events.extend(self._decide(track))
         return events
 
+    def skip(self, camera_id: str, track_id: int, ts: float, box: Box, every: int) -> bool:
+        """Whether a frame of a settled track (decided, live where gated) can go without an
+        encoding: all but every ``every``-th do. A skipped frame casts no vote but keeps the
+        track open."""
+        track = self.tracks.get((camera_id, track_id))
+        if (
+            every <= 1
+            or track is None
+            or not self._settled(track)
+            or (track.frames + 1) % every == 0
+        ):
+            return False
+        self._tick_camera(camera_id, ts)
+        track.frames += 1
+        track.last_seen_ts, track.box = max(track.last_seen_ts, ts), box
+        return True
+
+    def _settled(self, track: TrackVotes) -> bool:
+        """Decided as far as votes go: a spoof, unknown, or named (and live where gated)."""
+        if track.spoof or track.decided is None:
+            return track.spoof  # an attack stays an attack: its frames need no encoding
+        return track.decided == UNKNOWN or track.live or not self._gated(track.camera_id)
+
+    def _tick_camera(self, camera_id: str, ts: float) -> None:
+        wall = self.clock()
+        latest = max(min(ts, wall), self._camera_clock.get(camera_id, (float("-inf"), 0.0))[0])
+        self._camera_clock[camera_id] = (latest, wall)
+
     def _decide(self, track: TrackVotes) -> list[RecognitionEvent]:
-        if track.frames < self.min_frames or track.spoof:
+        if track.frames < self.min_frames or track.spoof or not track.announced:
             return []
         leader, share = track.leader()
         if share <= 0.5 or leader == track.decided:
@@ -142,7 +175,7 @@ class TrackVoter:
     def judged(self, camera_id: str, track_id: int, live: bool) -> list[RecognitionEvent]:
         """A liveness verdict for a track: release its name if live, a spoof event if not."""
         track = self.tracks.get((camera_id, track_id))
-        if track is None:
+        if track is None or not track.announced:
             self._early_verdicts[(camera_id, track_id)] = live
             while len(self._early_verdicts) > MAX_EARLY_VERDICTS:
                 del self._early_verdicts[next(iter(self._early_verdicts))]
@@ -199,7 +232,7 @@ class TrackVoter:
     def _end(self, ended: list[TrackVotes]) -> list[RecognitionEvent]:
         for track in ended:
             del self.tracks[(track.camera_id, track.track_id)]
-        return [self._event("ended", track) for track in ended]
+        return [self._event("ended", track) for track in ended if track.announced]
 
     def _event(
         self, kind: str, track: TrackVotes, schema: type[RecognitionEvent] = RecognitionEvent

@@ -25,6 +25,7 @@ import numpy as np
 
 from services.recognizer.fusion import TrackFusion
 from services.recognizer.journal import MemoryJournal, TrackJournal
+from services.recognizer.reassociation import Reassociator, track_timeout
 from services.recognizer.voting import TrackVoter, face_weight
 from shared import metrics
 from shared.bus.base import Message
@@ -56,8 +57,7 @@ from shared.worker import BatchWorker, Outgoing
 
 log = logging.getLogger(__name__)
 
-JOURNAL_REFRESH_S = 2.0
-"""How often the open tracks' latest frame times are written to the journal (a few writes per track)."""
+JOURNAL_REFRESH_S = 2.0  # s between journal writes of the open tracks' latest frame times
 
 
 class RecognizerWorker(BatchWorker):
@@ -96,11 +96,9 @@ class RecognizerWorker(BatchWorker):
         if settings.fusion_frames > 0 and shift is not None:
             self.fusion = TrackFusion(settings.fusion_frames)
         elif settings.fusion_frames > 0:
+            message = "no fusion calibration for %s with the %s verifier (python -m bench.fusion "
             log.warning(
-                "no fusion calibration for %s with the %s verifier (python -m bench.fusion "
-                "--calibrate): frames are matched alone",
-                encoder.name,
-                verifier.name,
+                message + "--calibrate): frames are matched alone", encoder.name, verifier.name
             )
         self.settings = settings
         self.verifier = verifier
@@ -112,10 +110,14 @@ class RecognizerWorker(BatchWorker):
             verifier.confidence,
             self._name,
             min_frames=settings.min_frames,
-            track_timeout_s=settings.track_timeout_s,
+            track_timeout_s=track_timeout(settings),
             require_live=liveness_gate,
             silence_timeout_s=settings.camera_silence_s,
             live_required=live_required,
+            confirm_frames=min(settings.confirm_frames, settings.min_frames),
+        )
+        self.reassociation = (
+            Reassociator(verifier, track_timeout(settings)) if settings.reassociate else None
         )
         self.journal = journal if journal is not None else MemoryJournal()
         self._journaled: dict[tuple[str, int], float] = {}
@@ -129,13 +131,16 @@ class RecognizerWorker(BatchWorker):
         to undo a failed batch."""
         voter = {k: copy.deepcopy(v) for k, v in vars(self.voter).items() if not callable(v)}
         fusion = copy.deepcopy(vars(self.fusion)) if self.fusion is not None else None
-        return voter, fusion
+        tracks = self.reassociation.snapshot() if self.reassociation else None
+        return voter, fusion, tracks
 
     def restore(self, state: object) -> None:
-        voter, fusion = cast(tuple[dict, dict], state)  # what snapshot returned
+        voter, fusion, tracks = cast(tuple[dict, dict, object], state)  # what snapshot returned
         vars(self.voter).update(voter)
         if self.fusion is not None:
             vars(self.fusion).update(fusion)
+        if self.reassociation is not None:
+            self.reassociation.restore(tracks)
 
     def expire(self, camera_id: str) -> Iterable[Outgoing]:
         ended = self.voter.end_camera(camera_id)
@@ -143,9 +148,11 @@ class RecognizerWorker(BatchWorker):
         return [_outgoing(e) for e in ended]
 
     def _forget_fused(self, ended: list[RecognitionEvent]) -> None:
-        if self.fusion is not None:
-            for event in ended:
+        for event in ended:
+            if self.fusion is not None:
                 self.fusion.forget(event.camera_id, event.track_id)
+            if self.reassociation is not None:
+                self.reassociation.forget(event.camera_id, event.track_id)
 
     def published(self, outputs: list[Outgoing]) -> None:
         """Journal the tracks whose events the bus acknowledged (see journal.py)."""
@@ -231,7 +238,8 @@ class RecognizerWorker(BatchWorker):
 
     def _judged(self, message: Message) -> list[Outgoing]:
         verdict = LivenessVerdict.from_message(message)
-        events = self.voter.judged(verdict.camera_id, verdict.track_id, verdict.live)
+        track_id = self._resolve(verdict.camera_id, verdict.track_id)
+        events = self.voter.judged(verdict.camera_id, track_id, verdict.live)
         return [_outgoing(e) for e in events]
 
     def _usable_faces(
@@ -240,6 +248,7 @@ class RecognizerWorker(BatchWorker):
         """The frame's faces that carry a chip and a track, with the chips decoded; None to skip."""
         faces = FacesMessage.from_message(message)
         usable = [f for f in faces.faces if f.chip_jpeg_b64 and f.track_id is not None]
+        usable = [f for f in usable if not self._skipped(faces, f)]
         if not usable:
             return None
         for face in usable:  # a chip cut for another encoder would give a meaningless encoding
@@ -255,6 +264,29 @@ class RecognizerWorker(BatchWorker):
             ),
         )
 
+    def _resolve(self, camera_id: str, track_id: int) -> int:
+        again = self.reassociation
+        return track_id if again is None else again.resolve(camera_id, track_id)
+
+    def _skipped(self, faces: FacesMessage, face: DetectedFace) -> bool:
+        """A settled track's face between its periodic encodings: it keeps the track open."""
+        track_id = self._resolve(faces.camera_id, cast(int, face.track_id))  # usable: has one
+        every = self.settings.encode_every
+        if not self.voter.skip(faces.camera_id, track_id, faces.capture_ts, face.box, every):
+            return False
+        metrics.RECOGNIZER_FACES.labels("skipped").inc()
+        return True
+
+    def _track_ids(
+        self, faces: FacesMessage, usable: list[DetectedFace], embeddings: np.ndarray
+    ) -> list[int]:
+        """The track each face counts for (a re-associated new track: the one it continues)."""
+        camera, ids = faces.camera_id, [cast(int, f.track_id) for f in usable]  # usable: have one
+        if self.reassociation is None:
+            return ids
+        open_tracks = {t: v.last_seen_ts for (c, t), v in self.voter.tracks.items() if c == camera}
+        return self.reassociation.track_ids(camera, faces.capture_ts, ids, embeddings, open_tracks)
+
     def _vote(
         self, faces: FacesMessage, usable: list[DetectedFace], embeddings: np.ndarray
     ) -> list[Outgoing]:
@@ -263,24 +295,31 @@ class RecognizerWorker(BatchWorker):
             if self.settings.publish_embeddings
             else []
         )
+        metrics.RECOGNIZER_FACES.labels("encoded").inc(len(usable))
         weights = [face_weight(face.box, face.score) for face in usable]
+        track_ids = self._track_ids(faces, usable, embeddings)
+        if self.reassociation is not None:
+            for track_id, e, w in zip(track_ids, embeddings, weights, strict=True):
+                self.reassociation.remember(faces.camera_id, track_id, e, w)
         queries, single, shifts = embeddings, [True] * len(usable), [0.0] * len(usable)
         calibration = self.fusion_calibration
         if self.fusion is not None and calibration is not None:  # match the fused best frames
             fused = [
-                self.fusion.add(faces.camera_id, cast(int, f.track_id), e, w)
-                for f, e, w in zip(usable, embeddings, weights, strict=True)
+                self.fusion.add(faces.camera_id, t, e, w)
+                for t, e, w in zip(track_ids, embeddings, weights, strict=True)
             ]
             queries = np.stack([f.encoding for f in fused])
             weights = [f.weight for f in fused]
             single = [f.frames == 1 for f in fused]
             shifts = [calibration.shift(f.frames) for f in fused]
         found = self.index.search(queries, templates=single)  # fused vs fused: not calibrated
-        for face, weight, shift, matches in zip(usable, weights, shifts, found, strict=True):
+        for face, track_id, weight, shift, matches in zip(
+            usable, track_ids, weights, shifts, found, strict=True
+        ):
             best = matches[0] if matches else None
             events = self.voter.observe(
                 faces.camera_id,
-                cast(int, face.track_id),  # usable faces have a track
+                track_id,
                 faces.capture_ts,
                 face.box,
                 weight,
