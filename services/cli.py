@@ -66,6 +66,7 @@ def build_services(
             )
             services[name] = _runner(worker, bus, stop, settings, 8)  # MTCNN's sweet spot
         elif name == "recognizer":
+            from services.recognizer.snapshots import keeper_from_settings
             from services.recognizer.worker import RecognizerWorker
             from shared.face.factory import build_verifier, load_face_encoder
             from shared.gallery.factory import create_gallery
@@ -79,8 +80,10 @@ def build_services(
                 liveness_gate=settings.liveness.gate,
                 journal=_track_journal(settings),
                 live_required=lambda camera: settings.liveness.for_camera(camera).mode != "off",
+                snapshots=keeper_from_settings(settings),
             )
-            services[name] = _runner(worker, bus, stop, settings, 16)
+            # frames travel too when snapshots are on: twice the poll for the same faces
+            services[name] = _runner(worker, bus, stop, settings, 32 if worker.snapshots else 16)
         elif name == "liveness":
             from services.liveness.worker import LivenessWorker
             from shared.liveness.pixels import load_any
@@ -184,6 +187,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
             max_seconds=args.seconds,
             enroll=args.enroll,
             style=args.style,
+            loop=args.loop,
         )
     except SourceError as error:
         raise CliError(str(error)) from None
@@ -288,7 +292,10 @@ def cmd_people(args: argparse.Namespace, settings: Settings) -> None:
         return
     person = gallery.find(args.name) or _person_by_id(gallery, args.name)
     gallery.delete_person(person.id)
-    print(f"deleted {person.name}: every encoding and photo")
+    from shared.snapshots import create_snapshot_store
+
+    snapshots = create_snapshot_store(settings).delete_person(person.id)
+    print(f"deleted {person.name}: every encoding and photo, and {snapshots} snapshot(s)")
 
 
 def _reencode(gallery, settings: Settings) -> None:
@@ -447,6 +454,11 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> None:
         from shared.redis_client import create_redis
 
         readiness["redis"] = create_redis(settings.redis).ping
+    from services.console.server import build_console
+    from shared.snapshots import create_snapshot_store
+
+    token = settings.api.token.get_secret_value()
+    console = build_console(settings, create_bus(settings), token).start(threading.Event())
     app = create_app(
         _identity(settings),
         create_camera_registry(settings),
@@ -458,7 +470,10 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> None:
         max_request_bytes=settings.api.max_request_bytes,
         model_workers=settings.api.model_workers,
         model_queue=settings.api.model_queue,
+        snapshots=create_snapshot_store(settings),
+        console=console,
     )
+    print(f"console: http://{settings.api.host}:{settings.api.port}/", flush=True)
     uvicorn.run(app, host=settings.api.host, port=settings.api.port, log_level="warning")
 
 
@@ -685,6 +700,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--fast", dest="realtime", action="store_false", help="read files as fast as possible"
     )
+    run.add_argument("--loop", action="store_true", help="play video files in a loop")
     run.set_defaults(handler=cmd_run)
 
     for name in SERVICES:

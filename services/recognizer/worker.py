@@ -24,6 +24,7 @@ import numpy as np
 
 from services.recognizer.fusion import TrackFusion
 from services.recognizer.journal import MemoryJournal, TrackJournal
+from services.recognizer.snapshots import SnapshotKeeper
 from services.recognizer.voting import TrackVoter, face_weight
 from shared import metrics
 from shared.bus.base import Message
@@ -44,9 +45,10 @@ from shared.schemas import (
     EmbeddingsMessage,
     FaceEmbedding,
     FacesMessage,
+    FrameMeta,
     LivenessVerdict,
     RecognitionEvent,
-    RecognitionEventV2,
+    RecognitionEventV3,
     Topics,
 )
 from shared.settings import RecognizerSettings
@@ -72,11 +74,16 @@ class RecognizerWorker(BatchWorker):
         liveness_gate: bool = False,
         journal: TrackJournal | None = None,
         live_required: Callable[[str], bool] | None = None,
+        snapshots: SnapshotKeeper | None = None,
     ) -> None:
         """``verifier``: the decision rule (shared/face/factory.build_verifier); ``journal``: where
         open tracks outlive a crash (services/recognizer/journal.py; default: this process only);
-        ``live_required(camera_id)``: whether the gate applies to a camera (liveness not off)."""
+        ``live_required(camera_id)``: whether the gate applies to a camera (liveness not off);
+        ``snapshots``: keeps each track's best face for its events (it also reads the frames)."""
         self.topics = (Topics.FACES, Topics.LIVENESS) if liveness_gate else (Topics.FACES,)
+        self.snapshots = snapshots
+        if snapshots is not None:
+            self.topics = (*self.topics, Topics.FRAMES)
         self.encoder = encoder
         self.gallery = gallery
         self.fusion_calibration = load_fusion_calibration(encoder.name, verifier.name)
@@ -126,6 +133,9 @@ class RecognizerWorker(BatchWorker):
         if message.topic == Topics.LIVENESS:
             verdict = LivenessVerdict.from_message(message)
             return StreamStamp(verdict.camera_id, verdict.ts, dedupe=False)
+        if message.topic == Topics.FRAMES:  # same (seq, ts) as its faces: never a replay of them
+            frame = FrameMeta.from_message(message)
+            return StreamStamp(frame.camera_id, frame.capture_ts, dedupe=False)
         faces = FacesMessage.from_message(message)
         return StreamStamp(faces.camera_id, faces.capture_ts, faces.seq)
 
@@ -145,7 +155,13 @@ class RecognizerWorker(BatchWorker):
     def expire(self, camera_id: str) -> Iterable[Outgoing]:
         ended = self.voter.end_camera(camera_id)
         self._forget_fused(ended)
-        return [_outgoing(e) for e in ended]
+        if self.snapshots is not None:
+            self.snapshots.forget_camera(camera_id)
+        return self._pictured([_outgoing(e) for e in ended])
+
+    def _pictured(self, outputs: list[Outgoing]) -> list[Outgoing]:
+        """The outputs with their snapshot events, when snapshots are on."""
+        return outputs if self.snapshots is None else self.snapshots.on_events(outputs)
 
     def _forget_fused(self, ended: list[RecognitionEvent]) -> None:
         if self.fusion is not None:
@@ -164,7 +180,7 @@ class RecognizerWorker(BatchWorker):
         for out in outputs:
             if out.topic != Topics.EVENTS:
                 continue
-            event = RecognitionEventV2.model_validate_json(out.value)  # reads event/1 too
+            event = RecognitionEventV3.model_validate_json(out.value)  # reads every version
             key = (event.camera_id, event.track_id)
             if event.type == "ended":
                 self.journal.delete(*key)
@@ -180,7 +196,7 @@ class RecognizerWorker(BatchWorker):
         if self.journal.persistent:
             self.journal.flush()
             return ()
-        return [_outgoing(e) for e in self.voter.end_camera(None)]
+        return self._pictured([_outgoing(e) for e in self.voter.end_camera(None)])
 
     def _load_journal(self) -> None:
         """Take back the open tracks of a previous instance (retried from ``tick`` until loaded)."""
@@ -215,7 +231,10 @@ class RecognizerWorker(BatchWorker):
         for i, message in enumerate(messages):
             try:
                 if message.topic == Topics.LIVENESS:
-                    results[i] = self._judged(message)
+                    results[i] = self._pictured(self._judged(message))
+                    continue
+                if message.topic == Topics.FRAMES:
+                    self.snapshots.keep_frame(message)
                     continue
                 frame = self._usable_faces(message)
             except Exception as error:  # noqa: BLE001 - dead-lettered by the runner
@@ -231,7 +250,7 @@ class RecognizerWorker(BatchWorker):
         for i, faces, usable, _chips in frames:
             vectors = embeddings[start : start + len(usable)]
             start += len(usable)
-            results[i] = self._vote(faces, usable, vectors)
+            results[i] = self._pictured(self._vote(faces, usable, vectors))
         return results
 
     def _judged(self, message: Message) -> list[Outgoing]:
@@ -264,6 +283,8 @@ class RecognizerWorker(BatchWorker):
             else []
         )
         weights = [face_weight(face.box, face.score) for face in usable]
+        if self.snapshots is not None:
+            self.snapshots.observe(faces, usable, weights)
         queries, single, shifts = embeddings, [True] * len(usable), [0.0] * len(usable)
         if self.fusion is not None:  # match the track's fused best frames, weighted by evidence
             fused = [
@@ -311,7 +332,9 @@ class RecognizerWorker(BatchWorker):
         self._refresh_journal()
         ended = self.voter.expire(now)
         self._forget_fused(ended)
-        return [_outgoing(e) for e in ended]
+        if self.snapshots is not None:
+            self.snapshots.tick()
+        return self._pictured([_outgoing(e) for e in ended])
 
     def _sync_if_due(self) -> None:
         if time.monotonic() >= self._next_sync:
