@@ -4,7 +4,7 @@ Two consumers, each in its own thread, in groups of their own that never commit 
 process sees everything):
 
 * **live** (frames, styled frames, faces, starting at the topics' end): per camera the JPEG bytes
-  of the last ``FRAME_RING`` frames (not decoded) and the latest faces. A viewer gets the frame
+  of its recent frames (not decoded; a byte-bounded ring, shared/frame_ring.py) and the latest faces. A viewer gets the frame
   the latest faces were found in, so boxes sit on their faces; it is decoded and downscaled at
   most ``VIEWER_FPS`` times a second per camera whatever the number of viewers (one cached JPEG).
 * **events** (from the beginning of what the topic retains): a ring of recent events, for the
@@ -28,25 +28,26 @@ import cv2
 import numpy as np
 
 from shared.bus.base import Bus, Message
+from shared.frame_ring import FrameRing
 from shared.images import encode_jpeg
 from shared.schemas import FacesMessage, FrameMeta, Topics, read_event
 
 log = logging.getLogger(__name__)
 
-FRAME_RING = 100
 VIEWER_FPS = 5.0
 VIEWER_WIDTH = 640
 MAX_EVENTS = 20_000
 MAX_CAMERAS = 256
+FPS_WINDOW_S = 5.0
 
 
 @dataclass
 class _Camera:
-    frames: OrderedDict[int, tuple[float, bytes]] = field(default_factory=OrderedDict)
     styled: bytes | None = None
     faces: FacesMessage | None = None
     last_frame_wall: float = 0.0
-    fps: float = 0.0
+    arrivals: deque = field(default_factory=lambda: deque(maxlen=256))
+    """Arrival times of the last frames, for frames/s over the last ``FPS_WINDOW_S``."""
     served: tuple[int, bytes] | None = None
     served_at: float = 0.0
 
@@ -56,6 +57,7 @@ class LiveHub:
         self.bus = bus
         self.retention_s = retention_s
         self.cameras: OrderedDict[str, _Camera] = OrderedDict()
+        self.frames = FrameRing(max_cameras=MAX_CAMERAS)
         self.labels: dict[tuple[str, int], tuple[str, str]] = {}
         """(camera, track) -> (kind, text): identified/name, unknown/unknown, spoof/spoof."""
         self.events: deque[dict] = deque(maxlen=max_events)
@@ -131,13 +133,9 @@ class LiveHub:
         now = time.monotonic()
         with self._lock:
             camera = self._camera(meta.camera_id)
-            if camera.last_frame_wall:
-                instant = 1.0 / max(now - camera.last_frame_wall, 1e-3)
-                camera.fps = instant if not camera.fps else 0.9 * camera.fps + 0.1 * instant
             camera.last_frame_wall = now
-            camera.frames[meta.seq] = (meta.capture_ts, message.value)
-            while len(camera.frames) > FRAME_RING:
-                camera.frames.popitem(last=False)
+            camera.arrivals.append(now)
+            self.frames.add(meta.camera_id, meta.seq, message.value)
 
     def _event(self, message: Message) -> None:
         event = read_event(message)
@@ -197,7 +195,12 @@ class LiveHub:
                 if camera and camera.last_frame_wall
                 else None
             )
-            fps = round(camera.fps, 1) if camera else 0.0
+            recent = (
+                [t for t in camera.arrivals if t > time.monotonic() - FPS_WINDOW_S]
+                if camera
+                else []
+            )
+            fps = round(len(recent) / FPS_WINDOW_S, 1)
         status = {
             "frames_age_s": age,
             "fps": fps,
@@ -211,9 +214,9 @@ class LiveHub:
         """The frame to show now (its seq) and its faces with their labels."""
         with self._lock:
             camera = self.cameras.get(camera_id)
-            if camera is None or not camera.frames:
+            if camera is None or self.frames.latest(camera_id) is None:
                 return None
-            served = self._serve(camera)
+            served = self._serve(camera_id, camera)
             faces = camera.faces if camera.faces and camera.faces.seq == served[0] else None
         boxes = []
         for face in faces.faces if faces else []:
@@ -234,16 +237,16 @@ class LiveHub:
             "styled": camera.styled is not None,
         }
 
-    def _serve(self, camera: _Camera) -> tuple[int, bytes]:
+    def _serve(self, camera_id: str, camera: _Camera) -> tuple[int, bytes]:
         """The downscaled frame for viewers, renewed at most VIEWER_FPS times a second."""
         now = time.monotonic()
         if camera.served is not None and now - camera.served_at < 1.0 / VIEWER_FPS:
             return camera.served
-        seq = camera.faces.seq if camera.faces and camera.faces.seq in camera.frames else None
-        if seq is None:
-            seq = next(reversed(camera.frames))
+        faces = camera.faces
+        found = self.frames.get(camera_id, faces.seq) if faces is not None else None
+        seq, jpeg = (faces.seq, found) if found is not None else self.frames.latest(camera_id)
         if camera.served is None or camera.served[0] != seq:
-            camera.served = (seq, _downscale(camera.frames[seq][1]))
+            camera.served = (seq, _downscale(jpeg))
         camera.served_at = now
         return camera.served
 
@@ -254,9 +257,9 @@ class LiveHub:
                 return None
             if styled:
                 return (0, camera.styled) if camera.styled else None
-            if not camera.frames:
+            if self.frames.latest(camera_id) is None:
                 return None
-            return self._serve(camera)
+            return self._serve(camera_id, camera)
 
 
 def _downscale(jpeg: bytes) -> bytes:

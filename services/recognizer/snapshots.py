@@ -1,7 +1,7 @@
 """The recognizer's side of event snapshots: keep each track's best face, store it on its events.
 
-The recognizer reads the frames topic too (only the JPEG bytes of each camera's last
-``FRAME_RING`` frames are kept, never decoded unless needed): when a face of a track is clearly
+The recognizer reads the frames topic too (only the JPEG bytes of each camera's recent frames
+are kept, in a byte-bounded ring: shared/frame_ring.py; never decoded unless needed): when a face of a track is clearly
 better than the track's best so far (vote weight: size x detector score, ``IMPROVEMENT``), its frame
 is decoded once and the face crop and thumbnail are cut (shared/snapshots/images.py) and kept in
 memory. When the track gets an ``identified``, ``unknown`` or ``spoof`` event, the best images go
@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import cv2
@@ -25,6 +24,7 @@ import numpy as np
 
 from shared import metrics
 from shared.bus.base import Message
+from shared.frame_ring import FrameRing
 from shared.schemas import (
     DetectedFace,
     FacesMessage,
@@ -39,9 +39,6 @@ from shared.worker import Outgoing
 
 log = logging.getLogger(__name__)
 
-FRAME_RING = 100
-"""Frames kept per camera: faces arrive a few frames after their frame (detection latency)."""
-MAX_CAMERAS = 256
 IMPROVEMENT = 1.15
 """A face replaces the track's best only when its weight is 15% higher: few decodes per track."""
 PURGE_EVERY_S = 60.0
@@ -65,20 +62,14 @@ class SnapshotKeeper:
         self.store = store
         self.face_px = face_px
         self.thumb_px = thumb_px
-        self.frames: OrderedDict[str, OrderedDict[int, bytes]] = OrderedDict()
+        self.frames = FrameRing()
         self.best: dict[tuple[str, int], _Best] = {}
         self._next_purge = 0.0
 
     def keep_frame(self, message: Message) -> None:
         """Remember a frame's JPEG bytes (the message value) by camera and sequence number."""
         meta = FrameMeta.from_message(message)
-        ring = self.frames.pop(meta.camera_id, None) or OrderedDict()
-        self.frames[meta.camera_id] = ring  # most recently seen camera last
-        ring[meta.seq] = message.value
-        while len(ring) > FRAME_RING:
-            ring.popitem(last=False)
-        while len(self.frames) > MAX_CAMERAS:
-            self.frames.popitem(last=False)
+        self.frames.add(meta.camera_id, meta.seq, message.value)
 
     def observe(
         self, faces: FacesMessage, usable: list[DetectedFace], weights: list[float]
@@ -108,7 +99,7 @@ class SnapshotKeeper:
                 best.dirty = True
 
     def _frame(self, camera_id: str, seq: int) -> np.ndarray | None:
-        data = self.frames.get(camera_id, {}).get(seq)
+        data = self.frames.get(camera_id, seq)
         if data is None:
             return None
         return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
@@ -170,10 +161,7 @@ class SnapshotKeeper:
 
     def forget_camera(self, camera_id: str | None) -> None:
         """Drop a silent camera's frames (its tracks' ends come as events)."""
-        if camera_id is None:
-            self.frames.clear()
-        else:
-            self.frames.pop(camera_id, None)
+        self.frames.forget(camera_id)
 
     def tick(self) -> None:
         """Purge expired snapshots now and then (a file store does not expire by itself)."""

@@ -261,7 +261,7 @@ function addEvent(timeline, event) {
     if (!snapshotId || pictures.childElementCount) return;
     pictures.append(
       el("img", { class: "face", alt: "face snapshot", src: `/v1/snapshots/${snapshotId}/face.jpg` }),
-      el("img", { class: "thumb", alt: "frame", src: `/v1/snapshots/${snapshotId}/frame.jpg` }),
+      el("img", { class: "thumb", alt: "frame", src: `/v1/snapshots/${snapshotId}/frame.jpg`, onerror: (e) => e.target.remove() }),
     );
     if (event.type === "unknown" || event.type === "identified") actions.append(enrollFromSnapshot(snapshotId));
   };
@@ -441,7 +441,7 @@ function chart(title, lines) {
   const axis = document.createElementNS(ns, "text");
   axis.setAttribute("x", "2");
   axis.setAttribute("y", "12");
-  axis.textContent = vmax.toPrecision(3);
+  axis.textContent = vmax < 1e-6 ? "0" : vmax.toPrecision(3);
   svg.append(axis);
   const legend = el("div", { class: "legend" });
   Object.entries(lines).forEach(([label, values], i) => {
