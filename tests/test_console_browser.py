@@ -59,11 +59,14 @@ def console(tmp_path_factory) -> Iterator[Console]:
         "FACESTREAM_API__TOKEN": token,
         "FACESTREAM_CONSOLE__PORT": str(port),
         "FACESTREAM_FACE__TF_THREADS": "1",
+        # The console is under test, not liveness: without the gate a track is named after
+        # min_frames, where the gate's window outlasts the clip's short tracks on a loaded CPU.
+        "FACESTREAM_LIVENESS__GATE": "false",
     }
     log = tmp / "run.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "run", "--loop", "--fps", "3", str(clip)],
+            [sys.executable, "-m", "services.cli", "run", "--loop", "--fps", "5", str(clip)],
             env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
         )  # fmt: skip
 
@@ -78,6 +81,13 @@ def console(tmp_path_factory) -> Iterator[Console]:
         "/v1/people", data={"name": "lin_manuel_miranda"}, files={"image": photo.read_bytes()}
     )
     assert enrolled.status_code == 201, enrolled.text
+    # Warm: the pipeline has named him once (model loading and a loaded machine take minutes);
+    # the page is then timed from its opening, on a clip that plays in a loop.
+    wait_for(
+        lambda: running.api.get("/v1/events", params={"type": "identified"}).json(),
+        300,
+        "a first identified event",
+    )
     yield running
     process.send_signal(signal.SIGINT)
     try:
@@ -128,7 +138,14 @@ def test_live_frames_show_a_box_labelled_with_the_name(browser, console: Console
         b for b in d.find_elements(By.CSS_SELECTOR, ".box.identified .label")
         if b.text == "lin_manuel_miranda"
     ]  # fmt: skip
-    WebDriverWait(browser, 20, 0.1).until(labelled)
+    try:
+        WebDriverWait(browser, 20, 0.1).until(labelled)
+    except Exception:
+        screenshot(browser, "live-failed")
+        import time as _t
+        print("now", _t.time(), console.api.get("/v1/live/hamilton_clip_640x360").json())
+        print([(e["ts"], e["track_id"]) for e in console.api.get("/v1/events", params={"type": "identified"}).json()])
+        raise
     image = browser.find_element(By.CSS_SELECTOR, ".tile .view img")
     assert browser.execute_script("return arguments[0].naturalWidth", image) > 0
     screenshot(browser, "live")

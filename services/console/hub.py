@@ -4,9 +4,13 @@ Two consumers, each in its own thread, in groups of their own that never commit 
 process sees everything):
 
 * **live** (frames, styled frames, faces, starting at the topics' end): per camera the JPEG bytes
-  of its recent frames (not decoded; a byte-bounded ring, shared/frame_ring.py) and the latest faces. A viewer gets the frame
-  the latest faces were found in, so boxes sit on their faces; it is decoded and downscaled at
-  most ``VIEWER_FPS`` times a second per camera whatever the number of viewers (one cached JPEG).
+  of its recent frames (not decoded; a byte-bounded ring, shared/frame_ring.py) and its recent
+  faces messages. A viewer gets a frame the detector has been through, so boxes sit on their
+  faces: the newest one whose faces are all decided (named, unknown, spoof, or ended), up to
+  ``MAX_LABEL_DELAY_S`` behind the newest, so that a face is shown with its name rather than
+  "…" while the recognizer (and the liveness window) catch up; past that, the newest. It is
+  decoded and downscaled at most ``VIEWER_FPS`` times a second per camera whatever the number of
+  viewers (one cached JPEG).
 * **events** (from the beginning of what the topic retains): a ring of recent events, for the
   timeline and for ``GET /v1/events/stream`` (SSE) which resumes after ``Last-Event-ID`` (an
   event id) without loss while the event is still in the ring. Track labels (name / unknown /
@@ -39,12 +43,16 @@ VIEWER_WIDTH = 640
 MAX_EVENTS = 20_000
 MAX_CAMERAS = 256
 FPS_WINDOW_S = 5.0
+MAX_LABELS = 10_000
+MAX_LABEL_DELAY_S = 10.0
 
 
 @dataclass
 class _Camera:
     styled: bytes | None = None
     faces: FacesMessage | None = None
+    history: deque = field(default_factory=lambda: deque(maxlen=512))
+    """(arrival time, faces message) of the recent frames the detector went through."""
     last_frame_wall: float = 0.0
     arrivals: deque = field(default_factory=lambda: deque(maxlen=256))
     """Arrival times of the last frames, for frames/s over the last ``FPS_WINDOW_S``."""
@@ -58,8 +66,10 @@ class LiveHub:
         self.retention_s = retention_s
         self.cameras: OrderedDict[str, _Camera] = OrderedDict()
         self.frames = FrameRing(max_cameras=MAX_CAMERAS)
-        self.labels: dict[tuple[str, int], tuple[str, str]] = {}
-        """(camera, track) -> (kind, text): identified/name, unknown/unknown, spoof/spoof."""
+        self.labels: OrderedDict[tuple[str, int], tuple[str, str]] = OrderedDict()
+        """(camera, track) -> (kind, text): identified/name, unknown/unknown, spoof/spoof. Kept
+        after the track ends (at most ``MAX_LABELS``): the live view shows what the detector
+        reached, which can be behind the events when the pipeline is loaded."""
         self.events: deque[dict] = deque(maxlen=max_events)
         self.snapshots: dict[str, str] = {}
         """event id -> snapshot id."""
@@ -112,7 +122,9 @@ class LiveHub:
             elif message.topic == Topics.FACES:
                 faces = FacesMessage.from_message(message)
                 with self._lock:
-                    self._camera(faces.camera_id).faces = faces
+                    camera = self._camera(faces.camera_id)
+                    camera.faces = faces
+                    camera.history.append((time.monotonic(), faces))
             elif message.topic == Topics.STYLED_FRAMES:
                 with self._lock:
                     self._camera(message.key or "?").styled = message.value
@@ -150,8 +162,10 @@ class LiveHub:
                 self.labels[key] = ("unknown", "unknown")
             elif event.type in ("spoof", "withdrawn"):
                 self.labels[key] = ("spoof", "spoof")
-            elif event.type == "ended":
-                self.labels.pop(key, None)
+            elif event.type == "ended" and key not in self.labels:
+                self.labels[key] = ("pending", "…")  # never decided: nothing to wait for
+            while len(self.labels) > MAX_LABELS:
+                self.labels.popitem(last=False)
             self.events.append(record)
             while self.events and self.events[0]["ts"] < time.time() - self.retention_s:
                 dropped = self.events.popleft()
@@ -217,7 +231,7 @@ class LiveHub:
             if camera is None or self.frames.latest(camera_id) is None:
                 return None
             served = self._serve(camera_id, camera)
-            faces = camera.faces if camera.faces and camera.faces.seq == served[0] else None
+            faces = served[2]
         boxes = []
         for face in faces.faces if faces else []:
             kind, text = self.labels.get((camera_id, face.track_id), ("pending", "…"))
@@ -237,20 +251,38 @@ class LiveHub:
             "styled": camera.styled is not None,
         }
 
-    def _serve(self, camera_id: str, camera: _Camera) -> tuple[int, bytes]:
-        """The downscaled frame for viewers, renewed at most VIEWER_FPS times a second."""
+    def _serve(self, camera_id: str, camera: _Camera) -> tuple:
+        """(seq, downscaled JPEG, faces or None) for viewers, renewed at most VIEWER_FPS times a
+        second (see the module docstring for which frame)."""
         now = time.monotonic()
         if camera.served is not None and now - camera.served_at < 1.0 / VIEWER_FPS:
             return camera.served
-        faces = camera.faces
-        found = self.frames.get(camera_id, faces.seq) if faces is not None else None
-        seq, jpeg = (faces.seq, found) if found is not None else self.frames.latest(camera_id)
+        seq, jpeg, faces = self._choose(camera_id, camera, now)
         if camera.served is None or camera.served[0] != seq:
-            camera.served = (seq, _downscale(jpeg))
+            camera.served = (seq, _downscale(jpeg), faces)
         camera.served_at = now
         return camera.served
 
-    def frame(self, camera_id: str, styled: bool = False) -> tuple[int, bytes] | None:
+    def _choose(self, camera_id: str, camera: _Camera, now: float) -> tuple:
+        newest = None
+        for arrived, faces in reversed(camera.history):
+            jpeg = self.frames.get(camera_id, faces.seq)
+            if jpeg is None:
+                continue
+            newest = newest or (faces.seq, jpeg, faces)
+            if now - arrived > MAX_LABEL_DELAY_S:
+                break
+            if all((camera_id, f.track_id) in self.labels for f in faces.faces):
+                return faces.seq, jpeg, faces
+        if newest is not None:
+            return newest
+        seq, jpeg = self.frames.latest(camera_id)
+        return seq, jpeg, None
+
+    def frame(
+        self, camera_id: str, styled: bool = False, seq: int | None = None
+    ) -> tuple[int, bytes] | None:
+        """The served frame (or the frame ``seq`` that ``live`` named, if still kept)."""
         with self._lock:
             camera = self.cameras.get(camera_id)
             if camera is None:
@@ -259,7 +291,11 @@ class LiveHub:
                 return (0, camera.styled) if camera.styled else None
             if self.frames.latest(camera_id) is None:
                 return None
-            return self._serve(camera_id, camera)
+            served = self._serve(camera_id, camera)
+            if seq is None or seq == served[0]:
+                return served[0], served[1]
+            jpeg = self.frames.get(camera_id, seq)
+        return None if jpeg is None else (seq, _downscale(jpeg))
 
 
 def _downscale(jpeg: bytes) -> bytes:

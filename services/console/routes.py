@@ -221,10 +221,10 @@ class Console:
             return view | {"status": self.hub.status(camera_id)}
 
         @app.get("/v1/live/{camera_id}/frame.jpg", dependencies=auth)
-        def frame(camera_id: str, styled: bool = False) -> Response:
+        def frame(camera_id: str, styled: bool = False, seq: int | None = None) -> Response:
             """The camera's latest frame for viewers (<= 5 a second, downscaled; one per camera
             whatever the number of viewers), or its latest styled frame."""
-            found = self.hub.frame(camera_id, styled)
+            found = self.hub.frame(camera_id, styled, seq)
             if found is None:
                 raise HTTPException(404, "no frame")
             return Response(

@@ -160,7 +160,7 @@ function liveTile(camera) {
       if (!response.ok) return;
       const view = await response.json();
       if (view.seq !== seq) {
-        const frame = await api(`/v1/live/${id}/frame.jpg`);
+        const frame = await api(`/v1/live/${id}/frame.jpg?seq=${view.seq}`);
         if (frame.ok) {
           const url = URL.createObjectURL(await frame.blob());
           if (image.src) URL.revokeObjectURL(image.src);
