@@ -206,7 +206,8 @@ def test_enroll_name_as_text_then_delete_leaves_nothing(browser, console: Consol
     named = snapshots.of_person(person_id)
     screenshot(browser, "people")
 
-    row.find_element(By.CSS_SELECTOR, "button.danger").click()
+    selector = f'#people tr[data-person="{person_id}"] button.danger'
+    browser.find_element(By.CSS_SELECTOR, selector).click()  # found again: the list re-renders
     browser.switch_to.alert.accept()
     WebDriverWait(browser, 30).until(
         lambda d: not d.find_elements(By.CSS_SELECTOR, f'#people tr[data-person="{person_id}"]')
@@ -273,14 +274,16 @@ def test_requests_without_session_or_csrf_token_are_refused(browser, console: Co
         "return fetch('/console/session').then(r => r.json()).then(b => b.csrf)"
     )
     plain = httpx.Client(base_url=console.url, timeout=30)
-    jar = {"facestream_session": cookie["value"]}
+    session = httpx.Client(
+        base_url=console.url, timeout=30, cookies={"facestream_session": cookie["value"]}
+    )
     assert plain.get("/v1/people").status_code == 401
-    assert plain.get("/v1/people", cookies=jar).status_code == 200
+    assert session.get("/v1/people").status_code == 200
     for headers in ({}, {"X-CSRF-Token": "forged"}):
-        refused = plain.delete("/v1/cameras/hamilton_clip_640x360", cookies=jar, headers=headers)
+        refused = session.delete("/v1/cameras/hamilton_clip_640x360", headers=headers)
         assert refused.status_code == 403 and refused.json()["reason"] == "csrf"
     assert plain.delete("/v1/cameras/nope", headers={"X-CSRF-Token": csrf}).status_code == 401
-    allowed = plain.delete("/v1/cameras/nope", cookies=jar, headers={"X-CSRF-Token": csrf})
+    allowed = session.delete("/v1/cameras/nope", headers={"X-CSRF-Token": csrf})
     assert allowed.status_code == 404  # in, and told that there is no such camera
     page = plain.get("/")
     assert re.search(r"script-src 'self'", page.headers["content-security-policy"])
