@@ -189,16 +189,17 @@ def test_enroll_name_as_text_then_delete_leaves_nothing(browser, console: Consol
     WebDriverWait(browser, 60).until(
         lambda d: "enrolled" in d.find_element(By.ID, "enroll-results").text
     )
-    row = WebDriverWait(browser, 10).until(
-        lambda d: next(
-            (r for r in d.find_elements(By.CSS_SELECTOR, "#people tr") if r.find_element(By.CSS_SELECTOR, ".name").text == XSS),
-            None,
-        )
-    )  # fmt: skip
-    assert row.find_elements(By.CSS_SELECTOR, ".name img") == []  # text, not an element
+    find_row = """
+        const row = [...document.querySelectorAll('#people tr')].find(
+            r => r.querySelector('.name') && r.querySelector('.name').textContent === arguments[0]);
+        return row && row.children[3].textContent === '2' ?
+            {id: row.dataset.person, elements: row.querySelector('.name').childElementCount} : null;
+    """  # both photos listed: the list re-rendered after the upload (one atomic read)
+    row = WebDriverWait(browser, 30).until(lambda d: d.execute_script(find_row, XSS))
+    assert row["elements"] == 0  # the name is text, not an element
     with pytest.raises(NoAlertPresentException):
         browser.switch_to.alert.text  # noqa: B018 - no script ran
-    person_id = row.get_attribute("data-person")
+    person_id = row["id"]
     gallery = FileGallery(console.data_dir / "gallery")
     snapshots = FileSnapshotStore(console.data_dir / "snapshots", 24)
     person = gallery.person(person_id)
