@@ -153,6 +153,8 @@ class ConsoleSettings(BaseModel):
     """Prometheus's HTTP API for the System page's charts; None: the services' own metrics."""
     grafana_url: str | None = None
     session_hours: float = Field(12.0, gt=0)
+    secure_cookie: bool = False
+    """Mark the session cookie ``Secure`` (set it when the console is reached over HTTPS)."""
 
 
 class StyleSettings(BaseModel):

@@ -52,6 +52,7 @@ def build_console(
     return Console(
         LiveHub(bus, settings.snapshots.retention_h * 3600.0),
         SessionStore(token, settings.console.session_hours),
+        secure_cookie=settings.console.secure_cookie,
         prometheus_url=settings.console.prometheus_url,
         grafana_url=settings.console.grafana_url,
         health=health,
