@@ -79,10 +79,11 @@ def run_embedded(
         ingestor = services["ingestor"]
         topics = [Topics.FACES, Topics.EVENTS, Topics.DEAD_LETTERS, Topics.STYLED_FRAMES]
         report = bus.subscriber(topics, "facestream-embedded-report")
-        health, threads = start_services(services, settings, stop)
         from services.console.embedded import start_embedded_console
 
+        # before the services: its models load while no other thread runs TensorFlow
         console = start_embedded_console(settings, bus, registry, stop, services)
+        health, threads = start_services(services, settings, stop)
         tallies = _report_until_done(
             report,
             ingestor,
