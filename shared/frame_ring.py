@@ -36,7 +36,8 @@ class FrameRing:
             self._sizes.pop(dropped, None)
 
     def get(self, camera_id: str, seq: int) -> bytes | None:
-        return self._cameras.get(camera_id, {}).get(seq)
+        frames = self._cameras.get(camera_id)
+        return None if frames is None else frames.get(seq)
 
     def latest(self, camera_id: str) -> tuple[int, bytes] | None:
         frames = self._cameras.get(camera_id)

@@ -252,7 +252,7 @@ class RecognitionEventV3(RecognitionEventV2):
 
     SCHEMA: ClassVar[str] = "event/3"
 
-    type: Literal["started", "identified", "unknown", "spoof", "ended", "withdrawn", "snapshot"]
+    type: Literal["started", "identified", "unknown", "spoof", "ended", "withdrawn", "snapshot"]  # type: ignore[assignment]  # event/3 widens event/2
     snapshot_id: str | None = None
     """``snapshot`` only: the id in the snapshot store (``GET /v1/snapshots/{id}/face.jpg``)."""
     refers_to: str | None = None

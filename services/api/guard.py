@@ -107,7 +107,8 @@ class RequestGuard:
         if path not in self.public_paths and not path.startswith(self.public_prefixes):
             refusal = self._refusal(scope.get("method", "GET"), headers)
             if refusal is not None:
-                await _reply(send, *refusal, bearer=refusal[0] == 401)
+                status, reason, detail = refusal
+                await _reply(send, status, reason, detail, bearer=status == 401)
                 return
         lengths = [v for k, v in headers if k == b"content-length"]
         if lengths:
@@ -119,7 +120,9 @@ class RequestGuard:
                 return
         await self._app_with_counted_body(scope, receive, send)
 
-    def _refusal(self, method: str, headers: list[tuple[bytes, bytes]]) -> tuple | None:
+    def _refusal(
+        self, method: str, headers: list[tuple[bytes, bytes]]
+    ) -> tuple[int, str, str] | None:
         """None when the bearer token (or a console session, with CSRF) lets the request in."""
         authorizations = [v for k, v in headers if k == b"authorization"]
         if len(authorizations) == 1 and token_matches(authorizations[0], self.token):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from services.console.server import (
     ConsoleRefusedError,
@@ -16,7 +17,7 @@ from shared.settings import Settings
 
 def start_embedded_console(
     settings: Settings, bus, registry: CameraRegistry, stop: threading.Event, services: dict
-) -> object | None:
+) -> Any:
     """Serve the console for this run and print its URL; None (and why) when refused."""
     try:
         token, generated = console_token(settings)

@@ -56,7 +56,7 @@ class _Camera:
     last_frame_wall: float = 0.0
     arrivals: deque = field(default_factory=lambda: deque(maxlen=256))
     """Arrival times of the last frames, for frames/s over the last ``FPS_WINDOW_S``."""
-    served: tuple[int, bytes] | None = None
+    served: tuple[int, bytes, FacesMessage | None] | None = None
     served_at: float = 0.0
 
 
@@ -234,7 +234,7 @@ class LiveHub:
             faces = served[2]
         boxes = []
         for face in faces.faces if faces else []:
-            kind, text = self.labels.get((camera_id, face.track_id), ("pending", "…"))
+            kind, text = self.labels.get((camera_id, face.track_id or 0), ("pending", "…"))
             boxes.append(
                 {
                     "box": face.box.model_dump(),
@@ -251,7 +251,7 @@ class LiveHub:
             "styled": camera.styled is not None,
         }
 
-    def _serve(self, camera_id: str, camera: _Camera) -> tuple:
+    def _serve(self, camera_id: str, camera: _Camera) -> tuple[int, bytes, FacesMessage | None]:
         """(seq, downscaled JPEG, faces or None) for viewers, renewed at most VIEWER_FPS times a
         second (see the module docstring for which frame)."""
         now = time.monotonic()
@@ -263,7 +263,9 @@ class LiveHub:
         camera.served_at = now
         return camera.served
 
-    def _choose(self, camera_id: str, camera: _Camera, now: float) -> tuple:
+    def _choose(
+        self, camera_id: str, camera: _Camera, now: float
+    ) -> tuple[int, bytes, FacesMessage | None]:
         newest = None
         for arrived, faces in reversed(camera.history):
             jpeg = self.frames.get(camera_id, faces.seq)
@@ -276,8 +278,9 @@ class LiveHub:
                 return faces.seq, jpeg, faces
         if newest is not None:
             return newest
-        seq, jpeg = self.frames.latest(camera_id)
-        return seq, jpeg, None
+        latest = self.frames.latest(camera_id)
+        assert latest is not None  # callers check that the camera has frames
+        return latest[0], latest[1], None
 
     def frame(
         self, camera_id: str, styled: bool = False, seq: int | None = None

@@ -77,6 +77,8 @@ class SnapshotKeeper:
         """Consider each face as its track's best."""
         frame = None
         for face, weight in zip(usable, weights, strict=True):
+            if face.track_id is None:
+                continue
             key = (faces.camera_id, face.track_id)
             best = self.best.get(key)
             if best is not None and weight < best.weight * IMPROVEMENT:

@@ -249,8 +249,9 @@ class RecognizerWorker(BatchWorker):
         """A verdict's events, or a frame's usable faces with their chips (None: none to encode)."""
         if message.topic == Topics.LIVENESS:
             return self._judged(message)
-        if message.topic == Topics.FRAMES:  # kept for snapshots (only subscribed with them)
-            self.snapshots.keep_frame(message)
+        if message.topic == Topics.FRAMES:  # read for snapshots only
+            if self.snapshots is not None:
+                self.snapshots.keep_frame(message)
             return None
         return self._usable_faces(message)
 

@@ -54,6 +54,7 @@ class RedisSnapshotStore(SnapshotStore):
 
     def _index(self, pipe, snapshot: Snapshot) -> None:
         """Add to the person's set; the set expires with its latest member (GT: never earlier)."""
+        assert snapshot.person_id is not None
         key = self._person(snapshot.person_id)
         pipe.zadd(key, {snapshot.id: snapshot.expires_ts})
         pipe.pexpireat(key, int(snapshot.expires_ts * 1000) + 1000, gt=True)
