@@ -42,13 +42,16 @@ def run_embedded(
     max_seconds: float | None = None,
     enroll: Path | None = None,
     style: str | None = None,
+    loop: bool = False,
 ) -> dict[str, Counter]:
     """Run the pipeline on ``sources`` until the files end (or ``max_seconds``); return the tallies.
 
     With ``enroll`` (a folder of NAME/photos) the run uses a gallery of its own, made from that
     folder and discarded afterwards; otherwise the file gallery under ``data_dir``. With ``style``
     (a trained network's name) every camera is also stylized; the latest styled frame of each is
-    written to ``data_dir/styled/CAMERA.jpg``.
+    written to ``data_dir/styled/CAMERA.jpg``. With a token (or local-only) the web console is
+    served too (services/console) and the run lasts until stopped (or ``max_seconds``);
+    ``loop`` plays files in a loop.
     """
     for source in sources:  # a clear error before anything starts
         probe(Source(source), settings.ingest.open_timeout_s)
@@ -70,16 +73,29 @@ def run_embedded(
         registry = FileCameraRegistry(Path(tmp) / "cameras.json")
         for index, source in enumerate(sources):
             camera_id = camera_id_for(source, index)
-            registry.put(CameraSpec(id=camera_id, url=source, fps=fps, style=style))
+            registry.put(CameraSpec(id=camera_id, url=source, fps=fps, style=style, loop=loop))
         names = ["ingestor", "detector"] + (["liveness"] if settings.liveness.gate else [])
         names += ["recognizer"] + (["stylizer"] if style else [])
         services = build_services(names, settings, bus, stop, registry)
         ingestor = cast(IngestorService, services["ingestor"])
         topics = [Topics.FACES, Topics.EVENTS, Topics.DEAD_LETTERS, Topics.STYLED_FRAMES]
         report = bus.subscriber(topics, "facestream-embedded-report")
+        from services.console.embedded import start_embedded_console
+
+        # before the services: its models load while no other thread runs TensorFlow
+        console = start_embedded_console(settings, bus, registry, stop, services)
         health, threads = start_services(services, settings, stop)
-        tallies = _report_until_done(report, ingestor, stop, max_seconds, settings.data_dir)
+        tallies = _report_until_done(
+            report,
+            ingestor,
+            stop,
+            max_seconds,
+            settings.data_dir,
+            until_stopped=console is not None,
+        )
         stop.set()
+        if console is not None:
+            console.should_exit = True
         wait_and_stop(health, threads, stop)
     _print_summary(tallies)
     return tallies
@@ -101,6 +117,7 @@ def _report_until_done(
     stop: threading.Event,
     max_seconds: float | None,
     data_dir: Path,
+    until_stopped: bool = False,
 ) -> dict[str, Counter]:
     tallies: dict[str, Counter] = {
         "frames": Counter(),
@@ -128,7 +145,7 @@ def _report_until_done(
         seen = sum(tallies["frames"].values())
         # Done when every frame went through detection and the recognizer has had time to end
         # its tracks (their timeout) after the last frame.
-        if files_done and seen >= published:
+        if files_done and seen >= published and not until_stopped:
             idle_since = idle_since or now
             if now - idle_since > 3.0 and not batch:
                 break
@@ -156,6 +173,8 @@ def _tally(message, tallies: dict[str, Counter]) -> None:
     else:
         event = read_event(message)
         tallies["events"][event.type] += 1
+        if event.type == "snapshot":  # the picture of the event printed just before
+            return
         who = f" {event.person_name} (distance {event.distance:.3f})" if event.person_name else ""
         print(
             f"  event: {event.type:<10} camera {event.camera_id} track {event.track_id}{who}",

@@ -101,7 +101,10 @@ def build_services(
     builders: dict[str, Callable[[], Service]] = {
         "ingestor": lambda: _ingestor(settings, bus, stop, registry),
         "detector": lambda: _runner(_detector(settings), bus, stop, settings, 8),  # MTCNN's best
-        "recognizer": lambda: _runner(_recognizer(settings), bus, stop, settings, 16),
+        # frames travel too when snapshots are on: twice the poll for the same faces
+        "recognizer": lambda: _runner(
+            _recognizer(settings), bus, stop, settings, 32 if settings.snapshots.enabled else 16
+        ),
         "liveness": lambda: _runner(_liveness_worker(settings), bus, stop, settings, 16),
         "stylizer": lambda: WorkerRunner(_stylizer(settings, registry), bus, stop, batch_size=4),
     }
@@ -141,6 +144,7 @@ def _detector(settings: Settings) -> BatchWorker:
 
 
 def _recognizer(settings: Settings) -> BatchWorker:
+    from services.recognizer.snapshots import keeper_from_settings
     from services.recognizer.worker import RecognizerWorker
     from shared.face.factory import build_verifier, load_face_encoder
     from shared.gallery.factory import create_gallery
@@ -154,6 +158,7 @@ def _recognizer(settings: Settings) -> BatchWorker:
         liveness_gate=settings.liveness.gate,
         journal=_track_journal(settings),
         live_required=lambda camera: settings.liveness.for_camera(camera).mode != "off",
+        snapshots=keeper_from_settings(settings),
     )
 
 

@@ -35,6 +35,7 @@ CONSUMER_LAG = Gauge(
     ["service", "topic"],
 )
 EVENTS = Counter("facestream_events_total", "Recognition events published, by type.", ["type"])
+SNAPSHOTS = Counter("facestream_snapshots_total", "Event snapshots written to the snapshot store.")
 CAMERA_FRAMES_CAPTURED = Counter(
     "facestream_camera_frames_captured_total", "Frames read from a camera.", ["camera"]
 )

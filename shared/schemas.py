@@ -246,11 +246,37 @@ class RecognitionEventV2(RecognitionEvent):
     """``withdrawn`` only: why, e.g. ``spoof`` (the track was judged a presentation attack)."""
 
 
+class RecognitionEventV3(RecognitionEventV2):
+    """``event/3``: event/2 plus ``snapshot``, which gives an event its picture.
+
+    After an ``identified``, ``unknown`` or ``spoof`` event (event/1, unchanged) the recognizer
+    publishes a ``snapshot`` event (this schema) with the ``snapshot_id`` of the track's best face
+    in the snapshot store (shared/snapshots) and ``refers_to``, the ``event_id`` it illustrates.
+    The same pattern as ``withdrawn``: a consumer of event/1 or event/2 keeps working and skips
+    the header it does not read; ``read_event`` reads all three. The snapshot itself expires after
+    ``FACESTREAM_SNAPSHOTS__RETENTION_H``, so a reference may outlive its images.
+    """
+
+    SCHEMA: ClassVar[str] = "event/3"
+
+    type: Literal["started", "identified", "unknown", "spoof", "ended", "withdrawn", "snapshot"]  # type: ignore[assignment]  # event/3 widens event/2
+    snapshot_id: str | None = None
+    """``snapshot`` only: the id in the snapshot store (``GET /v1/snapshots/{id}/face.jpg``)."""
+    refers_to: str | None = None
+    """``snapshot`` only: the ``event_id`` of the event the snapshot belongs to."""
+
+
+EVENT_SCHEMAS: dict[str, type[RecognitionEvent]] = {
+    RecognitionEvent.SCHEMA: RecognitionEvent,
+    RecognitionEventV2.SCHEMA: RecognitionEventV2,
+    RecognitionEventV3.SCHEMA: RecognitionEventV3,
+}
+
+
 def read_event(message: Message) -> RecognitionEvent:
-    """An event of either schema (event/1 or event/2), by its schema header."""
-    if message.headers.get(SCHEMA_HEADER) == RecognitionEventV2.SCHEMA:
-        return RecognitionEventV2.from_message(message)
-    return RecognitionEvent.from_message(message)
+    """An event of any schema (event/1, event/2 or event/3), by its schema header."""
+    schema = EVENT_SCHEMAS.get(message.headers.get(SCHEMA_HEADER, ""), RecognitionEvent)
+    return schema.from_message(message)
 
 
 DEAD_LETTER_SCHEMA = "deadletter/1"

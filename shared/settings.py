@@ -171,6 +171,33 @@ class RecognizerSettings(BaseModel):
     """Also publish every frame's encodings on facestream.embeddings (biometric data: off by default)."""
 
 
+class SnapshotSettings(BaseModel):
+    """Face snapshots of events (shared/snapshots): the best face of each track and a thumbnail."""
+
+    enabled: bool = True
+    retention_h: float = Field(24.0, gt=0)
+    """Hours a snapshot is kept; after that it leaves no key or file (docs/console.md)."""
+    face_px: int = Field(224, ge=64, le=1024)
+    """Side of the stored face crop (the box with a margin, enough to enroll from)."""
+    thumb_px: int = Field(320, ge=64, le=1280)
+    """Width of the stored frame thumbnail with the box drawn."""
+
+
+class ConsoleSettings(BaseModel):
+    """The web console (services/console) served by the API and by ``facestream run``."""
+
+    local_only: bool = False
+    """Serve the console without an API token: only on 127.0.0.1, and only when set explicitly."""
+    port: int = 8080
+    """Port of the console started by ``facestream run`` (0: a free one)."""
+    prometheus_url: str | None = None
+    """Prometheus's HTTP API for the System page's charts; None: the services' own metrics."""
+    grafana_url: str | None = None
+    session_hours: float = Field(12.0, gt=0)
+    secure_cookie: bool = False
+    """Mark the session cookie ``Secure`` (set it when the console is reached over HTTPS)."""
+
+
 class StyleSettings(BaseModel):
     """Style transfer: where the feed-forward networks live and how styled frames are published."""
 
@@ -332,6 +359,8 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     images: ImageSettings = ImageSettings()
     retention: RetentionSettings = RetentionSettings()
+    snapshots: SnapshotSettings = SnapshotSettings()
+    console: ConsoleSettings = ConsoleSettings()
 
 
 @lru_cache(maxsize=1)

@@ -11,7 +11,7 @@ from shared.cameras import CameraSpec
 from shared.face.identity import IdentityService
 from shared.gallery.redis_store import RedisGallery
 from shared.redis_client import create_redis
-from shared.schemas import RecognitionEvent, RecognitionEventV2, Topics
+from shared.schemas import RecognitionEvent, RecognitionEventV3, Topics
 from tests.conftest import RTSP_URL
 from tests.helpers import wait_for
 from tests.stack import Stack, TopicReader, skip_group_to_end
@@ -43,7 +43,7 @@ def test_lin_manuel_miranda_is_identified_on_his_track(
     ingestor = stack.start("ingestor")
 
     def decoded() -> list[RecognitionEvent]:
-        return [RecognitionEventV2.model_validate_json(r.value) for r in events.read()]
+        return [RecognitionEventV3.model_validate_json(r.value) for r in events.read()]
 
     wait_for(lambda: any(e.type == "identified" for e in decoded()), 180, "an identified event")
     wait_for(lambda: ingestor.metric("facestream_camera_reconnects_total", camera=camera) >= 1, 60)

@@ -9,7 +9,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 APT_PACKAGES=(redis-server prometheus ffmpeg docker-compose python3-gi gir1.2-gst-rtsp-server-1.0
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad maven
-  openjdk-17-jre-headless)
+  openjdk-17-jre-headless chromium chromium-driver)  # the browser the console's tests drive
 
 log() { echo "[install] $*"; }
 

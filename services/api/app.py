@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
@@ -28,6 +28,7 @@ from services.api.guard import (
     check_token_strength,
     token_matches,
 )
+from services.console.session import COOKIE
 from services.ingestor.source import Source
 from shared.cameras import CameraRegistry, CameraSpec, RegistryError
 from shared.errors import ProcessingError
@@ -88,6 +89,10 @@ PUBLIC_PATHS = ("/livez", "/readyz", "/healthz", "/openapi.json", "/docs", "/doc
 
 ReadinessCheck = Callable[[], bool]
 
+if TYPE_CHECKING:
+    from services.console.routes import Console
+    from shared.snapshots.base import SnapshotStore
+
 
 def create_app(
     identity: IdentityService,
@@ -101,16 +106,22 @@ def create_app(
     max_request_bytes: int | None = None,
     model_workers: int = 2,
     model_queue: int = 4,
+    snapshots: "SnapshotStore | None" = None,
+    console: "Console | None" = None,
 ) -> FastAPI:
     """The app. ``readiness``: the dependencies ``/readyz`` checks (e.g. Redis ping); a weak
-    ``token`` raises ``WeakTokenError`` (guard.check_token_strength) before anything is served."""
+    ``token`` raises ``WeakTokenError`` (guard.check_token_strength) before anything is served.
+    ``snapshots``: deleted with their person; ``console``: the web console (services/console),
+    whose sessions the guard accepts besides the bearer token."""
     check_token_strength(token)
     app = FastAPI(title="facestream", version="1", description=__doc__)
     app.add_middleware(
         RequestGuard,
         token=token,
         max_body_bytes=max_request_bytes or 2 * max_upload_bytes + 1024 * 1024,
-        public_paths=PUBLIC_PATHS,
+        public_paths=PUBLIC_PATHS + (("/", "/console/login") if console else ()),
+        sessions=console.sessions if console else None,
+        public_prefixes=("/console/static/",) if console else (),
     )
     pool = ModelPool(model_workers, model_queue)
     app.router.on_shutdown.append(pool.shutdown)
@@ -124,6 +135,8 @@ def create_app(
         """Checked by RequestGuard already; again here so that a route can never be mounted
         without it, and so that the OpenAPI document shows the scheme."""
         values = [v for k, v in request.headers.raw if k.lower() == b"authorization"]
+        if console is not None and not values and console.sessions.get(request.cookies.get(COOKIE)):
+            return  # a console session; the guard checked its CSRF token
         if len(values) != 1 or not token_matches(values[0], token_bytes):
             raise HTTPException(
                 401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"}
@@ -163,6 +176,8 @@ def create_app(
     def delete(person_id: str) -> None:
         if not identity.delete(person_id):
             raise PersonNotFoundError(person_id)
+        if snapshots is not None:  # every snapshot named as them goes with them
+            snapshots.delete_person(person_id)
 
     @app.post("/v1/verify", dependencies=auth)
     async def verify(
@@ -263,6 +278,8 @@ def create_app(
         jpeg = await pool.run(lambda: encode_jpeg(painted[..., ::-1].copy()))
         return Response(jpeg, media_type="image/jpeg")
 
+    if console is not None:
+        console.mount(app, auth, identity, cameras, snapshots, pool)
     return app
 
 

@@ -24,6 +24,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from services.console.session import COOKIE, CSRF_HEADER, SessionStore, parse_cookies
+
 T = TypeVar("T")
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -83,8 +85,15 @@ class RequestGuard:
         token: str,
         max_body_bytes: int,
         public_paths: Iterable[str],
+        sessions: SessionStore | None = None,
+        public_prefixes: tuple[str, ...] = (),
     ) -> None:
+        """``sessions``: the console's (services/console/session.py): a request without a bearer
+        token may use a session cookie, with the CSRF token on state-changing methods.
+        ``public_prefixes``: paths open to all (the console's static files: no data in them)."""
         self.app = app
+        self.sessions = sessions
+        self.public_prefixes = public_prefixes
         self.token = token.encode()
         self.max_body_bytes = max_body_bytes
         self.public_paths = frozenset(public_paths)
@@ -94,12 +103,12 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         headers = [(k.lower(), v) for k, v in scope.get("headers", [])]
-        if scope["path"] not in self.public_paths:
-            authorizations = [v for k, v in headers if k == b"authorization"]
-            if len(authorizations) != 1 or not token_matches(authorizations[0], self.token):
-                await _reply(
-                    send, 401, "unauthorized", "missing or wrong bearer token", bearer=True
-                )
+        path = scope["path"]
+        if path not in self.public_paths and not path.startswith(self.public_prefixes):
+            refusal = self._refusal(scope.get("method", "GET"), headers)
+            if refusal is not None:
+                status, reason, detail = refusal
+                await _reply(send, status, reason, detail, bearer=status == 401)
                 return
         lengths = [v for k, v in headers if k == b"content-length"]
         if lengths:
@@ -110,6 +119,22 @@ class RequestGuard:
                 await _reply(send, 413, "too_large", self._too_large())
                 return
         await self._app_with_counted_body(scope, receive, send)
+
+    def _refusal(
+        self, method: str, headers: list[tuple[bytes, bytes]]
+    ) -> tuple[int, str, str] | None:
+        """None when the bearer token (or a console session, with CSRF) lets the request in."""
+        authorizations = [v for k, v in headers if k == b"authorization"]
+        if len(authorizations) == 1 and token_matches(authorizations[0], self.token):
+            return None
+        if self.sessions is not None and not authorizations:
+            cookies = parse_cookies(b";".join(v for k, v in headers if k == b"cookie"))
+            if self.sessions.get(cookies.get(COOKIE)) is not None:
+                csrf = [v.decode("latin-1") for k, v in headers if k == CSRF_HEADER.encode()]
+                if self.sessions.allows(method, cookies, csrf[0] if len(csrf) == 1 else None):
+                    return None
+                return 403, "csrf", "missing or wrong CSRF token (X-CSRF-Token)"
+        return 401, "unauthorized", "missing or wrong bearer token"
 
     async def _app_with_counted_body(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the app; if the body (chunked, or longer than it said) passes the limit, the app

@@ -107,7 +107,10 @@ def cmd_people(args: argparse.Namespace, settings: Settings) -> None:
     else:
         person = gallery.find(args.name) or _person(lambda: gallery.person(args.name), args.name)
         gallery.delete_person(person.id)
-        print(f"deleted {person.name}: every encoding and photo")
+        from shared.snapshots import create_snapshot_store
+
+        snapshots = create_snapshot_store(settings).delete_person(person.id)
+        print(f"deleted {person.name}: every encoding and photo, and {snapshots} snapshot(s)")
 
 
 def _person(lookup: Callable[[], Person], name_or_id: str) -> Person:

@@ -26,6 +26,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--fast", dest="realtime", action="store_false", help="read files as fast as possible"
     )
+    run.add_argument("--loop", action="store_true", help="play video files in a loop")
     run.set_defaults(handler=cmd_run)
     for name in SERVICES:
         commands.add_parser(name, help=f"run the {name} service").set_defaults(handler=cmd_service)
@@ -52,6 +53,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
             max_seconds=args.seconds,
             enroll=args.enroll,
             style=args.style,
+            loop=args.loop,
         )
     except SourceError as error:
         raise CliError(str(error)) from None
@@ -90,6 +92,12 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> None:
         check_token_strength(settings.api.token.get_secret_value())
     except WeakTokenError as error:
         raise CliError(f"{error} (FACESTREAM_API__TOKEN)") from None
+    from services.console.server import build_console
+    from shared.bus.factory import create_bus
+    from shared.snapshots import create_snapshot_store
+
+    token = settings.api.token.get_secret_value()
+    console = build_console(settings, create_bus(settings), token).start(threading.Event())
     app = create_app(
         identity(settings),
         create_camera_registry(settings),
@@ -101,7 +109,10 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> None:
         max_request_bytes=settings.api.max_request_bytes,
         model_workers=settings.api.model_workers,
         model_queue=settings.api.model_queue,
+        snapshots=create_snapshot_store(settings),
+        console=console,
     )
+    print(f"console: http://{settings.api.host}:{settings.api.port}/", flush=True)
     uvicorn.run(app, host=settings.api.host, port=settings.api.port, log_level="warning")
 
 

@@ -16,6 +16,7 @@ enrolled with another encoder meanwhile) is logged as an error while those encod
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -26,6 +27,7 @@ import numpy as np
 from services.recognizer.fusion import TrackFusion
 from services.recognizer.journal import MemoryJournal, TrackJournal
 from services.recognizer.reassociation import Reassociator, track_timeout
+from services.recognizer.snapshots import SnapshotKeeper
 from services.recognizer.voting import TrackVoter, face_weight
 from shared import metrics
 from shared.bus.base import Message
@@ -49,10 +51,11 @@ from shared.schemas import (
     FacesMessage,
     LivenessVerdict,
     RecognitionEvent,
-    RecognitionEventV2,
+    RecognitionEventV3,
     Topics,
 )
 from shared.settings import RecognizerSettings
+from shared.stream import StreamStamp
 from shared.worker import BatchWorker, Outgoing
 
 log = logging.getLogger(__name__)
@@ -74,11 +77,16 @@ class RecognizerWorker(BatchWorker):
         liveness_gate: bool = False,
         journal: TrackJournal | None = None,
         live_required: Callable[[str], bool] | None = None,
+        snapshots: SnapshotKeeper | None = None,
     ) -> None:
         """``verifier``: the decision rule (shared/face/factory.build_verifier); ``journal``: where
         open tracks outlive a crash (services/recognizer/journal.py; default: this process only);
-        ``live_required(camera_id)``: whether the gate applies to a camera (liveness not off)."""
+        ``live_required(camera_id)``: whether the gate applies to a camera (liveness not off);
+        ``snapshots``: keeps each track's best face for its events (it also reads the frames)."""
         self.topics = (Topics.FACES, Topics.LIVENESS) if liveness_gate else (Topics.FACES,)
+        self.snapshots = snapshots
+        if snapshots is not None:
+            self.topics = (*self.topics, Topics.FRAMES)
         self.encoder = encoder
         self.gallery = gallery
         self.fusion_calibration = load_fusion_calibration(encoder.name, verifier.name)
@@ -126,6 +134,14 @@ class RecognizerWorker(BatchWorker):
         self._next_refresh = 0.0
         self._load_journal()
 
+    def stamp(self, message: Message) -> StreamStamp | None:
+        """As every worker's, but a frame (read for snapshots) has the same (seq, capture time)
+        as its faces message: it must never make that one look like a replay."""
+        stamp = super().stamp(message)
+        if stamp is not None and message.topic == Topics.FRAMES:
+            return dataclasses.replace(stamp, dedupe=False)
+        return stamp
+
     def snapshot(self) -> object:
         """The voter's state (tracks, early verdicts, camera clocks) and the tracks' fused frames,
         to undo a failed batch."""
@@ -145,7 +161,13 @@ class RecognizerWorker(BatchWorker):
     def expire(self, camera_id: str) -> Iterable[Outgoing]:
         ended = self.voter.end_camera(camera_id)
         self._forget_fused(ended)
-        return [_outgoing(e) for e in ended]
+        if self.snapshots is not None:
+            self.snapshots.forget_camera(camera_id)
+        return self._pictured([_outgoing(e) for e in ended])
+
+    def _pictured(self, outputs: list[Outgoing]) -> list[Outgoing]:
+        """The outputs with their snapshot events, when snapshots are on."""
+        return outputs if self.snapshots is None else self.snapshots.on_events(outputs)
 
     def _forget_fused(self, ended: list[RecognitionEvent]) -> None:
         for event in ended:
@@ -166,7 +188,7 @@ class RecognizerWorker(BatchWorker):
         for out in outputs:
             if out.topic != Topics.EVENTS:
                 continue
-            event = RecognitionEventV2.model_validate_json(out.value)  # reads event/1 too
+            event = RecognitionEventV3.model_validate_json(out.value)  # reads every version
             key = (event.camera_id, event.track_id)
             if event.type == "ended":
                 self.journal.delete(*key)
@@ -182,7 +204,7 @@ class RecognizerWorker(BatchWorker):
         if self.journal.persistent:
             self.journal.flush()
             return ()
-        return [_outgoing(e) for e in self.voter.end_camera(None)]
+        return self._pictured([_outgoing(e) for e in self.voter.end_camera(None)])
 
     def _load_journal(self) -> None:
         """Take back the open tracks of a previous instance (retried from ``tick`` until loaded)."""
@@ -216,7 +238,7 @@ class RecognizerWorker(BatchWorker):
         frames = [(i, *frame) for i, frame in read if isinstance(frame, tuple)]
         for i, outputs in read:
             if isinstance(outputs, list):  # a liveness verdict: its events, nothing to encode
-                results[i] = outputs
+                results[i] = self._pictured(outputs)
         if not frames:
             return results
         self.update_config()
@@ -225,7 +247,7 @@ class RecognizerWorker(BatchWorker):
         for i, faces, usable, _chips in frames:
             vectors = embeddings[start : start + len(usable)]
             start += len(usable)
-            results[i] = self._vote(faces, usable, vectors)
+            results[i] = self._pictured(self._vote(faces, usable, vectors))
         return results
 
     def _read(
@@ -234,6 +256,10 @@ class RecognizerWorker(BatchWorker):
         """A verdict's events, or a frame's usable faces with their chips (None: none to encode)."""
         if message.topic == Topics.LIVENESS:
             return self._judged(message)
+        if message.topic == Topics.FRAMES:  # read for snapshots only
+            if self.snapshots is not None:
+                self.snapshots.keep_frame(message)
+            return None
         return self._usable_faces(message)
 
     def _judged(self, message: Message) -> list[Outgoing]:
@@ -301,6 +327,8 @@ class RecognizerWorker(BatchWorker):
         if self.reassociation is not None:
             for track_id, e, w in zip(track_ids, embeddings, weights, strict=True):
                 self.reassociation.remember(faces.camera_id, track_id, e, w)
+        if self.snapshots is not None:
+            self.snapshots.observe(faces, usable, track_ids, weights)
         queries, single, shifts = embeddings, [True] * len(usable), [0.0] * len(usable)
         calibration = self.fusion_calibration
         if self.fusion is not None and calibration is not None:  # match the fused best frames
@@ -351,7 +379,9 @@ class RecognizerWorker(BatchWorker):
         self._refresh_journal()
         ended = self.voter.expire(now)
         self._forget_fused(ended)
-        return [_outgoing(e) for e in ended]
+        if self.snapshots is not None:
+            self.snapshots.tick()
+        return self._pictured([_outgoing(e) for e in ended])
 
     def update_config(self) -> None:
         """Sync the gallery index (and the 1:K threshold) every ``gallery_sync_s``."""

@@ -101,7 +101,9 @@ class Bus(ABC):
     def publisher(self) -> Publisher: ...
 
     @abstractmethod
-    def subscriber(self, topics: Iterable[str], group: str) -> Subscriber: ...
+    def subscriber(self, topics: Iterable[str], group: str, latest: bool = False) -> Subscriber:
+        """A consumer in ``group``; a group without committed offsets starts at the beginning of
+        what the topics retain, or with ``latest`` at their end (a live view: only new frames)."""
 
     @abstractmethod
     def ensure_topics(self, topics: Iterable[str]) -> None:

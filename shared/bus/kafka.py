@@ -65,8 +65,8 @@ class KafkaBus(Bus):
     def publisher(self) -> Publisher:
         return KafkaPublisher(self.settings)
 
-    def subscriber(self, topics: Iterable[str], group: str) -> Subscriber:
-        return KafkaSubscriber(self.settings, list(topics), group)
+    def subscriber(self, topics: Iterable[str], group: str, latest: bool = False) -> Subscriber:
+        return KafkaSubscriber(self.settings, list(topics), group, latest)
 
     def ensure_topics(self, topics: Iterable[str]) -> None:
         new = [
@@ -159,14 +159,16 @@ def _too_large(error: BaseException | None) -> bool:
 
 
 class KafkaSubscriber(Subscriber):
-    def __init__(self, settings: KafkaSettings, topics: list[str], group: str) -> None:
+    def __init__(
+        self, settings: KafkaSettings, topics: list[str], group: str, latest: bool = False
+    ) -> None:
         try:
             self._consumer = KafkaConsumer(
                 *topics,
                 **connection_options(settings),
                 group_id=group,
                 enable_auto_commit=False,
-                auto_offset_reset="earliest",
+                auto_offset_reset="latest" if latest else "earliest",
                 max_partition_fetch_bytes=settings.max_message_bytes,
                 fetch_max_bytes=max(settings.max_message_bytes, 52_428_800),
                 session_timeout_ms=10_000,

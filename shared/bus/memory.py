@@ -67,8 +67,8 @@ class MemoryBus(Bus):
     def publisher(self) -> Publisher:
         return MemoryPublisher(self)
 
-    def subscriber(self, topics: Iterable[str], group: str) -> Subscriber:
-        return MemorySubscriber(self, list(topics), group)
+    def subscriber(self, topics: Iterable[str], group: str, latest: bool = False) -> Subscriber:
+        return MemorySubscriber(self, list(topics), group, latest)
 
     def ensure_topics(self, topics: Iterable[str]) -> None:
         with self._changed:
@@ -94,7 +94,7 @@ class MemoryPublisher(Publisher):
 
 
 class MemorySubscriber(Subscriber):
-    def __init__(self, bus: MemoryBus, topics: list[str], group: str) -> None:
+    def __init__(self, bus: MemoryBus, topics: list[str], group: str, latest: bool = False) -> None:
         self._bus = bus
         self._group = group
         with bus._changed:
@@ -104,7 +104,8 @@ class MemorySubscriber(Subscriber):
                     f"group {group!r} already has an active subscriber on the memory bus"
                 )
             bus._active |= claimed
-            self._positions = {t: bus._committed.get((group, t), 0) for t in topics}
+            start = {t: bus._log(t).next_offset if latest else 0 for t in topics}
+            self._positions = {t: bus._committed.get((group, t), start[t]) for t in topics}
 
     def poll(self, timeout_s: float, max_messages: int = 100) -> list[Message]:
         with self._bus._changed:

@@ -21,7 +21,10 @@ EMBEDDING_DIM = 128
 LEGACY_ENCODER = "dlib_face_recognition_resnet_model_v1"
 """The encoder of records written before encodings carried their encoder's name: until then the
 project had only dlib's ResNet, so an untagged encoding is one of dlib's."""
-NAME_PATTERN = re.compile(r"^[\w][\w .'-]{0,99}$")
+NAME_PATTERN = re.compile(r"^[^\s./\\\x00-\x1f\x7f][^/\\\x00-\x1f\x7f]{0,99}$")
+"""1-100 characters: any script and punctuation (O'Brien, Anne-Marie, 李小龙, even markup, which
+every surface shows as text: docs/console.md), but no control characters (terminal escapes), no
+slashes and no leading dot or space (nothing that reads as a path)."""
 
 
 class GalleryError(RuntimeError):
@@ -84,7 +87,10 @@ class Change:
 def validate_name(name: str) -> str:
     name = name.strip()
     if not NAME_PATTERN.match(name):
-        raise ValueError(f"invalid person name {name!r}: 1-100 letters, digits, spaces, . ' - _")
+        raise ValueError(
+            f"invalid person name {name!r}: 1-100 characters, no control characters or slashes, "
+            "not starting with a dot"
+        )
     return name
 
 

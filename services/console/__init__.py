@@ -1,0 +1,1 @@
+"""The web console: live view, events with snapshots, people, cameras, system."""
