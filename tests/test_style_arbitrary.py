@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from shared.style.arbitrary import ArbitraryStylizer, content_hash, style_input
+from shared.style.arbitrary import ArbitraryStylizer, style_input
 from shared.style.arbitrary_files import (
     FILES,
     PREDICT_FILE,
@@ -25,6 +25,7 @@ from shared.style.arbitrary_files import (
     model_path,
 )
 from shared.style.onnx_graph import OnnxGraph, OnnxGraphError
+from shared.style.paintings import content_hash
 
 pytestmark = pytest.mark.data
 

@@ -217,3 +217,44 @@ def test_the_api_takes_a_painting_and_refuses_bad_uploads(
     assert np.abs(image.astype(int) - original).mean() > 20  # repainted
     bad = client.post("/v1/stylize", files={**upload(content, "image"), **upload(b"nope")})
     assert bad.status_code == 422 and bad.json()["reason"] == "corrupt_image"
+
+
+def test_the_redis_store_is_shared_by_content_hash(redis_settings, painting_files) -> None:
+    from shared.redis_client import create_redis
+    from shared.style.paintings import RedisPaintingStore
+
+    one = RedisPaintingStore(create_redis(redis_settings), redis_settings.key_prefix)
+    other = RedisPaintingStore(create_redis(redis_settings), redis_settings.key_prefix)
+    style = one.add(painting_files["shipwreck"], LIMIT)
+    assert other.exists(style) and other.get(style) == painting_files["shipwreck"]
+    assert not other.exists("painting:0123456789abcdef")
+
+
+def test_the_cli_uploads_a_painting_styles_a_camera_and_paints_a_file(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    from tests.test_cli import facestream
+
+    painting = shared_data / "style" / "paintings" / "the_scream.jpg"
+    added = facestream("paintings", "add", str(painting), tmp_path=tmp_path)
+    assert added.returncode == 0, added.stderr
+    style = added.stdout.strip()
+    assert style.startswith("painting:")
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    refused = facestream("paintings", "add", str(bad), tmp_path=tmp_path)
+    assert refused.returncode == 2 and "corrupt_image" in refused.stderr
+    assert (
+        facestream("cameras", "add", "door", "0", "--no-check", tmp_path=tmp_path).returncode == 0
+    )
+    assert facestream("cameras", "style", "door", style, tmp_path=tmp_path).returncode == 0
+    assert f"style={style}" in facestream("cameras", "list", tmp_path=tmp_path).stdout
+    unknown = facestream("cameras", "style", "door", "painting:0123456789abcdef", tmp_path=tmp_path)
+    assert unknown.returncode == 2 and "paintings add" in unknown.stderr
+    out = tmp_path / "painted.png"
+    content = shared_data / "style" / "content" / "tubingen.jpg"
+    args = ("stylize", str(content), "--painting", str(painting), "-o", str(out))
+    result = facestream(*args, tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    image, original = cv2.imread(str(out)), cv2.imread(str(content))
+    assert image.shape == original.shape and np.abs(image.astype(int) - original).mean() > 20

@@ -19,8 +19,8 @@ import numpy as np
 from fastapi import FastAPI, File, UploadFile
 
 from shared.images import decode_image, max_frame_pixels, max_pixels
-from shared.style.arbitrary import ArbitraryStylizer, StyleVectorCache, content_hash
-from shared.style.paintings import PaintingStore, check_painting
+from shared.style.arbitrary import ArbitraryStylizer, StyleVectorCache
+from shared.style.paintings import PaintingStore, check_painting, content_hash
 
 Painter = Callable[[bytes, bytes, float], np.ndarray]
 

@@ -30,7 +30,8 @@ from shared.cameras import CameraRegistry, RegistryError
 from shared.errors import ProcessingError
 from shared.images import decode_image, encode_jpeg, max_frame_pixels
 from shared.schemas import STYLED_FRAME_SCHEMA, FrameMeta, Topics
-from shared.style.fast import StyleNetwork, StyleNetworkError
+from shared.style.fast import StyleNetwork
+from shared.style.vgg import StyleModelError
 from shared.worker import BatchWorker, Outgoing
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ class StylizerWorker(BatchWorker):
         if style not in self.networks and style not in self.unknown_styles:
             try:
                 self.networks[style] = self.load_network(style)
-            except StyleNetworkError as error:
+            except StyleModelError as error:  # unknown network or painting, missing model files
                 log.warning("stylizer: cameras with style %r stay unstyled: %s", style, error)
                 self.unknown_styles.add(style)
         return self.networks.get(style)

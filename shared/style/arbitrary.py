@@ -7,7 +7,7 @@ trained on ~80k paintings by its authors, small (3 MB int8) and fast. Two networ
 
 - **style prediction** (MobileNetV2): a 256x256 centre crop of the painting, RGB in [0, 1] ->
   a 100-number *style bottleneck*. Computed once per painting and cached by the painting's
-  content hash (``StyleVectorCache``), so a camera switched to a painting pays for it once.
+  content hash (``StyleVectorCache``, keyed by ``shared.style.paintings.content_hash``), so a camera switched to a painting pays for it once.
 - **transformer** (3 strided convs, 5 residual blocks, 2 upsamplings; every normalisation is a
   conditional instance norm whose scale and shift come from the bottleneck): a content image in
   [0, 1] -> the painted image in [0, 1] (sigmoid). It is fully convolutional; it was trained on
@@ -28,7 +28,6 @@ onnxruntime in tests/test_style_arbitrary.py.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -57,11 +56,6 @@ def style_input(painting_rgb: np.ndarray) -> np.ndarray:
     interpolation = cv2.INTER_AREA if side > STYLE_SIDE else cv2.INTER_CUBIC
     square = cv2.resize(square, (STYLE_SIDE, STYLE_SIDE), interpolation=interpolation)
     return square.astype(np.float32) / 255.0
-
-
-def content_hash(data: bytes) -> str:
-    """The key a painting is cached and stored under: SHA-256 of its file's bytes."""
-    return hashlib.sha256(data).hexdigest()
 
 
 class ArbitraryStylizer:

@@ -13,6 +13,7 @@ and every stylizer) and a folder (the embedded default, ``data_dir/paintings``).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -25,8 +26,7 @@ from shared.images import decode_image
 from shared.model_cache import write_atomically
 from shared.redis_client import redis_errors
 from shared.settings import Settings
-from shared.style.arbitrary import content_hash
-from shared.style.fast import StyleNetworkError
+from shared.style.vgg import StyleModelError
 
 PREFIX = "painting:"
 ID_LENGTH = 16
@@ -36,8 +36,13 @@ MAX_BYTES = 20 * 1024 * 1024
 _NAME = re.compile(rf"^{PREFIX}([0-9a-f]{{{ID_LENGTH}}})$")
 
 
-class PaintingError(StyleNetworkError):
+class PaintingError(StyleModelError):
     """A painting style that is unknown, unreadable, or whose bytes do not match its name."""
+
+
+def content_hash(data: bytes) -> str:
+    """The key a painting is stored and its bottleneck cached under: SHA-256 of its bytes."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def is_painting(style: str | None) -> bool:
