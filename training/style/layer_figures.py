@@ -23,6 +23,15 @@ Two networks:
 
 Writes ``MODEL_LAYER.png`` per layer and ``MODEL.json`` (images used, seconds, receptive
 fields, units drawn and their activations) into the output folder.
+
+**Faces stay out of the repository.** Where a face layer's patches are larger than
+``--private-above`` pixels (default 24: an eye or a mouth corner is not a person, a 63-pixel
+patch of a 112-pixel chip can be), the output folder gets each unit's *mean* of its nine
+patches instead (nine different people averaged: what the unit looks for, nobody's face), and
+the grid of the patches themselves goes to ``--private-output`` (default ``bench/out/layers``,
+git-ignored), as the LFW grids of the single-layer tool do.
+
+``--videos FILE ... --every-s S`` adds one frame every S seconds of each video to the images.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -50,6 +60,7 @@ from shared.style.visualize import (
 )
 
 VGG_SIDE = 224
+PRIVATE_OUTPUT = Path(__file__).resolve().parents[2] / "bench" / "out" / "layers"
 
 
 @dataclass
@@ -135,6 +146,49 @@ def patches_of(
         ]
         for unit in units
     }
+
+
+def mean_patches(
+    patches: dict[int, list[tuple[float, np.ndarray]]],
+) -> dict[int, list[tuple[float, np.ndarray]]]:
+    """Each unit's nine patches averaged into one (what the unit responds to, no one's face)."""
+    return {
+        unit: [(float(np.mean([v for v, _ in items])), np.mean([p for _, p in items], axis=0))]
+        for unit, items in patches.items()
+        if items
+    }
+
+
+def video_frames(videos: Sequence[str], every_s: float, folder: Path) -> list[Path]:
+    """One frame every ``every_s`` seconds of each video, written as JPEGs into ``folder``."""
+    written = []
+    for video in videos:
+        path = resolve_video(video)
+        capture = cv2.VideoCapture(str(path))
+        step = max(1, round((capture.get(cv2.CAP_PROP_FPS) or 25.0) * every_s))
+        index = 0
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            if index % step == 0:
+                out = folder / f"{path.stem}_{index:06d}.jpg"
+                cv2.imwrite(str(out), frame)
+                written.append(out)
+            index += 1
+        capture.release()
+    return written
+
+
+def resolve_video(video: str) -> Path:
+    path = Path(video)
+    if not path.exists():
+        from shared.style.visualize import shared_data_dir
+
+        path = shared_data_dir() / video
+    if not path.is_file():
+        raise FileNotFoundError(f"video {video} not found")
+    return path
 
 
 def vgg_image(path: Path) -> np.ndarray | None:
@@ -229,7 +283,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.style.layer_figures")
     parser.add_argument("--model", choices=["sface", "vgg16"], required=True)
     parser.add_argument("--layers", nargs="+", required=True)
-    parser.add_argument("--images", nargs="+", required=True, help="folders, recursive")
+    parser.add_argument("--images", nargs="+", default=[], help="folders, recursive")
+    parser.add_argument("--videos", nargs="+", default=[], help="video files: sampled frames")
+    parser.add_argument("--every-s", type=float, default=2.0, help="--videos: seconds apart")
+    parser.add_argument("--private-above", type=int, default=24, help="see the module doc")
+    parser.add_argument("--private-output", type=Path, default=PRIVATE_OUTPUT)
     parser.add_argument("--limit", type=int, nargs="+", default=None, help="per folder")
     parser.add_argument("--units", type=int, default=8, help="units drawn per layer")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -245,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         for folder, limit in zip(args.images, limits, strict=True)
         for p in list_images(resolve_folder(folder), limit, args.seed)
     ]
+    frames_folder = tempfile.TemporaryDirectory(prefix="layer-frames-")
+    paths += video_frames(args.videos, args.every_s, Path(frames_folder.name))
     layers_fn, fields, load = network(args.model, args.layers, args.models_dir)
     started = time.perf_counter()
     used: list[Path] = []
@@ -256,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(seconds, 1),
         "folders": args.images,
         "limits": limits,
+        "videos": args.videos,
+        "every_s": args.every_s,
         "layers": {},
     }
     for name in args.layers:
@@ -267,11 +329,15 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.model} {name}: receptive field {size}px, stride {stride}; "
             f"{len(used)} images; {len(units)} of {live} live units"
         )
-        grid = render_grid(patches, title, cell=args.cell)
         out = args.output / f"{args.model}_{name}.png"
-        cv2.imwrite(
-            str(out), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9]
-        )
+        if args.model == "sface" and min(size, 112) > args.private_above:
+            args.private_output.mkdir(parents=True, exist_ok=True)
+            write_png(args.private_output / out.name, render_grid(patches, title, cell=args.cell))
+            title = f"{name}: mean of top 9"
+            grid = render_grid(mean_patches(patches), title, cell=args.cell * 2, k=1)
+        else:
+            grid = render_grid(patches, title, cell=args.cell)
+        write_png(out, grid)
         summary["layers"][name] = {
             "receptive_field": [size, stride, fields[name][2]],
             "units": units,
@@ -281,8 +347,13 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(f"{out}: {title}")
     (args.output / f"{args.model}.json").write_text(json.dumps(summary, indent=2))
+    frames_folder.cleanup()
     print(f"{len(used)} of {len(paths)} images in {seconds:.0f} s")
     return 0
+
+
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
 
 
 if __name__ == "__main__":
