@@ -20,6 +20,9 @@ Figures: Hamilton clip (lin_manuel_miranda appears in it): per track later ident
 by any variant, stream seconds and frames from the track's first frame to ``identified``, and
 wrong names; street crowd (none of the enrolled people appear): identified events (all false).
 Also the per-frame share of a track's frames that fell within the threshold of someone.
+
+Over 400 lines for a reason: one benchmark whose runs (videos, open set, calibration) share
+the cached encodings and the report.
 """
 
 from __future__ import annotations
@@ -357,7 +360,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def open_set_people(shared_data: Path, people: int) -> tuple[dict[str, list[Path]], list, list]:
     """LFW outside DevTest: (photos by name, enrolled names with 5+ photos, stranger names)."""
-    from shared.datasets.lfw import identities, people_in, read_pairs
+    from training.datasets.lfw import identities, people_in, read_pairs
 
     devtest = people_in(read_pairs(shared_data, "DevTest"))
     everyone = {n: p for n, p in identities(shared_data, 1).items() if n not in devtest}

@@ -41,9 +41,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from shared.face.detection import create_detector
-    from shared.liveness import training
     from shared.liveness.features import track_features
     from shared.liveness.model import WINDOW, load_model
+    from training.liveness import training
 
     settings = get_settings()
     model = load_model(settings.liveness.weights)
@@ -94,8 +94,7 @@ def _pixel_model_ms(frames, track, windows, detect_ms: float, repeats: int) -> f
     from shared.face.alignment import align_face
     from shared.face.chips import chip_from_b64, chip_to_b64
     from shared.liveness import LivenessModelError
-    from shared.liveness.dataset import chip_centre
-    from shared.liveness.pixels import PIXEL_FRAMES, load_pixel_model
+    from shared.liveness.pixels import PIXEL_FRAMES, chip_centre, load_pixel_model
 
     try:
         model = load_pixel_model()

@@ -41,9 +41,9 @@ def main() -> None:
     import cv2
 
     import services.embedded as embedded
-    from shared.liveness.training import read_video
     from shared.schemas import Topics, read_event
     from shared.settings import get_settings
+    from training.liveness.training import read_video
 
     settings = get_settings()
     data = settings.shared_data

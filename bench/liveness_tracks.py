@@ -31,8 +31,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from shared.face.detection import create_detector
-    from shared.liveness.evaluation import per_track_report
     from shared.liveness.model import load_model
+    from training.liveness.evaluation import per_track_report
 
     settings = get_settings()
     if settings.face.tf_threads:

@@ -30,11 +30,11 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench.lfw import calibrate_encoder, split_images  # noqa: E402
-from bench.lfw_cache import OUT, CachedLfw, find_landmarks, lfw_keys  # noqa: E402
 from shared.face.fusion import fuse_encodings  # noqa: E402
 from shared.face.verification import Calibration, calibration_path, squared_distances  # noqa: E402
 from shared.settings import get_settings  # noqa: E402
+from training.datasets.lfw_cache import OUT, CachedLfw, find_landmarks, lfw_keys  # noqa: E402
+from training.lfw_calibration import calibrate_encoder, split_images  # noqa: E402
 
 FAR = 0.01
 FUSED = 3
@@ -115,10 +115,10 @@ def distractors(
         return np.load(path)
     import cv2
 
-    from shared.datasets.lfw import lfw_root
     from shared.face.chip_kinds import chip_kind
     from shared.face.factory import load_face_encoder
     from shared.face.jitter import jittered_copies
+    from training.datasets.lfw import lfw_root
 
     keys = lfw_keys(data)
     landmarks = find_landmarks(data, detector, keys)

@@ -47,8 +47,8 @@ from shared.style.gatys import (  # noqa: E402
     resize_longest,
     stylize,
 )
-from shared.style.training import read_rgb  # noqa: E402
 from shared.style.vgg import feature_extractor  # noqa: E402
+from training.style.training import read_rgb  # noqa: E402
 
 CONTENTS = ("tubingen", "golden_gate", "hoovertowernight")
 STYLES = ("starry_night", "great_wave")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from services.ingestor.service import IngestorService
 from services.ingestor.source import Source, probe
-from services.runtime import start_services, wait_and_stop
+from services.runtime import build_services, start_services, wait_and_stop
 from shared.bus.base import Subscriber
 from shared.bus.memory import MemoryBus
 from shared.cameras import CameraSpec, FileCameraRegistry
@@ -49,8 +49,6 @@ def run_embedded(
     (a trained network's name) every camera is also stylized; the latest styled frame of each is
     written to ``data_dir/styled/CAMERA.jpg``.
     """
-    from services.cli import build_services
-
     for source in sources:  # a clear error before anything starts
         probe(Source(source), settings.ingest.open_timeout_s)
     stop = threading.Event()

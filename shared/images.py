@@ -168,3 +168,29 @@ def _bmp_size(data: bytes) -> tuple[int, int]:
         return width, height
     width, height = struct.unpack("<ii", data[18:26])
     return width, abs(height)  # negative height: rows stored top-down
+
+
+def to_bgr(image: np.ndarray) -> np.ndarray:
+    """A contiguous 3-channel uint8 BGR view of a grayscale, BGR or BGRA, 8- or 16-bit image.
+
+    Cameras send BGR, but files give grayscale and 32-bit PNGs (``cv2.IMREAD_UNCHANGED``) and the
+    networks all want 3 channels. Transparent pixels are composited over black (their colour is
+    undefined); 16-bit images keep their top 8 bits.
+    """
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise TypeError(f"expected a uint8 or uint16 image, got {image.dtype}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise ValueError(f"expected an HxW, HxWx3 or HxWx4 image, got shape {image.shape}")
+    if image.shape[2] == 4:
+        alpha = image[:, :, 3:4]
+        if alpha.min() == 255:
+            return np.ascontiguousarray(image[:, :, :3])
+        blended = image[:, :, :3].astype(np.uint16) * alpha // 255
+        return blended.astype(np.uint8)
+    return np.ascontiguousarray(image)

@@ -12,18 +12,25 @@ the same way for every service:
 * SIGTERM/SIGINT finish the batch in hand, then close cleanly.
 
 Frame-derived messages also get the per-camera checks of ``shared/stream.py`` when the worker
-says where a message sits in its camera's stream (``stamp``): capture times outside the clock
-window are dead-lettered (``clock_skew``), replays are skipped, and a frame is recorded as done
-only after it was processed successfully; cameras silent for a while are forgotten (``expire``).
-A batch that fails as a whole is undone (``snapshot``/``restore``) and retried one message at a
-time, so one bad message costs only itself. A dead letter always fits the bus: an original too
-large for it is replaced by a reference (topic, partition, offset, sha256, size).
+asks for them (``stream_checks``; the stamp is read by topic, ``shared/frames.py``): capture
+times outside the clock window are dead-lettered (``clock_skew``), replays are skipped, and a
+frame is recorded as done only after it was processed successfully; cameras silent for
+``stream.camera_idle_s`` are forgotten and the worker told (``expire``). A batch that fails as a
+whole is undone (``snapshot``/``restore``) and retried one message at a time, so one bad message
+costs only itself. A dead letter always fits the bus (``shared/dead_letters.py``).
+
+Per-worker hooks, as in Frigate's processor contract: ``expire`` (a camera went silent),
+``update_config`` (re-read the registry or the gallery), ``shutdown`` (last words on a clean
+stop), beside ``tick``, ``published`` and ``snapshot``/``restore``. The helpers the workers
+share (the per-message guard, frame decoding with its size checks) are in ``shared/frames.py``.
+
+Over 400 lines for a reason: ``WorkerRunner``'s loop, publish retries and dead-letter paths
+share one state (the batch in hand, the heartbeat, the backoff); split, they would pass it around.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import signal
@@ -31,8 +38,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 
 from shared import metrics
 from shared.bus.base import (
@@ -40,24 +46,17 @@ from shared.bus.base import (
     BusError,
     Message,
     MessageTooLargeError,
+    Outgoing,
     Publisher,
     PublishFailedError,
     Subscriber,
 )
+from shared.dead_letters import dead_letter, failure_reason, reference
+from shared.frames import STAMPS
 from shared.schemas import DEAD_LETTER_SCHEMA, Topics
 from shared.stream import StreamGuard, StreamStamp
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """A message a worker wants published."""
-
-    topic: str
-    value: bytes
-    key: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class Worker(ABC):
@@ -66,6 +65,9 @@ class Worker(ABC):
     name: str
     """Service name: metrics label, and consumer group ``facestream-<name>``."""
     topics: tuple[str, ...]
+    stream_checks: bool = False
+    """Whether the runner checks this worker's messages against their camera's stream (clock
+    window, replays by (camera, seq, capture time), idle cameras: ``shared/stream.py``)."""
 
     @abstractmethod
     def process(self, message: Message) -> Iterable[Outgoing]:
@@ -92,10 +94,16 @@ class Worker(ABC):
     def stamp(self, message: Message) -> StreamStamp | None:
         """Where ``message`` sits in its camera's stream, for the runner's clock and replay checks.
 
-        None (the default) skips them. Raise (a ``ProcessingError``) to dead-letter a message that
+        With ``stream_checks``, read from the message by its topic (``shared.frames.STAMPS``);
+        None (no checks) otherwise. Raise (a ``ProcessingError``) to dead-letter a message that
         cannot even say that.
         """
-        return None
+        read = STAMPS.get(message.topic) if self.stream_checks else None
+        return read(message) if read is not None else None
+
+    def update_config(self) -> None:  # noqa: B027 - optional hook
+        """Re-read what may change while running (the camera registry, the gallery); called by
+        the runner on every turn of its loop, before the batch. Keep your own pace."""
 
     def snapshot(self) -> object | None:
         """The worker's mutable state, to undo a batch that fails as a whole; None: nothing to undo."""
@@ -127,75 +135,6 @@ class BatchWorker(Worker):
 
     @abstractmethod
     def process_batch(self, messages: list[Message]) -> list[list[Outgoing] | Exception]: ...
-
-
-def dead_letter(
-    message: Message, error: Exception, service: str, max_bytes: int | None = None
-) -> Outgoing:
-    """The original message, unchanged, with ``dlq.*`` headers saying where it came from and why.
-
-    When the original plus those headers would exceed ``max_bytes`` (what the dead-letter topic
-    takes, minus headroom), the dead letter carries a reference instead (``reference``).
-    """
-    dlq = {
-        "dlq.schema": DEAD_LETTER_SCHEMA,
-        "dlq.reason": failure_reason(error),
-        "dlq.error": str(error)[:500],
-        "dlq.service": service,
-        "dlq.source_topic": message.topic,
-        "dlq.source_partition": str(message.partition),
-        "dlq.source_offset": str(message.offset),
-        "dlq.ts": repr(time.time()),
-    }
-    key = message.key[:256] if message.key is not None else None
-    if max_bytes is not None and _size(message.value, message.headers, dlq) > max_bytes:
-        return reference(message.topic, message.value, key, message.headers, dlq, message)
-    return Outgoing(Topics.DEAD_LETTERS, message.value, message.key, {**message.headers, **dlq})
-
-
-HEADER_PREVIEW_CHARS = 2048
-
-
-def reference(
-    topic: str,
-    value: bytes,
-    key: str | None,
-    headers: Mapping[str, str],
-    dlq: Mapping[str, str],
-    source: Message | None = None,
-) -> Outgoing:
-    """A dead letter that points at a message too large to copy: where it is, its hash and size.
-
-    The original stays in its topic (until retention) and can be fetched by partition and offset;
-    the sha256 proves it is the same one. Its headers are kept as a truncated JSON preview.
-    """
-    body = {
-        "reference": True,
-        "source_topic": topic,
-        "source_partition": source.partition if source else None,
-        "source_offset": source.offset if source else None,
-        "sha256": hashlib.sha256(value).hexdigest(),
-        "size": len(value),
-    }
-    preview = json.dumps({k[:64]: str(v)[:128] for k, v in list(headers.items())[:32]})
-    out_headers = {
-        **{k: str(v)[:1000] for k, v in dlq.items()},
-        "dlq.truncated": "true",
-        "dlq.headers_preview": preview[:HEADER_PREVIEW_CHARS],
-        "content-type": "application/json",
-    }
-    return Outgoing(Topics.DEAD_LETTERS, json.dumps(body).encode(), key, out_headers)
-
-
-def _size(value: bytes, *header_maps: Mapping[str, str]) -> int:
-    return len(value) + sum(
-        len(k.encode()) + len(str(v).encode()) + 8 for h in header_maps for k, v in h.items()
-    )
-
-
-def failure_reason(error: Exception) -> str:
-    """Short, bounded label for metrics: the error's own ``reason`` or ``unexpected_error``."""
-    return str(getattr(error, "reason", "unexpected_error"))
 
 
 class WorkerRunner:
@@ -263,6 +202,7 @@ class WorkerRunner:
                     self._count_bus_error("bus_poll", error)
                     continue
                 self._in_hand = Counter(m.topic for m in batch)
+                self.worker.update_config()
                 outputs = self._process(batch) if batch else []
                 outputs.extend(self.worker.tick(time.time()))
                 outputs.extend(self._expire_idle())

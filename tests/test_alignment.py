@@ -2,7 +2,7 @@
 
 dlib's chip is the reference because the 128-d encoder was trained on it. The synthetic tests run
 everywhere (dlib-bin is a dependency); the real-face tests need ``FACESTREAM_SHARED_DATA``.
-Thresholds come from ``python -m shared.face.alignment --evaluate`` (146 held-out LFW faces: mean
+Thresholds come from ``facestream alignment evaluate`` (146 held-out LFW faces: mean
 abs difference 8.8, mean displacement 2.4 chip px; 10.5 and 2.7 on the 12 faces tested here) with
 about a third of margin.
 """
@@ -19,23 +19,25 @@ import pytest
 from shared.face.alignment import (
     CHIP_PADDING,
     CHIP_SIZE,
-    ReferencePipeline,
     align_face,
     alignment_transform,
     apply_transform,
-    box_crop_transform,
-    chip_displacement,
-    collect_pairs,
     dlib_chip_transform,
     dlib_chip_transform_from_parts,
     dlib_template,
-    lfw_images,
     load_template,
     similarity_transform,
     warp_chip,
 )
 from shared.face.detection import DlibHogDetector
 from tests.conftest import SHARED_DATA
+from training.alignment import (
+    ReferencePipeline,
+    box_crop_transform,
+    chip_displacement,
+    collect_pairs,
+    lfw_images,
+)
 
 MAX_MEAN_ABS_DIFF = 14.0
 MAX_MEAN_DISPLACEMENT_PX = 4.5

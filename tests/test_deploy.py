@@ -3,6 +3,9 @@
 None of these need a running Docker engine, Prometheus or cluster. Tools that validate further
 (docker-compose, promtool, kubectl) are used when they are on PATH and skipped with a message
 otherwise.
+
+Over 400 lines for a reason: one check per deployment file, all reading the same parsed
+compose and Kubernetes manifests; split, each module would parse them again.
 """
 
 from __future__ import annotations

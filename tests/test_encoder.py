@@ -162,7 +162,7 @@ def test_missing_weights_give_model_file_error_with_the_command(tmp_path: Path) 
         load_weights(tmp_path)
     message = str(error.value)
     assert str(tmp_path / CONVERTED_FILE) in message
-    assert "python -m shared.face.model_files convert" in message
+    assert "facestream models convert dlib-resnet" in message
 
 
 def test_damaged_weights_give_model_file_error(models_dir: Path, tmp_path: Path) -> None:

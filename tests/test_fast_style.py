@@ -14,8 +14,8 @@ from shared.style import costs
 from shared.style.catalog import NETWORKS_DIR, available_networks
 from shared.style.fast import StyleNetworkError, load_network, padded_shape
 from shared.style.gatys import DEFAULT_STYLE_LAYERS
-from shared.style.training import TrainingConfig, read_rgb, train
 from shared.style.vgg import feature_extractor
+from training.style.training import TrainingConfig, read_rgb, train
 
 SHIPPED = ("starry_night", "great_wave")
 
@@ -111,7 +111,7 @@ def test_training_lowers_j_and_writes_a_loadable_network(shared_data: Path, tmp_
 @pytest.mark.data
 def test_the_training_loss_is_gatys_j_averaged_over_the_batch(shared_data: Path) -> None:
     """The networks minimise exactly the J that Gatys' optimisation does, image by image."""
-    from shared.style.training import PerceptualLoss
+    from training.style.training import PerceptualLoss
 
     config = TrainingConfig(
         style_image=shared_data / "style" / "paintings" / "great_wave.jpg", name="x", crop=48

@@ -31,7 +31,7 @@ needs_weights = pytest.mark.skipif(
 
 
 def test_missing_converted_file_names_the_command(tmp_path: Path) -> None:
-    with pytest.raises(vgg.StyleModelError, match="python -m shared.style.vgg convert") as info:
+    with pytest.raises(vgg.StyleModelError, match="facestream models convert vgg16") as info:
         vgg.load_weights(tmp_path)
     assert str(tmp_path) in str(info.value)
     assert "not found" in str(info.value)
@@ -42,7 +42,7 @@ def test_corrupt_converted_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(vgg.StyleModelError, match="SHA-256") as info:
         vgg.load_weights(tmp_path)
     assert vgg.CONVERTED_SHA256 in str(info.value)
-    assert "python -m shared.style.vgg convert" in str(info.value)
+    assert "facestream models convert vgg16" in str(info.value)
 
 
 def test_wrong_source_file_is_refused(tmp_path: Path) -> None:

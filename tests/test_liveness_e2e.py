@@ -14,12 +14,12 @@ from shared.cameras import CameraSpec
 from shared.face.identity import IdentityService
 from shared.gallery.redis_store import RedisGallery
 from shared.images import encode_jpeg
-from shared.liveness.training import read_video
 from shared.redis_client import create_redis
 from shared.schemas import LivenessVerdict, RecognitionEvent, RecognitionEventV2, Topics
 from tests.conftest import RTSP_URL
 from tests.helpers import wait_for
 from tests.stack import Stack, TopicReader, skip_group_to_end
+from training.liveness.training import read_video
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.rtsp, pytest.mark.data]
 

@@ -86,7 +86,7 @@ def test_a_damaged_context_crop_is_a_processing_error() -> None:
 
 
 def test_calibration_puts_even_odds_where_the_held_out_error_rates_balance() -> None:
-    from shared.liveness.training import Windows, calibrate
+    from training.liveness.training import Windows, calibrate
 
     class Scores(LivenessModel):
         """Log-odds given by the window's first feature: an overconfident network, shifted."""

@@ -24,9 +24,9 @@ def model():
 
 def _windows(shared_data, name: str, mode: str):
     from shared.face.detection import create_detector
-    from shared.liveness.dataset import detect_tracks
-    from shared.liveness.pixel_training import track_windows
-    from shared.liveness.training import read_video
+    from training.liveness.dataset import detect_tracks
+    from training.liveness.pixel_training import track_windows
+    from training.liveness.training import read_video
 
     frames = read_video(shared_data / "liveness" / name, limit=40)
     detector = create_detector("mtcnn", min_face_px=40)

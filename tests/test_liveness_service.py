@@ -167,8 +167,7 @@ def test_the_detector_sends_each_face_with_the_crop_of_its_surroundings(shared_d
 
 def test_a_pixel_model_gets_the_chips_of_four_frames_of_each_window() -> None:
     from shared.face.chips import chip_to_b64
-    from shared.liveness.dataset import CHIP
-    from shared.liveness.pixels import PIXEL_FRAMES, PixelLivenessModel, build_pixel_model
+    from shared.liveness.pixels import CHIP, PIXEL_FRAMES, PixelLivenessModel, build_pixel_model
 
     class Recording(PixelLivenessModel):
         seen: list = []

@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from shared.liveness import attacks
-from shared.liveness.attacks import Motion, print_attack, screen_replay, smooth_trajectory
-from shared.liveness.metrics import error_rates
+from training.liveness import attacks
+from training.liveness.attacks import Motion, print_attack, screen_replay, smooth_trajectory
+from training.liveness.metrics import error_rates
 
 
 def test_error_rates_by_hand() -> None:

@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from shared.liveness.commands import folder_windows
 from shared.liveness.features import FEATURES
 from shared.liveness.model import WINDOW
-from shared.liveness.training import read_video
+from training.liveness.commands import folder_windows
+from training.liveness.training import read_video
 
 
 def write_clip(frames: list[np.ndarray], path: Path) -> None:

@@ -127,7 +127,7 @@ def test_a_damaged_converted_file_is_refused_with_the_remedy(models_dir: Path, t
     data = bytearray((damaged / SFACE_CONVERTED).read_bytes())
     data[len(data) // 2] ^= 1
     (damaged / SFACE_CONVERTED).write_bytes(bytes(data))
-    with pytest.raises(ModelFileError, match="sface_files convert"):
+    with pytest.raises(ModelFileError, match="models convert sface"):
         load_sface_weights(damaged)
     manifest = json.loads((damaged / SFACE_MANIFEST).read_text())
     assert manifest["source"]["sha256"] == SFACE_SHA256

@@ -24,16 +24,10 @@ from shared.face.verification import Calibration
 from shared.gallery.file_store import FileGallery
 from shared.schemas import Box, DetectedFace, FacesMessage
 from shared.settings import FaceSettings, RecognizerSettings, Settings
-from shared.similarity.evaluation import auc, roc_curve, tar_at_far
-from shared.similarity.heads import (
-    BinaryHead,
-    HeadVerifier,
-    hard_negative_pairs,
-    load_head,
-    pair_features,
-    save_head,
-)
+from shared.similarity.heads import BinaryHead, HeadVerifier, load_head, pair_features
 from shared.similarity.weights import WeightsFileError
+from training.similarity.evaluation import auc, roc_curve, tar_at_far
+from training.similarity.heads import hard_negative_pairs, save_head
 
 
 def test_pair_features_by_hand() -> None:
@@ -237,7 +231,7 @@ def test_recognizer_follows_the_configured_verifier(choice: str, tmp_path: Path)
 
 
 def test_committed_fine_tuned_layer_loads_and_refuses_another_base(tmp_path: Path) -> None:
-    from shared.similarity import finetuned
+    from training.similarity import finetuned
 
     kernel = finetuned.load_fc_kernel()
     assert kernel.shape == (256, 128) and kernel.dtype == np.float32

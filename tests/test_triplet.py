@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from shared.similarity.batches import PKSampler
-from shared.similarity.scratch_encoder import build_scratch_encoder
-from shared.similarity.triplet import (
+from training.similarity.batches import PKSampler
+from training.similarity.scratch_encoder import build_scratch_encoder
+from training.similarity.triplet import (
     make_selector,
     pairwise_squared_distances,
     triplet_cost,

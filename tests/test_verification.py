@@ -5,14 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.face.verification import (
-    Calibration,
-    best_threshold,
-    calibrate,
-    fit_logistic,
-    squared_distances,
-    verify,
-)
+from shared.face.verification import Calibration, squared_distances, verify
+from training.calibration import best_threshold, calibrate, fit_logistic
 
 
 def test_squared_distances_match_the_definition() -> None:
@@ -91,7 +85,7 @@ def test_the_fitted_tail_predicts_quantiles_far_below_what_it_saw() -> None:
     exact law puts it, and where the sample's own quantiles cannot reach."""
     from scipy.stats import beta
 
-    from shared.face.verification import fit_impostor_tail
+    from training.calibration import fit_impostor_tail
 
     rng = np.random.default_rng(0)
     # cos of two random unit vectors in d dims: (2 B - 1) with B ~ Beta((d-1)/2, (d-1)/2).

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.style.visualize import (
+from training.style.visualize import (
     crop_patch,
     receptive_field,
     render_grid,

@@ -15,38 +15,37 @@ import numpy as np
 
 from services.detector.tracker import FaceTracker, TrackIds
 from shared.bus.base import Message
-from shared.errors import ProcessingError
 from shared.face.chip_kinds import DLIB_150, ChipKind, chip_kind
 from shared.face.chips import chip_to_b64
 from shared.face.detection import FaceDetector
 from shared.face.types import Detection
-from shared.images import check_size, decode_image
+from shared.frames import Result, decode_frame, each, frame_size, guarded
 from shared.liveness.context import context_crop, context_to_b64
 from shared.schemas import Box, DetectedFace, FacesMessage, FrameMeta, Topics
 from shared.settings import get_settings
-from shared.stream import StreamStamp
 from shared.worker import BatchWorker, Outgoing
 
 
 class DetectorWorker(BatchWorker):
     name = "detector"
     topics = (Topics.FRAMES,)
+    stream_checks = True
 
     def __init__(
         self,
         detector: FaceDetector,
         min_face_px: int = 40,
-        camera_idle_s: float = 60.0,
         max_frame_pixels: int | None = None,
         batch_pixels: int | None = None,
         chip: str = DLIB_150,
     ) -> None:
-        """``chip``: the chip kind the configured encoder takes (shared/face/chip_kinds.py)."""
+        """``chip``: the chip kind the configured encoder takes (shared/face/chip_kinds.py).
+
+        A camera's tracker is forgotten when the runner finds the camera idle (``expire``)."""
         images = get_settings().images
         self.detector = detector
         self.chip = chip_kind(chip)
         self.min_face_px = min_face_px
-        self.camera_idle_s = camera_idle_s
         self.max_frame_pixels = max_frame_pixels or images.max_frame_pixels
         self.batch_pixels = batch_pixels or images.batch_pixels
         self.track_ids = TrackIds()
@@ -56,40 +55,28 @@ class DetectorWorker(BatchWorker):
         """Check each frame's size from its header, then decode, detect (one call per chunk) and
         track in order, in chunks of at most ``batch_pixels``: the memory a poll takes is bounded
         by the budget, not by what the producers sent."""
-        results: list[list[Outgoing] | Exception | None] = [None] * len(messages)
-        sized: list[tuple[int, Message, FrameMeta, int]] = []
-        for i, message in enumerate(messages):
-            try:
-                meta = FrameMeta.from_message(message)
-                width, height = check_size(
-                    message.value, self.max_frame_pixels, (meta.width, meta.height)
-                )
-                sized.append((i, message, meta, width * height))
-            except Exception as error:  # noqa: BLE001 - dead-lettered by the runner
-                results[i] = error
+        results, sized = each(messages, lambda m: frame_size(m, self.max_frame_pixels))
         for chunk in _pixel_chunks(sized, self.batch_pixels):
-            self._detect_chunk(chunk, results)
-        return results  # type: ignore[return-value] - every slot is filled above
+            self._detect_chunk([(i, messages[i], *sizes) for i, sizes in chunk], results)
+        return results
 
     def _detect_chunk(
-        self,
-        chunk: list[tuple[int, Message, FrameMeta, int]],
-        results: list[list[Outgoing] | Exception | None],
+        self, chunk: list[tuple[int, Message, FrameMeta, int]], results: list[Result]
     ) -> None:
         frames: list[tuple[int, FrameMeta, np.ndarray]] = []
         for i, message, meta, _ in chunk:
-            try:
-                frames.append((i, meta, _decode_frame(message, meta, self.max_frame_pixels)))
-            except Exception as error:  # noqa: BLE001 - dead-lettered by the runner
-                results[i] = error
+            decoded = guarded(decode_frame, message, self.max_frame_pixels, meta)
+            if isinstance(decoded, Exception):
+                results[i] = decoded
+            else:
+                frames.append((i, *decoded))
         found = self.detector.detect_batch([image for _, _, image in frames]) if frames else []
         for (i, meta, image), detections in zip(frames, found, strict=True):
-            try:
-                results[i] = [self._faces(meta, image, detections)]
-            except Exception as error:  # noqa: BLE001 - dead-lettered by the runner
-                results[i] = error
+            results[i] = guarded(self._faces, meta, image, detections)
 
-    def _faces(self, meta: FrameMeta, image: np.ndarray, detections: list[Detection]) -> Outgoing:
+    def _faces(
+        self, meta: FrameMeta, image: np.ndarray, detections: list[Detection]
+    ) -> list[Outgoing]:
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if detections else image  # context crops
         detections = [d for d in detections if min(d.box[2], d.box[3]) >= self.min_face_px]
         tracker = self.trackers.setdefault(meta.camera_id, FaceTracker(self.track_ids))
@@ -106,11 +93,7 @@ class DetectorWorker(BatchWorker):
                 for d, t in zip(detections, track_ids, strict=True)
             ],
         )
-        return Outgoing(Topics.FACES, faces.to_bytes(), meta.camera_id, faces.headers())
-
-    def stamp(self, message: Message) -> StreamStamp:
-        meta = FrameMeta.from_message(message)
-        return StreamStamp(meta.camera_id, meta.capture_ts, meta.seq)
+        return [Outgoing(Topics.FACES, faces.to_bytes(), meta.camera_id, faces.headers())]
 
     def snapshot(self) -> dict[str, FaceTracker]:
         """The trackers (track ids already handed out stay used: ids only need to be unique)."""
@@ -123,39 +106,21 @@ class DetectorWorker(BatchWorker):
         self.trackers.pop(camera_id, None)
         return ()
 
-    def tick(self, now: float) -> Iterable[Outgoing]:
-        """Forget the trackers of cameras that have sent no frame for ``camera_idle_s``."""
-        for camera_id, tracker in list(self.trackers.items()):
-            latest = max((t.last_seen_ts for t in tracker.tracks), default=tracker.latest_ts)
-            if now - latest > self.camera_idle_s:
-                del self.trackers[camera_id]
-        return ()
-
-
-def _decode_frame(message: Message, meta: FrameMeta, max_pixels: int) -> np.ndarray:
-    """The frame's pixels; its header must declare the size the message's headers say."""
-    image = decode_image(message.value, max_pixels, (meta.width, meta.height))
-    if (image.shape[1], image.shape[0]) != (meta.width, meta.height):
-        raise ProcessingError(
-            "corrupt_image",
-            f"decoded {image.shape[1]}x{image.shape[0]}, headers say {meta.width}x{meta.height}",
-        )
-    return image
-
 
 def _pixel_chunks(
-    sized: list[tuple[int, Message, FrameMeta, int]], budget: int
-) -> Iterable[list[tuple[int, Message, FrameMeta, int]]]:
+    sized: list[tuple[int, tuple[FrameMeta, int]]], budget: int
+) -> Iterable[list[tuple[int, tuple[FrameMeta, int]]]]:
     """Consecutive runs of frames whose pixels add up to at most ``budget`` (a frame alone may
     reach it: each is already under the per-frame limit). Order is kept: tracking needs it."""
-    chunk: list[tuple[int, Message, FrameMeta, int]] = []
+    chunk: list[tuple[int, tuple[FrameMeta, int]]] = []
     total = 0
     for item in sized:
-        if chunk and total + item[3] > budget:
+        pixels = item[1][1]
+        if chunk and total + pixels > budget:
             yield chunk
             chunk, total = [], 0
         chunk.append(item)
-        total += item[3]
+        total += pixels
     if chunk:
         yield chunk
 

@@ -28,15 +28,14 @@ from shared import metrics
 from shared.bus.base import Message
 from shared.face.chip_kinds import DLIB_150
 from shared.face.chips import chip_from_b64
+from shared.frames import each
 from shared.liveness.context import context_from_b64
-from shared.liveness.dataset import chip_centre
 from shared.liveness.evidence import EvidencePolicy, TrackEvidence
 from shared.liveness.features import frame_features
 from shared.liveness.model import LivenessModel
-from shared.liveness.pixels import PIXEL_FRAMES
+from shared.liveness.pixels import PIXEL_FRAMES, chip_centre
 from shared.schemas import DetectedFace, FacesMessage, LivenessVerdict, Topics
 from shared.settings import LivenessSettings
-from shared.stream import StreamStamp
 from shared.worker import BatchWorker, Outgoing
 
 
@@ -46,7 +45,7 @@ class TrackWindow:
 
     rows: deque
     chips: deque = field(default_factory=lambda: deque(maxlen=16))
-    """The pixel model's chips (``dataset.chip_centre``) of the same frames as ``rows``."""
+    """The pixel model's chips (``pixels.chip_centre``) of the same frames as ``rows``."""
     previous: tuple[np.ndarray, tuple[float, ...]] | None = None
     """The previous frame's landmarks and box."""
     since_window: int = 0
@@ -60,6 +59,7 @@ class TrackWindow:
 class LivenessWorker(BatchWorker):
     name = "liveness"
     topics = (Topics.FACES,)
+    stream_checks = True
 
     def __init__(self, model: LivenessModel, settings: LivenessSettings) -> None:
         self.model = model
@@ -70,13 +70,8 @@ class LivenessWorker(BatchWorker):
 
     def process_batch(self, messages: list[Message]) -> list[list[Outgoing] | Exception]:
         """Features for every face of the poll, then one model call for the windows that are due."""
-        results: list[list[Outgoing] | Exception] = [[] for _ in messages]
-        due: list[tuple[int, str, int, tuple[np.ndarray, np.ndarray | None]]] = []
-        for i, message in enumerate(messages):
-            try:
-                due.extend((i, *window) for window in self._observe(message))
-            except Exception as error:  # noqa: BLE001 - dead-lettered by the runner
-                results[i] = error
+        results, observed = each(messages, self._observe)
+        due = [(i, *window) for i, windows in observed for window in windows]
         if not due:
             return results
         started = time.perf_counter()
@@ -91,10 +86,6 @@ class LivenessWorker(BatchWorker):
             if isinstance(results[i], list) and verdict is not None:
                 results[i].append(verdict)
         return results
-
-    def stamp(self, message: Message) -> StreamStamp:
-        faces = FacesMessage.from_message(message)
-        return StreamStamp(faces.camera_id, faces.capture_ts, faces.seq)
 
     def snapshot(self) -> object:
         return copy.deepcopy((self.tracks, self._stream_time))

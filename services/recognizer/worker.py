@@ -32,6 +32,7 @@ from shared.face.chips import chip_from_b64
 from shared.face.encoder import FaceEncoder
 from shared.face.fusion_calibration import load_fusion_calibration
 from shared.face.verification import Verifier, index_metric
+from shared.frames import each
 from shared.gallery.base import (
     EncoderMismatchError,
     Gallery,
@@ -50,7 +51,6 @@ from shared.schemas import (
     Topics,
 )
 from shared.settings import RecognizerSettings
-from shared.stream import StreamStamp
 from shared.worker import BatchWorker, Outgoing
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ JOURNAL_REFRESH_S = 2.0
 
 class RecognizerWorker(BatchWorker):
     name = "recognizer"
+    stream_checks = True
 
     def __init__(
         self,
@@ -121,13 +122,6 @@ class RecognizerWorker(BatchWorker):
         self._journal_loaded = False
         self._next_refresh = 0.0
         self._load_journal()
-
-    def stamp(self, message: Message) -> StreamStamp:
-        if message.topic == Topics.LIVENESS:
-            verdict = LivenessVerdict.from_message(message)
-            return StreamStamp(verdict.camera_id, verdict.ts, dedupe=False)
-        faces = FacesMessage.from_message(message)
-        return StreamStamp(faces.camera_id, faces.capture_ts, faces.seq)
 
     def snapshot(self) -> object:
         """The voter's state (tracks, early verdicts, camera clocks) and the tracks' fused frames,
@@ -210,22 +204,14 @@ class RecognizerWorker(BatchWorker):
 
     def process_batch(self, messages: list[Message]) -> list[list[Outgoing] | Exception]:
         """Decode every chip of the poll, encode them in one call, then vote frame by frame."""
-        results: list[list[Outgoing] | Exception] = [[] for _ in messages]
-        frames: list[tuple[int, FacesMessage, list[DetectedFace], np.ndarray]] = []
-        for i, message in enumerate(messages):
-            try:
-                if message.topic == Topics.LIVENESS:
-                    results[i] = self._judged(message)
-                    continue
-                frame = self._usable_faces(message)
-            except Exception as error:  # noqa: BLE001 - dead-lettered by the runner
-                results[i] = error
-                continue
-            if frame is not None:
-                frames.append((i, *frame))
+        results, read = each(messages, self._read)
+        frames = [(i, *frame) for i, frame in read if isinstance(frame, tuple)]
+        for i, outputs in read:
+            if isinstance(outputs, list):  # a liveness verdict: its events, nothing to encode
+                results[i] = outputs
         if not frames:
             return results
-        self._sync_if_due()
+        self.update_config()
         embeddings = self.encoder.encode(np.concatenate([chips for *_, chips in frames]))
         start = 0
         for i, faces, usable, _chips in frames:
@@ -233,6 +219,14 @@ class RecognizerWorker(BatchWorker):
             start += len(usable)
             results[i] = self._vote(faces, usable, vectors)
         return results
+
+    def _read(
+        self, message: Message
+    ) -> list[Outgoing] | tuple[FacesMessage, list[DetectedFace], np.ndarray] | None:
+        """A verdict's events, or a frame's usable faces with their chips (None: none to encode)."""
+        if message.topic == Topics.LIVENESS:
+            return self._judged(message)
+        return self._usable_faces(message)
 
     def _judged(self, message: Message) -> list[Outgoing]:
         verdict = LivenessVerdict.from_message(message)
@@ -305,7 +299,7 @@ class RecognizerWorker(BatchWorker):
         return Outgoing(Topics.EMBEDDINGS, message.to_bytes(), faces.camera_id, message.headers())
 
     def tick(self, now: float) -> Iterable[Outgoing]:
-        self._sync_if_due()
+        self.update_config()
         if not self._journal_loaded:
             self._load_journal()
         self._refresh_journal()
@@ -313,7 +307,8 @@ class RecognizerWorker(BatchWorker):
         self._forget_fused(ended)
         return [_outgoing(e) for e in ended]
 
-    def _sync_if_due(self) -> None:
+    def update_config(self) -> None:
+        """Sync the gallery index (and the 1:K threshold) every ``gallery_sync_s``."""
         if time.monotonic() >= self._next_sync:
             self._next_sync = time.monotonic() + self.settings.gallery_sync_s
             self._sync_index()

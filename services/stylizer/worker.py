@@ -27,8 +27,8 @@ import numpy as np
 from shared import metrics
 from shared.bus.base import Message
 from shared.cameras import CameraRegistry, RegistryError
-from shared.errors import ProcessingError
-from shared.images import decode_image, encode_jpeg, max_frame_pixels
+from shared.frames import decode_frame, each
+from shared.images import encode_jpeg, max_frame_pixels
 from shared.schemas import STYLED_FRAME_SCHEMA, FrameMeta, Topics
 from shared.style.fast import StyleNetwork
 from shared.style.vgg import StyleModelError
@@ -66,20 +66,14 @@ class StylizerWorker(BatchWorker):
         self.max_frame_pixels = max_frame_pixels()  # read now: settings load once, not per frame
 
     def process_batch(self, messages: list[Message]) -> list[list[Outgoing] | Exception]:
-        """Decode the styled cameras' fresh frames, paint each (style, size) group in one call."""
-        self._refresh_styles()
-        results: list[list[Outgoing] | Exception] = [[] for _ in messages]
+        """Decode the styled cameras' fresh frames, paint each (style, size) group in one call
+        (with the registry's styles as of now: ``update_config``)."""
+        self.update_config()
+        results, frames = each(messages, self._frame_to_style)
         groups: dict[tuple[str, tuple[int, ...]], list[tuple[int, FrameMeta, np.ndarray]]]
         groups = defaultdict(list)
-        for i, message in enumerate(messages):
-            try:
-                frame = self._frame_to_style(message)
-            except Exception as error:  # noqa: BLE001 - dead-lettered by the runner
-                results[i] = error
-                continue
-            if frame is not None:
-                meta, style, image = frame
-                groups[(style, image.shape)].append((i, meta, image))
+        for i, (meta, style, image) in frames:
+            groups[(style, image.shape)].append((i, meta, image))
         for (style, _), frames in groups.items():
             painted = self.networks[style].stylize_batch(np.stack([f[2] for f in frames]))
             for (i, meta, _), image in zip(frames, painted, strict=True):
@@ -96,12 +90,7 @@ class StylizerWorker(BatchWorker):
         if self.clock() - meta.capture_ts > self.max_lag_s:
             self._count(meta.camera_id, "dropped_stale")
             return None
-        bgr = decode_image(message.value, self.max_frame_pixels, (meta.width, meta.height))
-        if (bgr.shape[1], bgr.shape[0]) != (meta.width, meta.height):
-            raise ProcessingError(
-                "corrupt_image",
-                f"decoded {bgr.shape[1]}x{bgr.shape[0]}, headers say {meta.width}x{meta.height}",
-            )
+        _, bgr = decode_frame(message, self.max_frame_pixels, meta)
         return meta, style, np.ascontiguousarray(bgr[..., ::-1])
 
     def _styled(self, meta: FrameMeta, style: str, rgb: np.ndarray) -> Outgoing:
@@ -113,7 +102,8 @@ class StylizerWorker(BatchWorker):
             Topics.STYLED_FRAMES, jpeg, meta.camera_id, styled.to_headers(STYLED_FRAME_SCHEMA)
         )
 
-    def _refresh_styles(self) -> None:
+    def update_config(self) -> None:
+        """Re-read the cameras' styles from the registry, at most every ``registry_poll_s``."""
         now = time.monotonic()
         if now < self._next_registry_read:
             return

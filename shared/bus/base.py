@@ -24,6 +24,16 @@ class Message:
     offset: int = -1
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """A message to publish (what a worker returns; ``Message`` without a place in a topic)."""
+
+    topic: str
+    value: bytes
+    key: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
 class BusError(RuntimeError):
     """The bus is unreachable or refused an operation; transient, so callers retry."""
 

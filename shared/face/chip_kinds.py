@@ -39,7 +39,7 @@ def align_arcface(image_bgr: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """The (112, 112, 3) uint8 **RGB** chip: least-squares similarity of the 5 points to the
     template, bilinear warp, black outside the image (OpenCV's alignCrop, then BGR -> RGB)."""
     from shared.face.alignment import similarity_transform
-    from shared.face.detection import to_bgr
+    from shared.images import to_bgr
 
     points = np.asarray(landmarks, np.float64).reshape(5, 2)
     transform = similarity_transform(points, ARCFACE_TEMPLATE)

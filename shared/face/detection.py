@@ -19,6 +19,10 @@ the aligner maps them onto a template by position and a mirrored pair would flip
 - ``dlib-cnn``: dlib's CNN (MMOD) detector, same landmarks as ``dlib-hog``; accurate but 10-70x
   slower than HOG on a CPU (see docs/detection.md).
 - ``haar``: OpenCV's Viola-Jones frontal-face cascade; fast, no landmarks.
+
+Over 400 lines for a reason: five small back-ends behind one interface and its shared
+pre- and post-processing (shrinking, mapping back, clipping, landmark order); the factory picks
+one by name.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import cv2
 import numpy as np
 
 from shared.face.types import Detection
+from shared.images import to_bgr
 
 DETECTOR_NAMES = ("mtcnn", "yunet", "dlib-hog", "dlib-cnn", "haar")
 """Names ``create_detector`` accepts; the service setting offers the first, second and last."""
@@ -41,32 +46,6 @@ DEFAULT_MIN_FACE_PX = 40
 
 DEFAULT_MAX_SIDE = 1920
 """Larger images are shrunk to this longest side before detection; 1080p frames run unscaled."""
-
-
-def to_bgr(image: np.ndarray) -> np.ndarray:
-    """A contiguous 3-channel uint8 BGR view of a grayscale, BGR or BGRA, 8- or 16-bit image.
-
-    Cameras send BGR, but files give grayscale and 32-bit PNGs (``cv2.IMREAD_UNCHANGED``) and the
-    networks all want 3 channels. Transparent pixels are composited over black (their colour is
-    undefined); 16-bit images keep their top 8 bits.
-    """
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    elif image.dtype != np.uint8:
-        raise TypeError(f"expected a uint8 or uint16 image, got {image.dtype}")
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    if image.ndim != 3 or image.shape[2] not in (3, 4):
-        raise ValueError(f"expected an HxW, HxWx3 or HxWx4 image, got shape {image.shape}")
-    if image.shape[2] == 4:
-        alpha = image[:, :, 3:4]
-        if alpha.min() == 255:
-            return np.ascontiguousarray(image[:, :, :3])
-        blended = image[:, :, :3].astype(np.uint16) * alpha // 255
-        return blended.astype(np.uint8)
-    return np.ascontiguousarray(image)
 
 
 def order_landmarks(points: np.ndarray) -> np.ndarray:

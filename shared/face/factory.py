@@ -64,7 +64,7 @@ def load_calibration(encoder: str) -> Calibration:
     if calibration.model not in (expected, "project-mtcnn"):  # project-mtcnn: the old dlib record
         raise ModelFileError(
             f"{path} was fitted for {calibration.model}, not {expected}: run "
-            f"python -m bench.lfw --calibrate --encoders {encoder}"
+            f"facestream calibrate --encoders {encoder}"
         )
     return calibration
 

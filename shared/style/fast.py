@@ -1,7 +1,7 @@
 """Feed-forward style networks (Johnson, Alahi and Fei-Fei 2016): one forward pass paints a frame.
 
 Gatys' optimisation takes ~35 s per 256 px image; a network trained to minimise the same J(G)
-(``shared.style.training``) paints a 640x360 frame in tens of milliseconds, which is what a live
+(``training.style.training``) paints a 640x360 frame in tens of milliseconds, which is what a live
 camera needs. Johnson's layout is kept (downsample, residual blocks, upsample, instance
 normalisation) but sized for a 2-core CPU:
 

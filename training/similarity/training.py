@@ -32,10 +32,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from shared.face.verification import best_threshold
-from shared.similarity.augment import augment
-from shared.similarity.batches import PKSampler
-from shared.similarity.data import (
+from training.calibration import best_threshold
+from training.similarity.augment import augment
+from training.similarity.batches import PKSampler
+from training.similarity.data import (
     DEFAULT_CACHE,
     ChipCache,
     PairRows,
@@ -43,9 +43,9 @@ from shared.similarity.data import (
     pair_rows,
     training_rows,
 )
-from shared.similarity.evaluation import accuracy
-from shared.similarity.scratch_encoder import build_scratch_encoder, scratch_chips
-from shared.similarity.triplet import make_selector, select_batch_all, triplet_cost
+from training.similarity.evaluation import accuracy
+from training.similarity.scratch_encoder import build_scratch_encoder, scratch_chips
+from training.similarity.triplet import make_selector, select_batch_all, triplet_cost
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class _FinetuneTask(_Task):
         return self.features[rows] @ self.model.layers[0].get_weights()[0]
 
     def save(self, path: Path) -> None:
-        from shared.similarity.finetuned import save_fc_kernel
+        from training.similarity.finetuned import save_fc_kernel
 
         save_fc_kernel(path.with_suffix(".npz"), self.model.layers[0].get_weights()[0], self.info)
 

@@ -21,10 +21,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from shared.liveness import attacks
 from shared.liveness.evidence import EvidencePolicy, State, track_states
-from shared.liveness.metrics import LIVE
 from shared.liveness.model import WINDOW
+from training.liveness import attacks
+from training.liveness.metrics import LIVE
 
 FPS = 15.0
 LIVE_VIDEOS = [
@@ -140,7 +140,7 @@ def per_track_report(model, policy: EvidencePolicy, data: Path, detector, hop: i
 
     import cv2
 
-    from shared.liveness import training
+    from training.liveness import training
 
     report: dict = {"policy": policy.__dict__, "hop": hop, "sources": {}}
     every: list = []

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.face.verification import best_threshold
+from training.calibration import best_threshold
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """What ``facestream similarity ...`` runs: prepare, train, train-head, evaluate.
 
-The CLI (services/cli.py) only parses arguments; each command here takes plain values so it can
+The CLI (services/cli/similarity.py) only parses arguments; each command here takes plain values so it can
 be driven from the CLI, bench/ or a test alike. Every command sizes TensorFlow to the threads it
 is given (one by default: this runs next to other jobs on a 2-core machine).
 """
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.similarity.data import DEFAULT_CACHE
-from shared.similarity.heads import hard_negative_pairs
+from training.similarity.data import DEFAULT_CACHE
+from training.similarity.heads import hard_negative_pairs
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ def prepare(shared_data: Path, cache: Path = DEFAULT_CACHE) -> None:
     """Detect, align and encode the training and View 1 images once (chips + features)."""
     from shared.face.factory import build_pipeline
     from shared.settings import get_settings
-    from shared.similarity.data import build_chip_cache, build_feature_cache
+    from training.similarity.data import build_chip_cache, build_feature_cache
 
     settings = get_settings().model_copy(deep=True)
     settings.face.encoder = "dlib-resnet"  # the heads and the fine-tuned fc are dlib-resnet's
@@ -47,8 +47,8 @@ def train(
     cache: Path = DEFAULT_CACHE,
 ) -> Path:
     """Train an encoder with triplets; returns the folder with weights, curves and checkpoints."""
-    from shared.similarity.training import TrainConfig
-    from shared.similarity.training import train as run
+    from training.similarity.training import TrainConfig
+    from training.similarity.training import train as run
 
     config = TrainConfig(
         mode=mode,
@@ -123,14 +123,11 @@ def train_head(
     """Fit a binary head on pretrained encodings of training pairs, calibrate it on DevTrain."""
     from datetime import date
 
-    from shared.face.verification import (
-        Calibration,
-        best_threshold,
-        fit_logistic,
-        impostor_quantiles,
-    )
-    from shared.similarity.data import ChipCache, load_features, pair_rows, training_rows
-    from shared.similarity.heads import fit_head, head_file, save_head
+    from shared.face.verification import Calibration
+    from shared.similarity.heads import head_file
+    from training.calibration import best_threshold, fit_logistic, impostor_quantiles
+    from training.similarity.data import ChipCache, load_features, pair_rows, training_rows
+    from training.similarity.heads import fit_head, save_head
 
     chips = ChipCache.load(cache)
     encodings = load_features(cache)["encodings"]
@@ -182,7 +179,7 @@ def train_head(
 def _pixels(chips, rows: np.ndarray) -> np.ndarray:
     """Raw-pixel vectors: the scratch encoder's 64x64 input in grey levels (eigenfaces' classic
     input; colour adds nothing to either baseline), in [0, 1]."""
-    from shared.similarity.scratch_encoder import scratch_chips
+    from training.similarity.scratch_encoder import scratch_chips
 
     grey = scratch_chips(np.asarray(chips.chips[rows])).astype(np.float32) @ np.float32(
         [0.299, 0.587, 0.114]
@@ -206,7 +203,7 @@ def _model_vectors(spec: str, chips, features: dict, train_rows: np.ndarray, row
     if name == "pretrained":
         return "dlib ResNet pretrained, L2", squared_distances, features["encodings"][rows]
     if name == "finetuned":
-        from shared.similarity.finetuned import FINETUNED_FILE, load_fc_kernel
+        from training.similarity.finetuned import FINETUNED_FILE, load_fc_kernel
 
         kernel = load_fc_kernel(Path(argument) if argument else FINETUNED_FILE)
         return (
@@ -233,7 +230,7 @@ def _model_vectors(spec: str, chips, features: dict, train_rows: np.ndarray, row
 
 
 def _scratch(weights: str, chips, rows: np.ndarray) -> np.ndarray:
-    from shared.similarity.scratch_encoder import build_scratch_encoder, scratch_chips
+    from training.similarity.scratch_encoder import build_scratch_encoder, scratch_chips
 
     model = build_scratch_encoder()
     model.load_weights(weights)
@@ -254,9 +251,9 @@ def evaluate(
     shared_data: Path, models: list[str], report: Path, roc: Path, cache: Path = DEFAULT_CACHE
 ) -> list:
     """Every model on DevTest: threshold from DevTrain; a JSON report, a Markdown table, one ROC PNG."""
-    from shared.similarity.data import ChipCache, load_features, pair_rows, training_rows
-    from shared.similarity.evaluation import evaluate as measure
-    from shared.similarity.evaluation import plot_rocs
+    from training.similarity.data import ChipCache, load_features, pair_rows, training_rows
+    from training.similarity.evaluation import evaluate as measure
+    from training.similarity.evaluation import plot_rocs
 
     chips = ChipCache.load(cache)
     features = load_features(cache)
@@ -299,6 +296,6 @@ def markdown_table(results: list[dict]) -> str:
 
 def curves(runs: list[Path], output: Path) -> None:
     """One PNG with the curves of every run folder given (named by folder)."""
-    from shared.similarity.evaluation import plot_curves
+    from training.similarity.evaluation import plot_curves
 
     plot_curves({run.name: json.loads((run / "curves.json").read_text()) for run in runs}, output)

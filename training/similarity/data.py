@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.datasets.lfw import Pair, identities, people_in, read_pairs
+from training.datasets.lfw import Pair, identities, people_in, read_pairs
 
 log = logging.getLogger(__name__)
 
@@ -168,27 +168,6 @@ def build_feature_cache(
 def load_features(folder: Path = DEFAULT_CACHE) -> dict[str, np.ndarray]:
     with np.load(folder / "features.npz") as data:
         return {name: data[name] for name in data.files}
-
-
-def main() -> None:
-    """Build the cache: ``python -m shared.similarity.data`` (about 6 minutes at 1 thread)."""
-    from shared.face.encoder import configure_threads
-    from shared.face.factory import build_pipeline
-    from shared.settings import get_settings
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    configure_threads(1)
-    settings = get_settings().model_copy(deep=True)
-    settings.face.encoder = "dlib-resnet"  # the heads and the fine-tuned fc are dlib-resnet's
-    pipeline = build_pipeline(settings)
-    cache = build_chip_cache(settings.shared_data, pipeline)
-    log.info("chips cached: %d images, %d with a face", len(cache.keys), cache.found.sum())
-    build_feature_cache(cache, pipeline.encoder.model)
-    log.info("features cached")
-
-
-if __name__ == "__main__":
-    main()
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,9 @@ synthesis must get right is what tells an attack from a face:
 
 Every function takes a ``numpy.random.Generator``: the same seed gives the same attack.
 Images are BGR uint8, as OpenCV reads them.
+
+Over 400 lines for a reason: one attack model (a hand holding a print or a screen, its
+motion, the display's pixels) whose parts share the geometry and the random state.
 """
 
 from __future__ import annotations

@@ -1,19 +1,16 @@
-"""CLI commands for styles from any painting (the arbitrary-style network, docs/style.md).
+"""``facestream paintings add``, and ``stylize --painting``: styles from any painting (the
+arbitrary-style network, docs/style.md).
 
     facestream stylize CONTENT --painting PAINTING [--strength 1.0] -o OUT
     facestream paintings add PAINTING          # prints the style name painting:<id>
     facestream cameras style CAM painting:<id> # the stylizer paints the camera in it
-
-Kept out of services/cli.py (which only registers them) so the command set stays one module per
-concern.
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from shared.errors import ProcessingError
+from services.cli.common import read_bytes
 from shared.settings import Settings
 
 
@@ -33,17 +30,12 @@ def cmd_paintings(args: argparse.Namespace, settings: Settings) -> None:
     from shared.images import max_pixels
     from shared.style.paintings import create_painting_store
 
-    try:
-        data = Path(args.painting).read_bytes()
-    except OSError as error:
-        raise ProcessingError(
-            "unreadable", f"cannot read {args.painting}: {error.strerror}"
-        ) from None
+    data = read_bytes(args.painting)
     style = create_painting_store(settings).add(data, max_pixels())
     print(style)
 
 
-def add_parsers(commands) -> None:
+def register(commands: argparse._SubParsersAction) -> None:
     paintings = commands.add_parser(
         "paintings", help="upload a painting to use as a camera's style (painting:<id>)"
     )

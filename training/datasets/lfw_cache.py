@@ -1,6 +1,6 @@
 """Every LFW image's subject found once per detector and encoded once per encoder, cached.
 
-    nice -n 10 python -m bench.lfw_cache --detector yunet --encoder sface [--limit N]
+    nice -n 10 python -m training.datasets.lfw_cache --detector yunet --encoder sface [--limit N]
 
 Why a cache: LFW has 13,233 images; the verification, calibration, open-set and detector
 benchmarks all need the same faces, and encoding them takes minutes on a small CPU. Landmarks go
@@ -21,13 +21,13 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-OUT = Path(__file__).parent / "out"
+OUT = Path(__file__).resolve().parents[2] / "bench" / "out"
 SAVE_EVERY = 500
 
 
 def lfw_keys(data: Path) -> list[str]:
     """``Person/Person_0001.jpg`` for every LFW image, sorted."""
-    from shared.datasets.lfw import lfw_root
+    from training.datasets.lfw import lfw_root
 
     root = lfw_root(data)
     return sorted(f"{p.parent.name}/{p.name}" for p in root.glob("*/*.jpg"))
@@ -75,9 +75,9 @@ def find_landmarks(data: Path, detector_name: str, keys: list[str]) -> np.ndarra
     """(N, 5, 2) landmarks of each image's subject (NaN where none), computing what is missing."""
     import cv2
 
-    from shared.datasets.lfw import lfw_root
     from shared.face.detection import create_detector
     from shared.settings import get_settings
+    from training.datasets.lfw import lfw_root
 
     path = landmarks_path(detector_name)
     values, done = _load(path, "landmarks", keys, (5, 2))
@@ -115,10 +115,10 @@ def encode_all(
     """(N, 128) encodings of each image's subject (NaN where no face), computing what is missing."""
     import cv2
 
-    from shared.datasets.lfw import lfw_root
     from shared.face.chip_kinds import chip_kind
     from shared.face.factory import load_face_encoder
     from shared.settings import get_settings
+    from training.datasets.lfw import lfw_root
 
     landmarks = find_landmarks(data, detector_name, keys)
     path = encodings_path(detector_name, encoder_name)

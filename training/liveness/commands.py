@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 
 from shared.face.detection import FaceDetector
-from shared.liveness import training
-from shared.liveness.metrics import LIVE, ErrorRates, error_rates
 from shared.liveness.model import WINDOW, LivenessModel
+from training.liveness import training
+from training.liveness.metrics import LIVE, ErrorRates, error_rates
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm"}
 STILLS = {"live.jpg": LIVE, "print_attack.jpg": "print", "screen_replay_attack.jpg": "screen"}
@@ -73,7 +73,9 @@ def train(
         dev = training.heldout_windows(shared_data, detector, "dev", seed)
     model = training.fit(windows, seed)
     training.calibrate(model, dev)
-    model.card["data"] = str(folders) if folders else "project recipe (shared/liveness/training.py)"
+    model.card["data"] = (
+        str(folders) if folders else "project recipe (training/liveness/training.py)"
+    )
     model.card["train_seconds"] = round(time.monotonic() - started, 1)
     model.save(out)
     return model

@@ -1,28 +1,31 @@
 """Training and measuring the pixel liveness model on the cached tracks of every source.
 
-    nice -n 10 .venv/bin/python -m shared.liveness.pixel_training extract   # MTCNN, cached
-    nice -n 10 .venv/bin/python -m shared.liveness.pixel_training train [--out PATH]
-    nice -n 10 .venv/bin/python -m shared.liveness.pixel_training loso     # leave one source out
-    nice -n 10 .venv/bin/python -m shared.liveness.pixel_training evaluate [--report FILE]
-    nice -n 10 .venv/bin/python -m shared.liveness.pixel_training motion [--report FILE]  # default model
+    nice -n 10 .venv/bin/facestream liveness-model pixels extract   # MTCNN, cached
+    nice -n 10 .venv/bin/facestream liveness-model pixels train [--out PATH]
+    nice -n 10 .venv/bin/facestream liveness-model pixels loso     # leave one source out
+    nice -n 10 .venv/bin/facestream liveness-model pixels evaluate [--report FILE]
+    nice -n 10 .venv/bin/facestream liveness-model pixels motion [--report FILE]  # default model
 
 Windows are cut every ``STRIDE`` frames of each track (16 frames of motion features, the chips
 of 4 of them). Training uses the ``train`` sources; the ``dev`` sources calibrate (balanced
 Platt scaling, as the issue-5 model); ``test`` and ``eval`` sources are only measured.
+
+Over 400 lines for a reason: the windows, the augmentations, the fit, the calibration and
+the per-source reports read one data layout (``PixelWindows``); apart, each would re-derive it.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from shared.liveness.metrics import LIVE, error_rates
+from training.liveness.metrics import LIVE, error_rates
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -72,7 +75,7 @@ def track_windows(tracks, stride: int = STRIDE, hop_ends: bool = False) -> Pixel
 
 
 def load_split(split: str | set[str], data: Path, detector=None) -> list:
-    from shared.liveness.dataset import SOURCES, source_tracks
+    from training.liveness.dataset import SOURCES, source_tracks
 
     splits = {split} if isinstance(split, str) else split
     tracks = []
@@ -182,7 +185,7 @@ def fit(
 
 
 def calibrate(model, dev: PixelWindows) -> None:
-    from shared.face.verification import fit_logistic
+    from training.calibration import fit_logistic
 
     # clipped: windows the network is sure of (a print at -60) would set the slope alone
     logits = np.clip(model.logits(dev.motion, dev.chips), -CLIP, CLIP)
@@ -223,8 +226,8 @@ def _rates(labels, p, threshold) -> dict:
 
 
 def _track_states(model, track, policy, start: int = 0):
-    from shared.liveness.dataset import Track
     from shared.liveness.evidence import track_states
+    from training.liveness.dataset import Track
 
     if start:
         track = Track(
@@ -245,7 +248,7 @@ def evaluate(model, data: Path, policy, detector=None, offsets: int = 10) -> dic
     """Per window (APCER per attack type, BPCER, ACER) at P(live) = 0.5 and at the threshold
     that gives BPCER 5% on the dev live windows; per track under the evidence policy (ever
     named, ever spoof), and the real replay started at ``offsets`` points."""
-    from shared.liveness.dataset import SOURCES, STILLS, source_tracks
+    from training.liveness.dataset import SOURCES, STILLS, source_tracks
 
     dev = track_windows(load_split("dev", data, detector))
     p_dev = model.probability_live(dev.motion, dev.chips)
@@ -319,10 +322,10 @@ def motion_report(data: Path, policy, detector=None, offsets: int = 10) -> dict:
     """The default (motion-only) model under the evidence policy on every cached source: per
     window (stride 4) the share judged right at P(live) >= 0.5, per track (service cadence)
     how many were ever named and ever spoof, and the real replay started at ``offsets``."""
-    from shared.liveness.dataset import SOURCES, STILLS, source_tracks
-    from shared.liveness.evaluation import track_outcome
     from shared.liveness.features import track_features
     from shared.liveness.model import WINDOW, load_model
+    from training.liveness.dataset import SOURCES, STILLS, source_tracks
+    from training.liveness.evaluation import track_outcome
 
     model = load_model()
     report: dict = {}
@@ -363,85 +366,87 @@ def motion_report(data: Path, policy, detector=None, offsets: int = 10) -> dict:
     return report
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["extract", "train", "loso", "evaluate", "motion"])
-    parser.add_argument("--model", type=Path, default=None)
-    parser.add_argument("--report", type=Path, default=None)
-    parser.add_argument("--out", type=Path, default=None, help="train: where to save")
-    parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--low-res", type=float, default=0.4)
-    parser.add_argument("--photometric", type=float, default=0.0)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-
-    from shared.settings import get_settings
-
-    settings = get_settings()
+def run(action: str, args: Any, settings: Any) -> None:
+    """``facestream liveness-model pixels ACTION``: extract the tracks, train, leave one source
+    out, evaluate or report the motion model on the same tracks (docs/liveness.md)."""
     if settings.face.tf_threads:
         from shared.face.encoder import configure_threads
 
         configure_threads(settings.face.tf_threads, 1)
     data = settings.shared_data
-    started = time.monotonic()
-    if args.action == "extract":
-        from shared.face.detection import create_detector
-        from shared.liveness.dataset import SOURCES, STILLS, source_tracks
-
-        detector = create_detector("mtcnn", min_face_px=settings.face.min_face_px)
-        for source in SOURCES + STILLS:
-            tracks = source_tracks(source, data, detector)
-            frames = sum(len(t) for t in tracks)
-            print(
-                f"{source.name} ({source.split}): {len(tracks)} tracks, {frames} frames, "
-                f"{time.monotonic() - started:.0f} s",
-                flush=True,
-            )
-        return
-    if args.action == "motion":
-        report = motion_report(data, settings.liveness.policy("evaluate"))
-        if args.report:
-            args.report.parent.mkdir(parents=True, exist_ok=True)
-            args.report.write_text(json.dumps(report, indent=1, default=float) + "\n")
-        return
-    if args.action == "evaluate":
+    if action == "extract":
+        extract(data, settings.face.min_face_px)
+    elif action == "motion":
+        _write(motion_report(data, settings.liveness.policy("evaluate")), args.report)
+    elif action == "evaluate":
         from shared.face.detection import create_detector
         from shared.liveness.pixels import PIXEL_WEIGHTS, load_pixel_model
 
         model = load_pixel_model(args.model or PIXEL_WEIGHTS)
         detector = create_detector("mtcnn", min_face_px=settings.face.min_face_px)
         report = evaluate(model, data, settings.liveness.policy("evaluate"), detector)
-        if args.report:
-            args.report.parent.mkdir(parents=True, exist_ok=True)
-            args.report.write_text(json.dumps(report, indent=1, default=float) + "\n")
-        return
+        _write(report, args.report)
+    elif action == "train":
+        train_and_save(data, args.out, args.seed, args.epochs, args.low_res, args.photometric)
+    else:
+        leave_one_source_out(data, args.seed, args.epochs, args.low_res, args.photometric)
+
+
+def _write(report: dict, path: Path | None) -> None:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=1, default=float) + "\n")
+
+
+def extract(data: Path, min_face_px: int) -> None:
+    """Detect and cache every source's tracks (MTCNN: the slow part, done once)."""
+    from shared.face.detection import create_detector
+    from training.liveness.dataset import SOURCES, STILLS, source_tracks
+
+    started = time.monotonic()
+    detector = create_detector("mtcnn", min_face_px=min_face_px)
+    for source in SOURCES + STILLS:
+        tracks = source_tracks(source, data, detector)
+        frames = sum(len(t) for t in tracks)
+        print(
+            f"{source.name} ({source.split}): {len(tracks)} tracks, {frames} frames, "
+            f"{time.monotonic() - started:.0f} s",
+            flush=True,
+        )
+
+
+def train_and_save(
+    data: Path, out: Path | None, seed: int, epochs: int, low_res: float, photometric: float
+) -> None:
+    """Fit on the train sources, calibrate on dev, print dev's figures, save to ``out``."""
+    started = time.monotonic()
     train = track_windows(load_split("train", data))
     dev = track_windows(load_split("dev", data))
-    if args.action == "train":
-        model = fit(
-            train, args.seed, args.epochs, low_res=args.low_res, photometric=args.photometric
-        )
-        calibrate(model, dev)
-        model.card["command"] = (
-            "nice -n 10 .venv/bin/python -m shared.liveness.pixel_training train "
-            f"--epochs {args.epochs} --low-res {args.low_res} --photometric {args.photometric} "
-            f"--seed {args.seed}"
-        )
-        model.card["train_seconds"] = round(time.monotonic() - started, 1)
-        report = {"dev": per_source(model, dev)}  # test and eval: measured once, by evaluate
-        model.card["dev"] = report["dev"]
-        print(json.dumps(report, indent=1, default=float))
-        if args.out:
-            model.save(args.out)
-        return
-    # leave one real attack source out: trained without it, calibrated on dev, measured on it
+    model = fit(train, seed, epochs, low_res=low_res, photometric=photometric)
+    calibrate(model, dev)
+    model.card["command"] = (
+        "nice -n 10 facestream liveness-model pixels train "
+        f"--epochs {epochs} --low-res {low_res} --photometric {photometric} --seed {seed}"
+    )
+    model.card["train_seconds"] = round(time.monotonic() - started, 1)
+    report = {"dev": per_source(model, dev)}  # test and eval: measured once, by evaluate
+    model.card["dev"] = report["dev"]
+    print(json.dumps(report, indent=1, default=float))
+    if out:
+        model.save(out)
+
+
+def leave_one_source_out(
+    data: Path, seed: int, epochs: int, low_res: float, photometric: float
+) -> None:
+    """Each real attack source left out: trained without it, calibrated on dev, measured on it."""
+    train = track_windows(load_split("train", data))
+    dev = track_windows(load_split("dev", data))
     real_attacks = ["replay_person2", "monitor_wolfhuo", "phone_apfol"]
     everything = track_windows(load_split({"train", "dev", "test"}, data))
     for left_out in real_attacks:
         kept = train.subset(np.array(train.sources) != left_out)
-        model = fit(
-            kept, args.seed, args.epochs, low_res=args.low_res, photometric=args.photometric
-        )
+        model = fit(kept, seed, epochs, low_res=low_res, photometric=photometric)
         calibrate(model, dev)
         held = everything.subset(np.array(everything.sources) == left_out)
         p = model.probability_live(held.motion, held.chips)
@@ -450,7 +455,3 @@ def main() -> None:
             f"an attack",
             flush=True,
         )
-
-
-if __name__ == "__main__":
-    main()

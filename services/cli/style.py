@@ -1,0 +1,149 @@
+"""``facestream stylize|style-train|layers``: style transfer on one image, training a network,
+and what a network's layers learn. Training code is imported only when those commands run."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from services.cli.common import CliError, progress_bar, read_bytes
+from shared.settings import Settings
+
+OWN_OPTIONS = {"layers": "training.style.visualize"}
+"""Commands whose options their module parses (``main(argv)``): ``facestream layers --help``."""
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    stylize = commands.add_parser(
+        "stylize", help="style one image: Gatys against a STYLE image, or a trained --network"
+    )
+    stylize.add_argument("content")
+    stylize.add_argument("style", nargs="?", help="style image (Gatys optimisation)")
+    stylize.add_argument("--network", help="name of a trained feed-forward network instead")
+    stylize.add_argument("--painting", help="any painting, by the arbitrary-style network")
+    stylize.add_argument("--strength", type=float, default=1.0, help="--painting: 0..1")
+    stylize.add_argument("-o", "--output", type=Path, required=True)
+    stylize.add_argument("--size", type=int, default=256, help="Gatys: longest side, pixels")
+    stylize.add_argument("--iterations", type=int, default=200)
+    stylize.add_argument("--optimizer", choices=["adam", "lbfgs"], default="adam")
+    stylize.add_argument("--alpha", type=float, default=1e5, help="content weight")
+    stylize.add_argument("--beta", type=float, default=40.0, help="style weight")
+    stylize.add_argument("--tv-weight", type=float, default=0.0)
+    stylize.add_argument("--init", choices=["content", "noise"], default="content")
+    stylize.add_argument("--seed", type=int, default=0)
+    stylize.set_defaults(handler=cmd_stylize)
+
+    train = commands.add_parser(
+        "style-train", help="train a feed-forward style network (Johnson et al.) for a painting"
+    )
+    train.add_argument("style", type=Path, help="the painting")
+    train.add_argument("--name", help="network name (default: the painting's file name)")
+    train.add_argument("--output-dir", type=Path, help="default: FACESTREAM_STYLE__NETWORKS_DIR")
+    train.add_argument("--steps", type=int, default=800)
+    train.add_argument("--crop", type=int, default=192, help="training crop side, pixels")
+    train.add_argument("--batch-size", type=int, default=4)
+    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--alpha", type=float, default=1e6, help="content weight")
+    train.add_argument("--beta", type=float, default=40.0, help="style weight")
+    train.add_argument("--tv-weight", type=float, default=50.0)
+    train.add_argument("--lfw-images", type=int, default=3000)
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(handler=cmd_style_train)
+
+    layers = commands.add_parser(
+        "layers",
+        help="what the layers learn (Zeiler-Fergus): top-9 patches per unit of VGG16 or the face encoder",
+        add_help=False,
+    )
+    layers.add_argument("options", nargs="*", help="see `facestream layers --help`")
+
+
+def cmd_stylize(args: argparse.Namespace, settings: Settings) -> None:
+    """One image, in either mode: Gatys' optimisation against a STYLE image, or a trained network."""
+    import cv2
+
+    from shared.images import decode_image
+
+    if [args.style, args.network, args.painting].count(None) != 2:
+        raise CliError(
+            "give one of a STYLE image (Gatys), --network NAME (feed-forward) "
+            "or --painting FILE (arbitrary-style network)"
+        )
+    content = cv2.cvtColor(decode_image(read_bytes(args.content)), cv2.COLOR_BGR2RGB)
+    if args.painting is not None:
+        from services.cli.paintings import paint_file
+
+        image = paint_file(content, read_bytes(args.painting), args.strength, settings)
+    elif args.network is not None:
+        from shared.style.fast import load_network
+
+        image = load_network(args.network, settings.style.networks_dir).stylize(content)
+    else:
+        style = cv2.cvtColor(decode_image(read_bytes(args.style)), cv2.COLOR_BGR2RGB)
+        image = _gatys(content, style, args, settings)
+    if not cv2.imwrite(str(args.output), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+        raise CliError(f"cannot write {args.output}")
+    print(f"wrote {args.output}")
+
+
+def _gatys(
+    content: np.ndarray, style: np.ndarray, args: argparse.Namespace, settings: Settings
+) -> np.ndarray:
+    """Gatys et al.: optimise the pixels of G so that J(G) = alpha J_content + beta J_style falls."""
+    from shared.style.gatys import CostRecord, GatysConfig, stylize
+
+    try:
+        config = GatysConfig(
+            size=args.size,
+            iterations=args.iterations,
+            optimizer=args.optimizer,
+            alpha=args.alpha,
+            beta=args.beta,
+            tv_weight=args.tv_weight,
+            init=args.init,
+            seed=args.seed,
+        )
+    except ValueError as error:  # the config checks its own numbers
+        raise CliError(str(error)) from None
+    with progress_bar(config.iterations) as bar:
+
+        def progress(record: CostRecord) -> None:
+            text = f"J={record.total:.3e} J_content={record.content:.3e} J_style={record.style:.3e}"
+            bar(record.step, text)
+
+        result = stylize(
+            content, style, config, progress=progress, models_dir=settings.face.models_dir
+        )
+    return result.image
+
+
+def cmd_style_train(args: argparse.Namespace, settings: Settings) -> None:
+    """Train a feed-forward style network on Gatys' J (Johnson et al.); see docs/style.md."""
+    from training.style.training import StepRecord, TrainingConfig, train
+
+    config = TrainingConfig(
+        style_image=args.style,
+        name=args.name or args.style.stem,
+        crop=args.crop,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        learning_rate=args.learning_rate,
+        alpha=args.alpha,
+        beta=args.beta,
+        tv_weight=args.tv_weight,
+        lfw_images=args.lfw_images,
+        seed=args.seed,
+    )
+    output = args.output_dir or settings.style.networks_dir
+    with progress_bar(config.steps) as bar:
+
+        def progress(record: StepRecord) -> None:
+            bar(
+                record.step,
+                f"J={record.total:.3e} J_content={record.content:.3e} J_style={record.style:.3e}",
+            )
+
+        train(config, settings.shared_data, output, progress, models_dir=settings.face.models_dir)
+    print(f"wrote {output / config.name}.npz and its card {config.name}.json")

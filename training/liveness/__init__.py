@@ -1,0 +1,1 @@
+"""Liveness training: attack synthesis, datasets, training loops and evaluation (docs/liveness.md)."""
