@@ -104,7 +104,10 @@ def test_the_runner_publishes_styled_frames_and_dead_letters_bad_ones(
     registry: FileCameraRegistry,
 ) -> None:
     bus = MemoryBus()
-    worker = StylizerWorker(registry, load_network, registry_poll_s=0.0)
+    # Loaded before the frames are captured: loading counts against max_lag_s, and on a loaded
+    # machine it alone can take over a second, which would drop every frame as stale.
+    network = load_network("starry_night")
+    worker = StylizerWorker(registry, lambda name: network, registry_poll_s=0.0)
     stop = threading.Event()
     runner = WorkerRunner(worker, bus, stop, batch_size=4, poll_timeout_s=0.05)
     out = bus.subscriber([Topics.STYLED_FRAMES, Topics.DEAD_LETTERS], "test")

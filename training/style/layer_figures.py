@@ -24,7 +24,7 @@ Two networks:
 Writes ``MODEL_LAYER.png`` per layer and ``MODEL.json`` (images used, seconds, receptive
 fields, units drawn and their activations) into the output folder.
 
-**Faces stay out of the repository.** Where a face layer's patches are larger than
+**Faces stay out of the repository.** Where a layer's patches are larger than
 ``--private-above`` pixels (default 24: an eye or a mouth corner is not a person, a 63-pixel
 patch of a 112-pixel chip can be), the output folder gets each unit's *mean* of its nine
 patches instead (nine different people averaged: what the unit looks for, nobody's face), and
@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(used)} images; {len(units)} of {live} live units"
         )
         out = args.output / f"{args.model}_{name}.png"
-        if args.model == "sface" and min(size, 112) > args.private_above:
+        if min(size, 112 if args.model == "sface" else VGG_SIDE) > args.private_above:
             args.private_output.mkdir(parents=True, exist_ok=True)
             write_png(args.private_output / out.name, render_grid(patches, title, cell=args.cell))
             title = f"{name}: mean of top 9"
