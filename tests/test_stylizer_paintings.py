@@ -254,7 +254,7 @@ def test_the_cli_uploads_a_painting_styles_a_camera_and_paints_a_file(
     out = tmp_path / "painted.png"
     content = shared_data / "style" / "content" / "tubingen.jpg"
     args = ("stylize", str(content), "--painting", str(painting), "-o", str(out))
-    result = facestream(*args, tmp_path=tmp_path)
+    result = facestream(*args, tmp_path=tmp_path, timeout=600)  # TensorFlow start, loaded host
     assert result.returncode == 0, result.stderr
     image, original = cv2.imread(str(out)), cv2.imread(str(content))
     assert image.shape == original.shape and np.abs(image.astype(int) - original).mean() > 20
