@@ -15,6 +15,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import cast
 
 from services.ingestor.service import IngestorService
 from services.ingestor.source import Source, probe
@@ -73,7 +74,7 @@ def run_embedded(
         names = ["ingestor", "detector"] + (["liveness"] if settings.liveness.gate else [])
         names += ["recognizer"] + (["stylizer"] if style else [])
         services = build_services(names, settings, bus, stop, registry)
-        ingestor = services["ingestor"]
+        ingestor = cast(IngestorService, services["ingestor"])
         topics = [Topics.FACES, Topics.EVENTS, Topics.DEAD_LETTERS, Topics.STYLED_FRAMES]
         report = bus.subscriber(topics, "facestream-embedded-report")
         health, threads = start_services(services, settings, stop)

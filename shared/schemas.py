@@ -232,7 +232,7 @@ class RecognitionEventV2(RecognitionEvent):
 
     SCHEMA: ClassVar[str] = "event/2"
 
-    type: Literal["started", "identified", "unknown", "spoof", "ended", "withdrawn"]
+    type: Literal["started", "identified", "unknown", "spoof", "ended", "withdrawn"]  # type: ignore[assignment]  # event/2 widens event/1
     withdraws: str | None = None
     """``withdrawn`` only: the ``event_id`` of the ``identified`` event taken back."""
     reason: str | None = None

@@ -269,13 +269,14 @@ class WorkerRunner:
                 results[i] = result
         now = time.time()
         for i in todo:
-            if stamps[i] is not None and not isinstance(results[i], Exception):
-                self.guard.record(stamps[i], now)
+            stamp = stamps[i]
+            if stamp is not None and not isinstance(results[i], Exception):
+                self.guard.record(stamp, now)
         if later:
             again = self._checked_and_processed([batch[i] for i in later])
             for i, result in zip(later, again, strict=True):
                 results[i] = result
-        return results  # type: ignore[return-value] - every slot is filled above
+        return results  # type: ignore[return-value]  # every slot is filled above
 
     def _checked(
         self, batch: list[Message]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's test command: installs what is missing, starts the real local servers (Kafka,
-# Redis, Prometheus, the RTSP server), runs ruff and pytest, and stops the servers it started.
+# Redis, Prometheus, the RTSP server), runs ruff, mypy and pytest, and stops the servers it started.
 # Extra arguments go to pytest (e.g. -k kafka).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -17,5 +17,6 @@ bash "$here/infra.sh" start
 cd "$FACESTREAM_ROOT"
 "$FACESTREAM_VENV/bin/ruff" check .
 "$FACESTREAM_VENV/bin/ruff" format --check .
+"$FACESTREAM_VENV/bin/mypy"  # shared/ and services/, configured in pyproject.toml
 # Servers must be there: a test that cannot reach one fails instead of skipping.
 FACESTREAM_REQUIRE_SERVERS=1 "$FACESTREAM_VENV/bin/python" -m pytest "$@"

@@ -148,65 +148,8 @@ def create_app(
             )
         return data
 
-    @app.exception_handler(ProcessingError)
-    async def bad_input(_request: Request, error: ProcessingError) -> JSONResponse:
-        return JSONResponse({"reason": error.reason, "detail": error.detail}, status_code=422)
-
-    @app.exception_handler(PersonNotFoundError)
-    async def not_found(_request: Request, error: PersonNotFoundError) -> JSONResponse:
-        return JSONResponse({"reason": "person_not_found", "detail": str(error)}, status_code=404)
-
-    @app.exception_handler(EncoderMismatchError)
-    async def encoder_mismatch(_request: Request, error: EncoderMismatchError) -> JSONResponse:
-        return JSONResponse({"reason": "encoder_mismatch", "detail": str(error)}, status_code=409)
-
-    @app.exception_handler(GalleryError)
-    async def unavailable(_request: Request, error: GalleryError) -> JSONResponse:
-        return JSONResponse(
-            {"reason": "gallery_unavailable", "detail": str(error)}, status_code=503
-        )
-
-    @app.exception_handler(RegistryError)
-    async def registry_unavailable(_request: Request, error: RegistryError) -> JSONResponse:
-        return JSONResponse(
-            {"reason": "registry_unavailable", "detail": str(error)}, status_code=503
-        )
-
-    @app.exception_handler(RedisError)
-    async def redis_unavailable(_request: Request, error: RedisError) -> JSONResponse:
-        """Any Redis error a store did not translate: still an outage, never a 500."""
-        return JSONResponse(
-            {"reason": "store_unavailable", "detail": f"Redis: {error}"}, status_code=503
-        )
-
-    @app.exception_handler(PoolFullError)
-    async def busy(_request: Request, error: PoolFullError) -> JSONResponse:
-        return JSONResponse(
-            {"reason": "busy", "detail": str(error)}, status_code=503, headers={"Retry-After": "1"}
-        )
-
-    @app.get("/livez")
-    async def livez() -> dict[str, str]:
-        """The process answers: restart it if not. Checks no dependency (an outage of Redis
-        must not make Kubernetes restart a healthy API) and runs on the event loop directly."""
-        return {"status": "ok"}
-
-    @app.get("/healthz", include_in_schema=False)
-    async def health() -> dict[str, str]:
-        """Alias of ``/livez``, kept for existing probes and dashboards."""
-        return {"status": "ok"}
-
-    @app.get("/readyz")
-    def readyz() -> JSONResponse:
-        """Dependencies reachable (Redis ...): 200 to receive traffic, 503 with the failing ones.
-        A plain ``def``: the checks block (with the stores' short timeouts), off the event loop."""
-        status = {}
-        for name, check in (readiness or {}).items():
-            try:
-                status[name] = bool(check())
-            except Exception:  # noqa: BLE001 - an unreachable dependency is not ready
-                status[name] = False
-        return JSONResponse(status, status_code=200 if all(status.values()) else 503)
+    _answer_errors(app)
+    _probes(app, readiness or {})
 
     @app.get("/v1/people", dependencies=auth)
     def people() -> list[PersonOut]:
@@ -329,6 +272,7 @@ def create_app(
             from shared.style.gatys import GatysConfig
             from shared.style.gatys import stylize as gatys
 
+            assert style is not None  # checked above: a network or a style image
             style_bytes = await read(style)
             config = GatysConfig(size=size, iterations=iterations, seed=seed)
 
@@ -360,3 +304,72 @@ def _rgb(data: bytes):
 
 def _person(person) -> PersonOut:
     return PersonOut(id=person.id, name=person.name, encodings=len(person.encoding_ids))
+
+
+def _answer_errors(app: FastAPI) -> None:
+    """The library's errors as answers: bad input 422, unknown person 404, another encoder's
+    gallery 409, outages and a full model pool 503 (never a 500)."""
+
+    @app.exception_handler(ProcessingError)
+    async def bad_input(_request: Request, error: ProcessingError) -> JSONResponse:
+        return JSONResponse({"reason": error.reason, "detail": error.detail}, status_code=422)
+
+    @app.exception_handler(PersonNotFoundError)
+    async def not_found(_request: Request, error: PersonNotFoundError) -> JSONResponse:
+        return JSONResponse({"reason": "person_not_found", "detail": str(error)}, status_code=404)
+
+    @app.exception_handler(EncoderMismatchError)
+    async def encoder_mismatch(_request: Request, error: EncoderMismatchError) -> JSONResponse:
+        return JSONResponse({"reason": "encoder_mismatch", "detail": str(error)}, status_code=409)
+
+    @app.exception_handler(GalleryError)
+    async def unavailable(_request: Request, error: GalleryError) -> JSONResponse:
+        return JSONResponse(
+            {"reason": "gallery_unavailable", "detail": str(error)}, status_code=503
+        )
+
+    @app.exception_handler(RegistryError)
+    async def registry_unavailable(_request: Request, error: RegistryError) -> JSONResponse:
+        return JSONResponse(
+            {"reason": "registry_unavailable", "detail": str(error)}, status_code=503
+        )
+
+    @app.exception_handler(RedisError)
+    async def redis_unavailable(_request: Request, error: RedisError) -> JSONResponse:
+        """Any Redis error a store did not translate: still an outage, never a 500."""
+        return JSONResponse(
+            {"reason": "store_unavailable", "detail": f"Redis: {error}"}, status_code=503
+        )
+
+    @app.exception_handler(PoolFullError)
+    async def busy(_request: Request, error: PoolFullError) -> JSONResponse:
+        return JSONResponse(
+            {"reason": "busy", "detail": str(error)}, status_code=503, headers={"Retry-After": "1"}
+        )
+
+
+def _probes(app: FastAPI, readiness: dict[str, ReadinessCheck]) -> None:
+    """``/livez`` (and its alias ``/healthz``) and ``/readyz``, served without a token."""
+
+    @app.get("/livez")
+    async def livez() -> dict[str, str]:
+        """The process answers: restart it if not. Checks no dependency (an outage of Redis
+        must not make Kubernetes restart a healthy API) and runs on the event loop directly."""
+        return {"status": "ok"}
+
+    @app.get("/healthz", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        """Alias of ``/livez``, kept for existing probes and dashboards."""
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        """Dependencies reachable (Redis ...): 200 to receive traffic, 503 with the failing ones.
+        A plain ``def``: the checks block (with the stores' short timeouts), off the event loop."""
+        status = {}
+        for name, check in readiness.items():
+            try:
+                status[name] = bool(check())
+            except Exception:  # noqa: BLE001 - an unreachable dependency is not ready
+                status[name] = False
+        return JSONResponse(status, status_code=200 if all(status.values()) else 503)

@@ -100,7 +100,7 @@ class DetectorWorker(BatchWorker):
         return copy.deepcopy(self.trackers, {id(self.track_ids): self.track_ids})
 
     def restore(self, state: object) -> None:
-        self.trackers = state  # type: ignore[assignment] - what snapshot returned
+        self.trackers = state  # type: ignore[assignment]  # what snapshot returned
 
     def expire(self, camera_id: str) -> Iterable[Outgoing]:
         self.trackers.pop(camera_id, None)
@@ -130,7 +130,11 @@ def _face(
 ) -> DetectedFace:
     x, y, w, h = detection.box
     has_landmarks = detection.landmarks is not None
-    chip = chip_to_b64(kind.align(image, detection.landmarks)) if has_landmarks else None
+    chip = (
+        chip_to_b64(kind.align(image, detection.landmarks))
+        if detection.landmarks is not None
+        else None
+    )
     return DetectedFace(
         box=Box(x=float(x), y=float(y), w=float(w), h=float(h)),
         score=float(min(1.0, max(0.0, detection.score))),

@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -77,21 +78,23 @@ class LivenessWorker(BatchWorker):
         started = time.perf_counter()
         motion = np.stack([w[0] for *_, w in due])
         if getattr(self.model, "needs_chips", False):
-            scores = self.model.probability_live(motion, np.stack([w[1] for *_, w in due]))
+            chips = np.stack([cast(np.ndarray, w[1]) for *_, w in due])
+            scores = self.model.probability_live(motion, chips)  # type: ignore[call-arg]  # pixels
         else:
             scores = self.model.probability_live(motion)
         metrics.LIVENESS_MODEL_SECONDS.observe(time.perf_counter() - started)
         for (i, camera_id, track_id, _), score in zip(due, scores, strict=True):
             verdict = self._verdict(camera_id, track_id, float(score))
-            if isinstance(results[i], list) and verdict is not None:
-                results[i].append(verdict)
+            result = results[i]
+            if isinstance(result, list) and verdict is not None:
+                result.append(verdict)
         return results
 
     def snapshot(self) -> object:
         return copy.deepcopy((self.tracks, self._stream_time))
 
     def restore(self, state: object) -> None:
-        self.tracks, self._stream_time = state  # type: ignore[misc] - what snapshot returned
+        self.tracks, self._stream_time = state  # type: ignore[misc]  # what snapshot returned
 
     def expire(self, camera_id: str) -> Iterable[Outgoing]:
         """A silent camera (removed, or died): forget its tracks."""
@@ -100,7 +103,9 @@ class LivenessWorker(BatchWorker):
             del self.tracks[key]
         return ()
 
-    def _observe(self, message: Message) -> list[tuple[str, int, np.ndarray]]:
+    def _observe(
+        self, message: Message
+    ) -> list[tuple[str, int, tuple[np.ndarray, np.ndarray | None]]]:
         """Add the frame's faces to their tracks; the (camera, track, window) now due.
 
         Every face is decoded before any track changes, so a message that fails changes nothing.
@@ -111,7 +116,7 @@ class LivenessWorker(BatchWorker):
         self._stream_time[faces.camera_id] = max(latest, min(faces.capture_ts, time.time()))
         due = []
         for face, crops in decoded:
-            if crops is None:
+            if crops is None or face.track_id is None:  # (_decoded skips untracked faces)
                 continue
             window = self._add(faces.camera_id, faces.capture_ts, face, *crops)
             if window is not None:
@@ -136,7 +141,11 @@ class LivenessWorker(BatchWorker):
         if pixels and not (face.chip_jpeg_b64 and face.chip_kind == DLIB_150):
             metrics.LIVENESS_FACES_SKIPPED.labels("no_chip").inc()  # the pixel model's chips
             return None
-        chip = chip_centre(chip_from_b64(face.chip_jpeg_b64)) if pixels else None
+        chip = (
+            chip_centre(chip_from_b64(face.chip_jpeg_b64))
+            if pixels and face.chip_jpeg_b64
+            else None
+        )
         return context_from_b64(face.context_jpeg_b64), chip
 
     def _add(
@@ -149,7 +158,7 @@ class LivenessWorker(BatchWorker):
     ) -> tuple[np.ndarray, np.ndarray | None] | None:
         pixels = chip is not None
         track = self.tracks.setdefault(
-            (camera_id, face.track_id),
+            (camera_id, cast(int, face.track_id)),  # _observe passes tracked faces only
             TrackWindow(
                 deque(maxlen=self.model.window),
                 evidence=TrackEvidence(self.settings.policy(camera_id)),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from shared.schemas import Box, RecognitionEvent, RecognitionEventV2
 
@@ -45,7 +46,7 @@ class TrackVotes:
     """The last ``identified`` event's id, which a ``withdrawn`` event refers to."""
 
     def leader(self) -> tuple[str, float]:
-        person = max(self.weights, key=self.weights.get)
+        person = max(self.weights, key=lambda p: self.weights[p])
         return person, self.weights[person] / sum(self.weights.values())
 
 
@@ -58,7 +59,7 @@ class TrackVoter:
     def __init__(
         self,
         threshold: float,
-        confidence: Callable[[float], float],
+        confidence: Callable[[float], Any],
         names: Callable[[str], str | None],
         min_frames: int = 3,
         track_timeout_s: float = 2.0,
@@ -114,7 +115,7 @@ class TrackVoter:
             else UNKNOWN
         )
         track.weights[matched] = track.weights.get(matched, 0.0) + weight
-        if matched != UNKNOWN:
+        if matched != UNKNOWN and distance is not None:  # matched: the distance is there
             track.distances.setdefault(matched, []).append(float(distance))
         events.extend(self._decide(track))
         return events
@@ -162,7 +163,7 @@ class TrackVoter:
         return [*events, self._event("spoof", track)]
 
     def _withdrawal(self, track: TrackVotes) -> RecognitionEventV2:
-        base = self._event("withdrawn", track, RecognitionEventV2)
+        base = cast(RecognitionEventV2, self._event("withdrawn", track, RecognitionEventV2))
         return base.model_copy(update={"withdraws": track.identified_event_id, "reason": "spoof"})
 
     def expire(self, now: float) -> list[RecognitionEvent]:
@@ -206,7 +207,7 @@ class TrackVoter:
         person = track.decided if track.decided not in (None, UNKNOWN) else None
         distance = min(track.distances[person]) if person else None
         return schema(
-            type=kind,
+            type=kind,  # type: ignore[arg-type]  # one of the event types, by the callers
             camera_id=track.camera_id,
             track_id=track.track_id,
             person_id=person,

@@ -19,6 +19,7 @@ import copy
 import logging
 import time
 from collections.abc import Callable, Iterable
+from typing import cast
 
 import numpy as np
 
@@ -131,7 +132,7 @@ class RecognizerWorker(BatchWorker):
         return voter, fusion
 
     def restore(self, state: object) -> None:
-        voter, fusion = state  # type: ignore[misc] - what snapshot returned
+        voter, fusion = cast(tuple[dict, dict], state)  # what snapshot returned
         vars(self.voter).update(voter)
         if self.fusion is not None:
             vars(self.fusion).update(fusion)
@@ -246,7 +247,12 @@ class RecognizerWorker(BatchWorker):
         return (
             faces,
             usable,
-            np.stack([chip_from_b64(f.chip_jpeg_b64, chip_kind(f.chip_kind).size) for f in usable]),
+            np.stack(
+                [
+                    chip_from_b64(cast(str, f.chip_jpeg_b64), chip_kind(f.chip_kind).size)
+                    for f in usable
+                ]
+            ),
         )
 
     def _vote(
@@ -259,21 +265,22 @@ class RecognizerWorker(BatchWorker):
         )
         weights = [face_weight(face.box, face.score) for face in usable]
         queries, single, shifts = embeddings, [True] * len(usable), [0.0] * len(usable)
-        if self.fusion is not None:  # match the track's fused best frames, weighted by evidence
+        calibration = self.fusion_calibration
+        if self.fusion is not None and calibration is not None:  # match the fused best frames
             fused = [
-                self.fusion.add(faces.camera_id, f.track_id, e, w)
+                self.fusion.add(faces.camera_id, cast(int, f.track_id), e, w)
                 for f, e, w in zip(usable, embeddings, weights, strict=True)
             ]
             queries = np.stack([f.encoding for f in fused])
             weights = [f.weight for f in fused]
             single = [f.frames == 1 for f in fused]
-            shifts = [self.fusion_calibration.shift(f.frames) for f in fused]
+            shifts = [calibration.shift(f.frames) for f in fused]
         found = self.index.search(queries, templates=single)  # fused vs fused: not calibrated
         for face, weight, shift, matches in zip(usable, weights, shifts, found, strict=True):
             best = matches[0] if matches else None
             events = self.voter.observe(
                 faces.camera_id,
-                face.track_id,
+                cast(int, face.track_id),  # usable faces have a track
                 faces.capture_ts,
                 face.box,
                 weight,

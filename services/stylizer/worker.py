@@ -74,9 +74,9 @@ class StylizerWorker(BatchWorker):
         groups = defaultdict(list)
         for i, (meta, style, image) in frames:
             groups[(style, image.shape)].append((i, meta, image))
-        for (style, _), frames in groups.items():
-            painted = self.networks[style].stylize_batch(np.stack([f[2] for f in frames]))
-            for (i, meta, _), image in zip(frames, painted, strict=True):
+        for (style, _), group in groups.items():
+            painted = self.networks[style].stylize_batch(np.stack([f[2] for f in group]))
+            for (i, meta, _), image in zip(group, painted, strict=True):
                 results[i] = [self._styled(meta, style, image)]
         return results
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from numpy.typing import ArrayLike
 
 from shared.images import to_bgr
 
@@ -93,10 +94,10 @@ def similarity_transform(
     return np.hstack([scale * rotation, shift[:, None]])
 
 
-def apply_transform(transform: np.ndarray, points: np.ndarray) -> np.ndarray:
+def apply_transform(transform: np.ndarray, points: ArrayLike) -> np.ndarray:
     """``points`` (N, 2) mapped by a 2x3 affine transform."""
-    points = np.asarray(points, np.float64)
-    return points @ transform[:, :2].T + transform[:, 2]
+    array = np.asarray(points, np.float64)
+    return array @ transform[:, :2].T + transform[:, 2]
 
 
 def alignment_transform(

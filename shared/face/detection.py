@@ -35,7 +35,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from shared.face.types import Detection
+from shared.face.types import Detection, box4
 from shared.images import to_bgr
 
 DETECTOR_NAMES = ("mtcnn", "yunet", "dlib-hog", "dlib-cnn", "haar")
@@ -411,7 +411,7 @@ class HaarCascadeDetector(FaceDetector):
             outputRejectLevels=True,
         )
         return [
-            Detection(tuple(float(v) for v in box), _sigmoid(float(weight)))
+            Detection(box4(box), _sigmoid(float(weight)))
             for box, weight in zip(boxes, np.ravel(weights), strict=True)
         ]
 
@@ -452,7 +452,7 @@ class YuNetDetector(FaceDetector):
             return []
         return [
             Detection(
-                tuple(float(v) for v in row[:4]),
+                box4(row[:4]),
                 float(row[14]),
                 order_landmarks(row[4:14].reshape(5, 2)),
             )

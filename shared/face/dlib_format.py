@@ -24,6 +24,7 @@ sub-network, so they cannot be told apart in the bytes; they are reported as ``t
 
 from __future__ import annotations
 
+import builtins
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -152,7 +153,7 @@ class Reader:
             raise DlibFormatError(f"unknown resizable_tensor version {version}")
         return values.reshape(shape)
 
-    def alias_tensor(self) -> tuple[int, int, int, int]:
+    def alias_tensor(self) -> tuple[builtins.int, builtins.int, builtins.int, builtins.int]:
         """An alias_tensor: only its shape (num_samples, k, nr, nc); the data is in ``params``."""
         version = self.int()
         if version != 1:
@@ -233,7 +234,7 @@ def _read_fc(r: Reader) -> Layer:
     has_bias = bias_mode == 0  # FC_HAS_BIAS
     shapes = (weights_shape, biases_shape) if has_bias else (weights_shape,)
     parts = _split(params, *shapes)
-    tensors = {"weights": parts[0].reshape(num_inputs, num_outputs)}
+    tensors: dict[str, np.ndarray] = {"weights": parts[0].reshape(num_inputs, num_outputs)}
     if has_bias:
         tensors["biases"] = parts[1].reshape(-1)
     attrs = {"num_outputs": num_outputs, "num_inputs": num_inputs, "has_bias": has_bias}

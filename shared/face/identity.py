@@ -17,6 +17,7 @@ import numpy as np
 from shared.errors import ProcessingError
 from shared.face.fusion_calibration import load_fusion_calibration
 from shared.face.pipeline import AnalyzedFace, FacePipeline
+from shared.face.types import box4
 from shared.face.verification import Verdict, Verifier, index_metric, verify
 from shared.gallery.base import EncoderMismatchError, Gallery, Person, PersonNotFoundError
 from shared.gallery.index import GalleryIndex
@@ -139,7 +140,7 @@ class IdentityService:
             face.embedding,
             image,
             encoder=self.encoder_name,
-            box=tuple(float(v) for v in face.detection.box),
+            box=box4(face.detection.box),
         )
         log.info("enrolled an encoding for person %s", person.id)
         return Enrolled(self.gallery.person(person.id), encoding_id, FaceBox.of(face))

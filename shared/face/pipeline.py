@@ -1,12 +1,16 @@
 """Image -> faces with aligned chips and 128-d encodings: detection, alignment, encoding in one place.
 
-The CLI, the API and the services all go through this, so a face is encoded the same way
-everywhere (the gallery's encodings and the probes' must come from the same pipeline).
+What the CLI and the API go through (``IdentityService``: enrolment, verification,
+identification; ``facestream people reencode``), so the gallery's encodings and the photos
+checked against them are made the same way. The streaming services do not call it: the detector
+detects and cuts the configured encoder's chip kind (``chip_kinds.py``), the recognizer encodes
+those chips with the same encoder, so a stream's encodings match the gallery's too.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -52,7 +56,7 @@ class FacePipeline:
         detections = self.detect(image)
         if not detections:
             return []
-        chips = np.stack([self.align(image, d.landmarks) for d in detections])
+        chips = np.stack([self.align(image, cast(np.ndarray, d.landmarks)) for d in detections])
         embeddings = self.encoder.encode(chips)
         return [
             AnalyzedFace(d, chip, embedding)
@@ -65,7 +69,7 @@ class FacePipeline:
         if not detections:
             return None
         main = max(detections, key=lambda d: d.area)
-        chip = self.align(image, main.landmarks)
+        chip = self.align(image, cast(np.ndarray, main.landmarks))  # detect() keeps faces with them
         return AnalyzedFace(main, chip, self.encode(chip[None], jitters)[0])
 
     def encode(self, chips: np.ndarray, jitters: int = 0) -> np.ndarray:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from shared.errors import ProcessingError
 from shared.face.identity import DOMINANT_AREA_RATIO
 from shared.face.pipeline import AnalyzedFace, FacePipeline
+from shared.face.types import box4
 from shared.gallery.base import Encoding, Gallery, PersonNotFoundError
 from shared.images import decode_image
 
@@ -101,7 +102,7 @@ def _reencode_one(gallery: Gallery, pipeline: FacePipeline, encoding: Encoding) 
             encoding.id,
             face.embedding,
             encoder=pipeline.encoder.name,
-            box=tuple(float(v) for v in face.detection.box),
+            box=box4(face.detection.box),
         )
     except (KeyError, PersonNotFoundError):
         return "deleted meanwhile"

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+Box4 = tuple[float, float, float, float]
+
+
+def box4(values: Any) -> Box4:
+    """(x, y, w, h) as four Python floats, from any four numbers."""
+    x, y, w, h = (float(v) for v in values)
+    return x, y, w, h
+
 
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 """Order of the 5 landmarks; left/right as they appear in the image (left_eye has the smaller x)."""

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -78,7 +78,7 @@ class Calibration:
     impostor_quantiles: list[tuple[float, float]] = field(default_factory=list)
     """(false-accept rate, distance) points of the impostor distance distribution: the fraction of
     pairs of different people closer than ``distance``. Drives the 1:K threshold."""
-    impostor_tail: dict[str, float] | None = None
+    impostor_tail: dict[str, Any] | None = None
     """A generalized Pareto fit to the lower tail of the impostor distances (``ImpostorTail``):
     extrapolates the per-pair rate below what the sample resolves. None: quantiles only."""
 

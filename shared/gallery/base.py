@@ -100,7 +100,7 @@ def validate_box(box) -> tuple[float, float, float, float] | None:
     values = tuple(float(v) for v in box)
     if len(values) != 4 or not all(np.isfinite(values)):
         raise ValueError("a face box is 4 finite numbers (x, y, w, h)")
-    return values  # type: ignore[return-value]
+    return values
 
 
 def validate_vector(vector: np.ndarray) -> np.ndarray:

@@ -103,6 +103,7 @@ class GalleryIndex:
 
     def reload(self) -> None:
         """Load every encoding; the cursor is read first so no change is missed in between."""
+        assert self.gallery is not None, "only an index that follows a gallery reloads"
         cursor = self.gallery.cursor()
         encodings = self.gallery.encodings()
         with self._lock:
@@ -140,6 +141,7 @@ class GalleryIndex:
         return synced
 
     def _sync(self) -> bool:
+        assert self.gallery is not None, "sync() returns early without a gallery"
         try:
             if self._cursor is None:
                 self.reload()

@@ -26,7 +26,7 @@ import json
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -186,7 +186,7 @@ def load_weights(models_dir: Path | None = None) -> dict[str, np.ndarray]:
         return {name: archive[name] for name in archive.files}
 
 
-def preprocess(rgb: ArrayLike) -> ArrayLike:
+def preprocess(rgb: Any) -> Any:
     """RGB in [0, 255] -> BGR minus the ImageNet mean (``keras.applications.vgg16.preprocess_input``).
 
     Written with slicing and arithmetic only so it is differentiable inside a ``tf.function``.
