@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from shared.style.arbitrary_files import PREDICT_FILE, TRANSFORM_FILE, ensure_files, model_path
+from shared.style.arbitrary_files import PREDICT_FILE, TRANSFORM_FILE, model_path
 from shared.style.onnx_graph import OnnxGraph
 
 STYLE_SIDE = 256
@@ -62,7 +62,8 @@ class ArbitraryStylizer:
     """Both networks, ready to paint RGB uint8 frames in the style of any painting."""
 
     def __init__(self, models_dir: Path | None = None, work_side: int | None = WORK_SIDE) -> None:
-        ensure_files(models_dir)
+        # Checked, never downloaded here: a service does not fetch models at run time
+        # (``facestream models prepare`` does); a missing file names that command.
         self.predictor = OnnxGraph(model_path(PREDICT_FILE, models_dir), name="style_predict")
         self.transformer = OnnxGraph(model_path(TRANSFORM_FILE, models_dir), name="transform")
         self.work_side = work_side

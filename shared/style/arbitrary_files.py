@@ -46,7 +46,7 @@ class ArbitraryModelError(StyleModelError):
 
 def fetch_command(models_dir: Path | None = None) -> str:
     suffix = f" --models-dir {models_dir}" if models_dir is not None else ""
-    return f"python -m shared.style.arbitrary_files fetch{suffix}"
+    return f"facestream models prepare (or python -m shared.style.arbitrary_files fetch{suffix})"
 
 
 def model_path(name: str, models_dir: Path | None = None) -> Path:
