@@ -1,19 +1,23 @@
-"""Style transfer report: Gatys against the feed-forward networks, side by side, with figures.
+"""Style transfer report: Gatys, the trained networks and the arbitrary-style network side by side.
 
     .venv/bin/python -m bench.style [--iterations 200] [--out bench/out/style]
 
 For three held-out content photos x two styles (the committed networks' paintings) it runs
-Gatys' optimisation at 256 px (Adam, the CLI's defaults) and the trained network on the same
-content, and measures both outputs with the same J_content and J_style (shared.style.costs, the
-Gatys layers and weights). It writes:
+Gatys' optimisation at 256 px (Adam, the CLI's defaults), the trained network, and the
+arbitrary-style network (Magenta's, shared/style/arbitrary.py: the painting's bottleneck, then
+one transformer pass at the content's own 256 px) on the same content, and measures all three
+outputs with the same J_content and J_style (shared.style.costs, the Gatys layers and weights).
+It writes:
 
-- ``contact_sheet.png``: per row content | style | Gatys | network, with J_content, J_style and
-  seconds under each result;
+- ``contact_sheet.png``: per row content | style | Gatys | network | arbitrary, with J_content,
+  J_style and seconds under each result;
 - ``gatys_cost.png``: J over iterations of the six Gatys runs (log scale);
-- ``report.json``: every figure, plus Gatys iterations per second at 256 and 512 px and the
-  networks' frames per second at 640x360 and 1920x1080 (median of timed passes).
-
-Ratios are within this run: network time / Gatys time per image.
+- ``report.json``: every figure; per run the cost ratios of each fast method to Gatys
+  (``J_style / J_style(Gatys)``, ``J_content / J_content(Gatys)``) and their medians; Gatys
+  iterations per second at 256 and 512 px; the trained networks' frames per second at 640x360
+  and 1920x1080; the arbitrary network's seconds per new style (bottleneck of a painting) and
+  frames per second at 640x360, painted at 384 px (the stylizer's default) and at full size
+  (medians of timed passes).
 """
 
 from __future__ import annotations
@@ -34,11 +38,14 @@ import tensorflow as tf  # noqa: E402
 from bench.machine import machine_info  # noqa: E402
 from shared.settings import get_settings  # noqa: E402
 from shared.style import costs  # noqa: E402
+from shared.style.arbitrary import WORK_SIDE, ArbitraryStylizer  # noqa: E402
 from shared.style.fast import load_network  # noqa: E402
 from shared.style.gatys import (  # noqa: E402
     DEFAULT_CONTENT_LAYER,
     DEFAULT_STYLE_LAYERS,
+    CostRecord,
     GatysConfig,
+    StyleResult,
     resize_longest,
     stylize,
 )
@@ -64,6 +71,24 @@ def measure(extractor, content: np.ndarray, style: np.ndarray, image: np.ndarray
     }
 
 
+def cached_gatys(stem: Path, content: np.ndarray, style: np.ndarray, iterations: int):
+    """Gatys' result and seconds, kept as ``STEM.png`` + ``STEM.json`` so that a rerun (another
+    method changed, or a run stopped on a loaded machine) does not optimise the same image again:
+    same content, painting and config give the same image (docs/style.md)."""
+    image_path, record_path = stem.with_suffix(".png"), stem.with_suffix(".json")
+    if image_path.exists() and record_path.exists():
+        record = json.loads(record_path.read_text())
+        image = cv2.cvtColor(cv2.imread(str(image_path)), cv2.COLOR_BGR2RGB)
+        return StyleResult(image, [CostRecord(*r) for r in record["history"]]), record["seconds"]
+    started = time.perf_counter()
+    result = stylize(content, style, GatysConfig(iterations=iterations))
+    seconds = time.perf_counter() - started
+    cv2.imwrite(str(image_path), cv2.cvtColor(result.image, cv2.COLOR_RGB2BGR))
+    record = {"seconds": seconds, "history": [list(r) for r in result.history]}
+    record_path.write_text(json.dumps(record))
+    return result, seconds
+
+
 def gatys_rate(content: np.ndarray, style: np.ndarray, size: int, iterations: int) -> float:
     """Adam iterations per second at ``size`` px (first call's tracing excluded)."""
     stylize(content, style, GatysConfig(size=size, iterations=2))
@@ -83,6 +108,45 @@ def network_fps(name: str, shape: tuple[int, int], passes: int = 5, frames: int 
             network.stylize(frame, max_side=None)
         rates.append(frames / (time.perf_counter() - started))
     return statistics.median(rates)
+
+
+def arbitrary_speed(stylizer: ArbitraryStylizer, painting: np.ndarray, passes: int = 5) -> dict:
+    """Seconds per new style (one bottleneck) and frames per second at 640x360."""
+    stylizer.style_vector(painting)  # tracing excluded
+    vector_s = []
+    for _ in range(passes):
+        started = time.perf_counter()
+        vector = stylizer.style_vector(painting)
+        vector_s.append(time.perf_counter() - started)
+    frame = np.random.default_rng(0).integers(0, 256, (360, 640, 3), dtype=np.uint8)
+    report = {"style_vector_s": statistics.median(vector_s)}
+    for name, side in (
+        (f"fps_640x360_painted_at_{WORK_SIDE}", WORK_SIDE),
+        ("fps_640x360_full", None),
+    ):
+        stylizer.work_side = side
+        stylizer.stylize(frame, vector)
+        rates = []
+        for _ in range(passes):
+            started = time.perf_counter()
+            for _ in range(3):
+                stylizer.stylize(frame, vector)
+            rates.append(3 / (time.perf_counter() - started))
+        report[name] = statistics.median(rates)
+    stylizer.work_side = None
+    return report
+
+
+def ratios(run: dict) -> dict:
+    """Each fast method's costs over Gatys': how far it is from the optimum it imitates."""
+    gatys = run["gatys"]
+    return {
+        method: {
+            "style": run[method]["J_style"] / gatys["J_style"],
+            "content": run[method]["J_content"] / gatys["J_content"],
+        }
+        for method in ("network", "arbitrary")
+    }
 
 
 def label(image: np.ndarray, lines: list[str]) -> np.ndarray:
@@ -125,31 +189,55 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "style")
+    parser.add_argument(
+        "--pairs", nargs="+", default=None, help="CONTENT/STYLE pairs (default: all six)"
+    )
+    parser.add_argument(
+        "--frame-speed-only",
+        action="store_true",
+        help="speed at 640x360 only: no Gatys rates, no 1920x1080 (a loaded machine)",
+    )
     args = parser.parse_args()
+    pairs = [tuple(p.split("/")) for p in args.pairs] if args.pairs else None
     data = get_settings().shared_data / "style"
     args.out.mkdir(parents=True, exist_ok=True)
     extractor = feature_extractor([DEFAULT_CONTENT_LAYER, *DEFAULT_STYLE_LAYERS])
     report: dict = {"machine": machine_info(), "runs": []}
     rows, histories = [], {}
+    arbitrary = ArbitraryStylizer(work_side=None)  # paints at the content's own 256 px
     for content_name in CONTENTS:
         content = resize_longest(read_rgb(data / "content" / f"{content_name}.jpg"), 256)
         for style_name in STYLES:
+            if pairs is not None and (content_name, style_name) not in pairs:
+                continue
             style = read_rgb(data / "paintings" / f"{style_name}.jpg")
-            started = time.perf_counter()
-            result = stylize(content, style, GatysConfig(iterations=args.iterations))
-            gatys_s = time.perf_counter() - started
+            result, gatys_s = cached_gatys(
+                args.out / f"gatys_{content_name}_{style_name}_{args.iterations}",
+                content,
+                style,
+                args.iterations,
+            )
             network = load_network(style_name)
             network.stylize(content)  # tracing excluded
             started = time.perf_counter()
             fast = network.stylize(content)
             fast_s = time.perf_counter() - started
+            started = time.perf_counter()
+            vector = arbitrary.style_vector(style)
+            painted = arbitrary.stylize(content, vector)
+            arbitrary_s = time.perf_counter() - started
             run = {
                 "content": content_name,
                 "style": style_name,
                 "gatys": {**measure(extractor, content, style, result.image), "seconds": gatys_s},
                 "network": {**measure(extractor, content, style, fast), "seconds": fast_s},
+                "arbitrary": {
+                    **measure(extractor, content, style, painted),
+                    "seconds": arbitrary_s,
+                },
                 "content_itself": measure(extractor, content, style, content),
             }
+            run["ratio_to_gatys"] = ratios(run)
             report["runs"].append(run)
             histories[f"{content_name} / {style_name}"] = result.history
             print(json.dumps(run), flush=True)
@@ -161,6 +249,7 @@ def main() -> None:
                         tile(style, side, [style_name, ""]),
                         tile(result.image, side, _caption("Gatys", run["gatys"])),
                         tile(fast, side, _caption("network", run["network"])),
+                        tile(painted, side, _caption("arbitrary", run["arbitrary"])),
                     ]
                 )
             )
@@ -170,16 +259,25 @@ def main() -> None:
 
     content = read_rgb(data / "content" / "tubingen.jpg")
     style = read_rgb(data / "paintings" / "starry_night.jpg")
-    report["gatys_iterations_per_s"] = {
-        str(size): gatys_rate(content, style, size, 20) for size in (256, 512)
+    if not args.frame_speed_only:
+        report["gatys_iterations_per_s"] = {
+            str(size): gatys_rate(content, style, size, 20) for size in (256, 512)
+        }
+    report["median_ratio_to_gatys"] = {
+        method: {
+            cost: statistics.median(r["ratio_to_gatys"][method][cost] for r in report["runs"])
+            for cost in ("style", "content")
+        }
+        for method in ("network", "arbitrary")
     }
+    report["arbitrary_speed"] = arbitrary_speed(ArbitraryStylizer(), style)
+    sizes = ((640, 360),) if args.frame_speed_only else ((640, 360), (1920, 1080))
     report["network_fps"] = {
-        f"{name} {w}x{h}": network_fps(name, (h, w))
-        for name in STYLES
-        for w, h in ((640, 360), (1920, 1080))
+        f"{name} {w}x{h}": network_fps(name, (h, w)) for name in STYLES for w, h in sizes
     }
     (args.out / "report.json").write_text(json.dumps(report, indent=2))
-    print(json.dumps({k: report[k] for k in ("gatys_iterations_per_s", "network_fps")}, indent=2))
+    keys = ("gatys_iterations_per_s", "network_fps", "arbitrary_speed", "median_ratio_to_gatys")
+    print(json.dumps({k: report[k] for k in keys if k in report}, indent=2))
     print(f"wrote {args.out}/contact_sheet.png, gatys_cost.png, report.json")
 
 

@@ -170,14 +170,21 @@ def _liveness_worker(settings: Settings) -> BatchWorker:
 
 
 def _stylizer(settings: Settings, registry: CameraRegistry) -> BatchWorker:
-    from functools import partial
-
+    from services.stylizer.styles import StyleLoader
     from services.stylizer.worker import StylizerWorker
-    from shared.style.fast import load_network
+    from shared.images import max_frame_pixels
+    from shared.style.paintings import create_painting_store
 
+    loader = StyleLoader(  # trained networks by name, uploaded paintings as painting:<id>
+        settings.style.networks_dir,
+        create_painting_store(settings),
+        max_frame_pixels(),
+        settings.face.models_dir,
+        settings.style.painting_side,
+    )
     return StylizerWorker(
         registry,
-        partial(load_network, directory=settings.style.networks_dir),
+        loader,
         registry_poll_s=settings.ingest.registry_poll_s,
         max_lag_s=settings.style.max_lag_s,
         jpeg_quality=settings.style.jpeg_quality,

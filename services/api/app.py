@@ -29,6 +29,7 @@ from services.api.guard import (
     token_matches,
 )
 from services.console.session import COOKIE
+from services.api.paintings import paintings_routes
 from services.ingestor.source import Source
 from shared.cameras import CameraRegistry, CameraSpec, RegistryError
 from shared.errors import ProcessingError
@@ -36,6 +37,7 @@ from shared.face.identity import IdentityService
 from shared.gallery.base import EncoderMismatchError, GalleryError, PersonNotFoundError
 from shared.images import decode_image, encode_jpeg, max_frame_pixels
 from shared.style.catalog import NETWORKS_DIR, available_networks
+from shared.style.paintings import PaintingStore, is_painting
 
 MAX_GATYS_SIZE = 512
 MAX_GATYS_ITERATIONS = 500
@@ -108,6 +110,8 @@ def create_app(
     model_queue: int = 4,
     snapshots: "SnapshotStore | None" = None,
     console: "Console | None" = None,
+    paintings: PaintingStore | None = None,
+    painting_side: int = 384,
 ) -> FastAPI:
     """The app. ``readiness``: the dependencies ``/readyz`` checks (e.g. Redis ping); a weak
     ``token`` raises ``WeakTokenError`` (guard.check_token_strength) before anything is served.
@@ -124,6 +128,11 @@ def create_app(
         public_prefixes=("/console/static/",) if console else (),
     )
     pool = ModelPool(model_workers, model_queue)
+    if paintings is None:
+        from shared.settings import get_settings
+        from shared.style.paintings import create_painting_store
+
+        paintings = create_painting_store(get_settings())
     app.router.on_shutdown.append(pool.shutdown)
     bearer = HTTPBearer(auto_error=False)
     token_bytes = token.encode()
@@ -211,6 +220,8 @@ def create_app(
     def put_camera(camera_id: str, camera: CameraSpec) -> CameraSpec:
         if camera.id != camera_id:
             raise ProcessingError("id_mismatch", "the path and body camera ids differ")
+        if is_painting(camera.style) and not paintings.exists(camera.style):
+            raise HTTPException(404, f"no painting {camera.style!r}; upload it to /v1/paintings")
         cameras.put(camera)
         return camera
 
@@ -224,6 +235,8 @@ def create_app(
         from shared.style.fast import load_network
 
         return load_network(name, networks_dir)
+
+    paint_with_painting = paintings_routes(app, auth, read, paintings, models_dir, painting_side)
 
     @app.get("/v1/styles", dependencies=auth)
     def styles() -> list[str]:
@@ -240,16 +253,24 @@ def create_app(
         image: Annotated[UploadFile, File()],
         network_name: Annotated[str | None, Form(alias="network")] = None,
         style: Annotated[UploadFile | None, File()] = None,
+        painting: Annotated[UploadFile | None, File()] = None,
+        strength: Annotated[float, Form()] = 1.0,
         size: Annotated[int, Form()] = 256,
         iterations: Annotated[int, Form()] = 200,
         seed: Annotated[int, Form()] = 0,
     ) -> Response:
-        """Style one image: with ``network`` (a trained network's name, real time), or with a
+        """Style one image: with ``network`` (a trained network's name, real time), with a
+        ``painting`` (any painting, by the arbitrary-style network; ``strength`` 0..1), or with a
         ``style`` image by Gatys' optimisation (``size`` px, ``iterations`` Adam steps)."""
-        if (network_name is None) == (style is None):
-            raise ProcessingError("missing_field", "give either 'network' or a 'style' image")
+        if [network_name, style, painting].count(None) != 2:
+            raise ProcessingError(
+                "missing_field", "give one of 'network', a 'painting' or a 'style' image"
+            )
         content_bytes = await read(image)
-        if network_name is not None:
+        if painting is not None:
+            painting_bytes = await read(painting)
+            painted = await pool.run(paint_with_painting, content_bytes, painting_bytes, strength)
+        elif network_name is not None:
             if network_name not in available_networks(networks_dir):
                 raise HTTPException(404, f"no style network {network_name!r}")
 

@@ -21,6 +21,7 @@ from services.cli import (
     faces,
     liveness,
     models,
+    paintings,
     serve,
     similarity,
     style,
@@ -33,7 +34,18 @@ from shared.liveness import LivenessModelError
 from shared.settings import get_settings
 from shared.style.vgg import StyleModelError
 
-COMMANDS = (serve, cameras, faces, models, style, similarity, liveness, alignment, calibrate)
+COMMANDS = (
+    serve,
+    cameras,
+    faces,
+    models,
+    style,
+    paintings,
+    similarity,
+    liveness,
+    alignment,
+    calibrate,
+)
 """Command groups in the order ``facestream --help`` lists them."""
 
 USER_ERRORS = (

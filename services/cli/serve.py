@@ -83,6 +83,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> None:
     from services.api.app import create_app
     from services.api.guard import WeakTokenError, check_token_strength
     from shared.cameras import create_camera_registry
+    from shared.style.paintings import create_painting_store
 
     if settings.api.token is None or not settings.api.token.get_secret_value():
         raise CliError(
@@ -111,6 +112,8 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> None:
         model_queue=settings.api.model_queue,
         snapshots=create_snapshot_store(settings),
         console=console,
+        paintings=create_painting_store(settings),
+        painting_side=settings.style.painting_side,
     )
     print(f"console: http://{settings.api.host}:{settings.api.port}/", flush=True)
     uvicorn.run(app, host=settings.api.host, port=settings.api.port, log_level="warning")

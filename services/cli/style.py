@@ -22,6 +22,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     stylize.add_argument("content")
     stylize.add_argument("style", nargs="?", help="style image (Gatys optimisation)")
     stylize.add_argument("--network", help="name of a trained feed-forward network instead")
+    stylize.add_argument("--painting", help="any painting, by the arbitrary-style network")
+    stylize.add_argument("--strength", type=float, default=1.0, help="--painting: 0..1")
     stylize.add_argument("-o", "--output", type=Path, required=True)
     stylize.add_argument("--size", type=int, default=256, help="Gatys: longest side, pixels")
     stylize.add_argument("--iterations", type=int, default=200)
@@ -64,10 +66,17 @@ def cmd_stylize(args: argparse.Namespace, settings: Settings) -> None:
 
     from shared.images import decode_image
 
-    if (args.style is None) == (args.network is None):
-        raise CliError("give either a STYLE image (Gatys) or --network NAME (feed-forward)")
+    if [args.style, args.network, args.painting].count(None) != 2:
+        raise CliError(
+            "give one of a STYLE image (Gatys), --network NAME (feed-forward) "
+            "or --painting FILE (arbitrary-style network)"
+        )
     content = cv2.cvtColor(decode_image(read_bytes(args.content)), cv2.COLOR_BGR2RGB)
-    if args.network is not None:
+    if args.painting is not None:
+        from services.cli.paintings import paint_file
+
+        image = paint_file(content, read_bytes(args.painting), args.strength, settings)
+    elif args.network is not None:
         from shared.style.fast import load_network
 
         image = load_network(args.network, settings.style.networks_dir).stylize(content)

@@ -9,6 +9,10 @@ Live video wants fresh frames more than every frame: a frame older than ``max_la
 reached is dropped and counted (``facestream_stylizer_frames_total{outcome="dropped_stale"}``), so
 a stylizer slower than its cameras publishes a sample of recent frames instead of falling further
 behind. Frames of one poll that share a style and a size are painted in one network call.
+
+A style is a trained network's name or ``painting:<id>``, an uploaded painting painted by the
+arbitrary-style network (services/stylizer/styles.py builds either; its bottleneck is computed
+once per painting, when a camera first switches to it).
 """
 
 from __future__ import annotations
@@ -26,12 +30,14 @@ from shared.cameras import CameraRegistry, RegistryError
 from shared.frames import decode_frame, each
 from shared.images import encode_jpeg, max_frame_pixels
 from shared.schemas import STYLED_FRAME_SCHEMA, FrameMeta, Topics
-from shared.style.fast import StyleNetwork, StyleNetworkError
+from shared.style.fast import StyleNetwork
+from shared.style.vgg import StyleModelError
 from shared.worker import BatchWorker, Outgoing
 
 log = logging.getLogger(__name__)
 
 NetworkLoader = Callable[[str], StyleNetwork]
+"""A style's name -> an object with ``stylize_batch`` (a network or a ``PaintingStyle``)."""
 
 
 class StylizerWorker(BatchWorker):
@@ -118,7 +124,7 @@ class StylizerWorker(BatchWorker):
         if style not in self.networks and style not in self.unknown_styles:
             try:
                 self.networks[style] = self.load_network(style)
-            except StyleNetworkError as error:
+            except StyleModelError as error:  # unknown network or painting, missing model files
                 log.warning("stylizer: cameras with style %r stay unstyled: %s", style, error)
                 self.unknown_styles.add(style)
         return self.networks.get(style)

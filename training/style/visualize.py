@@ -73,29 +73,40 @@ def vgg16_spec(layer: str) -> list[LayerSpec]:
 
 
 def keras_spec(model, layer: str) -> list[LayerSpec]:
-    """The geometry of the main path of a Keras model up to ``layer``: its Conv2D and max pools.
+    """The geometry of the main path of a Keras model up to ``layer``: its convolutions (plain
+    and depthwise) and max pools, with the zero padding of a ZeroPadding2D in front of them.
 
     Average pools are skipped: in the face ResNet they sit on residual shortcuts, whose receptive
     field is smaller than the conv path's. 'same' pads (k - 1) // 2 first when the stride is 1
-    (odd kernels); a strided 'same' layer pads unevenly and is refused.
+    (odd kernels); a strided 'same' layer pads unevenly and is refused (SFace pads explicitly,
+    ZeroPadding2D then a 'valid' convolution, which is supported at any stride).
     """
     import keras
 
     specs: list[LayerSpec] = []
+    pending = 0  # leading padding of a ZeroPadding2D waiting for its convolution
+    kinds = keras.layers.Conv2D | keras.layers.DepthwiseConv2D | keras.layers.MaxPooling2D
     for item in model.layers:
-        if isinstance(item, keras.layers.Conv2D | keras.layers.MaxPooling2D):
-            kernel = item.kernel_size if isinstance(item, keras.layers.Conv2D) else item.pool_size
+        if isinstance(item, keras.layers.ZeroPadding2D):
+            (top, _), (left, _) = item.padding
+            if top != left:
+                raise ValueError(f"{item.name}: only square padding is supported")
+            pending += int(top)
+        elif isinstance(item, kinds):
+            pooling = isinstance(item, keras.layers.MaxPooling2D)
+            kernel = item.pool_size if pooling else item.kernel_size
             stride = item.strides
             if kernel[0] != kernel[1] or stride[0] != stride[1]:
                 raise ValueError(f"{item.name}: only square kernels and strides are supported")
             if item.padding == "valid":
-                pad = 0
-            elif stride[0] == 1 and kernel[0] % 2 == 1:
+                pad = pending
+            elif stride[0] == 1 and kernel[0] % 2 == 1 and not pending:
                 pad = (kernel[0] - 1) // 2
             else:
                 raise ValueError(f"{item.name}: strided or even 'same' padding is not supported")
+            pending = 0
             specs.append((int(kernel[0]), int(stride[0]), pad))
-        if item.name == layer:
+        if item.name == layer or item.name == f"{layer}_prelu":
             return specs
     raise ValueError(f"layer {layer!r} not in model {model.name}")
 
