@@ -193,7 +193,9 @@ def test_a_withdrawn_name_unnames_the_snapshot(tmp_path: Path) -> None:
 
     store = FileSnapshotStore(tmp_path, 24)
     keeper = SnapshotKeeper(store)
-    keeper.observe(*faces("door", 3, Box(x=0, y=0, w=30, h=30)), [5], [0.5])  # no frame: no thumbnail
+    keeper.observe(
+        *faces("door", 3, Box(x=0, y=0, w=30, h=30)), [5], [0.5]
+    )  # no frame: no thumbnail
     keeper.best[("door", 5)].face_jpeg = JPEG
     snap_id = read_event(
         Message(

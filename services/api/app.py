@@ -28,8 +28,8 @@ from services.api.guard import (
     check_token_strength,
     token_matches,
 )
-from services.console.session import COOKIE
 from services.api.paintings import paintings_routes
+from services.console.session import COOKIE
 from services.ingestor.source import Source
 from shared.cameras import CameraRegistry, CameraSpec, RegistryError
 from shared.errors import ProcessingError
