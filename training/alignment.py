@@ -110,7 +110,7 @@ class ReferencePipeline:
             for f in self.mtcnn.detect(image_bgr)
             if np.linalg.norm(np.array(f.box[:2]) + np.array(f.box[2:]) / 2 - near) <= 25
         ]
-        if shape is None or not faces:
+        if shape is None or not faces or faces[0].landmarks is None:
             return None
         details = self.dlib.get_face_chip_details(shape, CHIP_SIZE, CHIP_PADDING)
         r = details.rect

@@ -79,14 +79,14 @@ def impostor_tail_sample(
     rng = np.random.default_rng(seed)
     people = {name: np.flatnonzero(names == name) for name in np.unique(names)}
     rounds = [np.array([rng.choice(rows) for rows in people.values()]) for _ in range(draws)]
-    sampled = []
+    samples = []
     for chosen in rounds:
         a = rng.integers(0, len(chosen), sample // draws)
         b = rng.integers(0, len(chosen), sample // draws)
         ok = a != b
         diff = vectors[chosen[a[ok]]] - vectors[chosen[b[ok]]]
-        sampled.append(np.einsum("ij,ij->i", diff, diff))
-    sampled = np.sort(np.concatenate(sampled))
+        samples.append(np.einsum("ij,ij->i", diff, diff))
+    sampled = np.sort(np.concatenate(samples))
     cut = float(np.quantile(sampled, keep * 1.5))
     kept, total = [], 0
     for chosen in rounds:
@@ -120,7 +120,7 @@ def calibrate_encoder(
     data: Path,
     encoder: str,
     command: str,
-    exclude: set[str] = frozenset(),
+    exclude: frozenset[str] | set[str] = frozenset(),
     tail_rate: float = TAIL_RATE,
 ) -> Calibration:
     """tau and Platt on DevTrain pairs; impostor quantiles and tail (anchored at the per-pair

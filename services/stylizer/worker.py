@@ -21,6 +21,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 
@@ -30,14 +31,20 @@ from shared.cameras import CameraRegistry, RegistryError
 from shared.frames import decode_frame, each
 from shared.images import encode_jpeg, max_frame_pixels
 from shared.schemas import STYLED_FRAME_SCHEMA, FrameMeta, Topics
-from shared.style.fast import StyleNetwork
 from shared.style.vgg import StyleModelError
 from shared.worker import BatchWorker, Outgoing
 
 log = logging.getLogger(__name__)
 
-NetworkLoader = Callable[[str], StyleNetwork]
-"""A style's name -> an object with ``stylize_batch`` (a network or a ``PaintingStyle``)."""
+
+class Stylizes(Protocol):
+    """A trained network (shared/style/fast.py) or a painting's style (styles.PaintingStyle)."""
+
+    def stylize_batch(self, frames: np.ndarray) -> np.ndarray: ...
+
+
+NetworkLoader = Callable[[str], Stylizes]
+"""A style's name -> what paints frames in that style."""
 
 
 class StylizerWorker(BatchWorker):
@@ -60,7 +67,7 @@ class StylizerWorker(BatchWorker):
         self.jpeg_quality = jpeg_quality
         self.clock = clock
         self.styles: dict[str, str] = {}
-        self.networks: dict[str, StyleNetwork] = {}
+        self.networks: dict[str, Stylizes] = {}
         self.unknown_styles: set[str] = set()
         self._next_registry_read = 0.0
         self.max_frame_pixels = max_frame_pixels()  # read now: settings load once, not per frame
@@ -119,7 +126,7 @@ class StylizerWorker(BatchWorker):
             self.unknown_styles.clear()  # a changed registry may name a network added since
         self.styles = styles
 
-    def _network(self, style: str) -> StyleNetwork | None:
+    def _network(self, style: str) -> Stylizes | None:
         """The loaded network of a style; None (warned once) when no such network exists."""
         if style not in self.networks and style not in self.unknown_styles:
             try:

@@ -96,8 +96,11 @@ class ArbitraryStylizer:
         batch = np.stack([_resize(f, work_w, work_h) for f in frames]).astype(np.float32) / 255.0
         pad_h, pad_w = (-work_h) % MULTIPLE, (-work_w) % MULTIPLE
         if pad_h or pad_w:
-            mode = "reflect" if min(work_h, work_w) > MULTIPLE else "edge"
-            batch = np.pad(batch, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode=mode)
+            pads = ((0, 0), (0, pad_h), (0, pad_w), (0, 0))
+            reflect = min(work_h, work_w) > MULTIPLE
+            batch = (
+                np.pad(batch, pads, mode="reflect") if reflect else np.pad(batch, pads, mode="edge")
+            )
         vectors = np.broadcast_to(
             np.asarray(vector, np.float32).reshape(1, 1, 1, BOTTLENECK),
             (len(frames), 1, 1, BOTTLENECK),

@@ -17,6 +17,7 @@ import hashlib
 import re
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import TypeGuard
 
 import numpy as np
 import redis
@@ -45,7 +46,7 @@ def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def is_painting(style: str | None) -> bool:
+def is_painting(style: str | None) -> TypeGuard[str]:
     return style is not None and style.startswith(PREFIX)
 
 

@@ -16,6 +16,7 @@ import argparse
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,9 @@ def encodings_path(detector: str, encoder: str, mirrored: bool = False) -> Path:
     return OUT / f"lfw-{detector}-{encoder}{'-mirrored' if mirrored else ''}.npz"
 
 
-def _load(path: Path, field: str, keys: list[str], shape: tuple[int, ...]) -> np.ndarray:
+def _load(
+    path: Path, field: str, keys: list[str], shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
     values = np.full((len(keys), *shape), np.nan, np.float32)
     done = np.zeros(len(keys), bool)
     if path.exists():
@@ -58,7 +61,8 @@ def _load(path: Path, field: str, keys: list[str], shape: tuple[int, ...]) -> np
 def _save(path: Path, keys: list[str], field: str, values: np.ndarray, done: np.ndarray) -> None:
     OUT.mkdir(exist_ok=True)
     temp = path.with_suffix(".tmp.npz")
-    np.savez(temp, keys=np.array(keys), done=done, **{field: values})
+    arrays: dict[str, Any] = {"keys": np.array(keys), "done": done, field: values}
+    np.savez(temp, **arrays)
     os.replace(temp, path)
 
 
@@ -139,7 +143,7 @@ def encode_all(
     if len(todo) == 0:
         return values
     settings = get_settings().model_copy(deep=True)
-    settings.face.encoder = encoder_name
+    settings.face.encoder = encoder_name  # type: ignore[assignment]  # checked by the loader
     encoder = load_face_encoder(settings, threads=settings.face.tf_threads)
     align = chip_kind(encoder.chip_kind).align
     root = lfw_root(data)

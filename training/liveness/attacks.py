@@ -317,7 +317,7 @@ class Display:
         )
         return cls(
             gamma=float(rng.uniform(0.65, 1.1)),
-            white=tuple(float(v) for v in white),
+            white=(float(white[0]), float(white[1]), float(white[2])),
             black=float(rng.uniform(0.02, 0.10)),
             pitch=float(rng.uniform(1.1, 3.2)),
             angle_deg=float(rng.uniform(-4, 4)),
@@ -346,7 +346,8 @@ class Display:
 
 def shake_path(frames: int, rng: np.random.Generator, amplitude_px: float) -> np.ndarray:
     """(frames, 2) hand tremor: a small random walk pulled back to the centre (a few px/frame)."""
-    position, path = np.zeros(2), []
+    position: np.ndarray = np.zeros(2)
+    path = []
     for _ in range(frames):
         position = 0.8 * position + rng.normal(0, amplitude_px, 2)
         path.append(position.copy())
@@ -369,7 +370,7 @@ def recompress_video(frames: Sequence[np.ndarray], quality: int, fps: float = 15
         for frame in frames:
             writer.write(np.ascontiguousarray(frame))
         writer.release()
-        capture, decoded = cv2.VideoCapture(path), []
+        capture, decoded = cv2.VideoCapture(path), list[np.ndarray]()
         while len(decoded) < len(frames):
             ok, frame = capture.read()
             if not ok:
@@ -462,7 +463,10 @@ def textured_print_attack(
     height, width = frames[0].shape[:2]
     shaken = [
         cv2.warpAffine(
-            f, np.float32([[1, 0, dx], [0, 1, dy]]), (width, height), borderMode=cv2.BORDER_REFLECT
+            f,
+            np.array([[1, 0, dx], [0, 1, dy]], np.float32),
+            (width, height),
+            borderMode=cv2.BORDER_REFLECT,
         )
         for f, (dx, dy) in zip(frames, tremor, strict=True)
     ]

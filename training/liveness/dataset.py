@@ -17,6 +17,7 @@ import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -112,7 +113,10 @@ def detect_tracks(
 
 def save_tracks(tracks: list[Track], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {"labels": np.array([t.label for t in tracks] or [""]), "count": len(tracks)}
+    arrays: dict[str, Any] = {
+        "labels": np.array([t.label for t in tracks] or [""]),
+        "count": len(tracks),
+    }
     for i, t in enumerate(tracks):
         for name in ("landmarks", "boxes", "contexts", "chips", "cues"):
             arrays[f"{i}/{name}"] = getattr(t, name)

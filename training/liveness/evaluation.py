@@ -186,7 +186,8 @@ def per_track_report(model, policy: EvidencePolicy, data: Path, detector, hop: i
         path = data / name
         frames = training.read_video(path)
         smallest = name.startswith("liveness/")  # the live person stands beside the phone
-        outcomes, offsets = [], []
+        outcomes: list = []
+        offsets: list = []
         for clip in training.at_pipeline_rate(path, frames):
             track = training.follow_face(clip, detector, smallest=smallest)
             outcomes.append(track_outcome(model, policy, track.features(), "screen", hop))

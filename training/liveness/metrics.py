@@ -33,7 +33,7 @@ class ErrorRates:
     """Presentations per label, so a reader sees how many each rate rests on."""
 
 
-def error_rates(labels: Sequence[str], judged_live: Sequence[bool]) -> ErrorRates:
+def error_rates(labels: Sequence[str], judged_live: Sequence[bool] | np.ndarray) -> ErrorRates:
     """APCER per attack type, BPCER and ACER of decisions against true labels."""
     labels_array = np.asarray(labels)
     live = np.asarray(judged_live, bool)

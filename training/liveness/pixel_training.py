@@ -267,7 +267,7 @@ def evaluate(model, data: Path, policy, detector=None, offsets: int = 10) -> dic
         tracks = [t for s in sources for t in source_tracks(s, data, detector)]
         windows = track_windows(tracks)
         p = model.probability_live(windows.motion, windows.chips)
-        entry = {
+        entry: dict[str, Any] = {
             "at_0.5": _rates(windows.labels, p, 0.5),
             "at_bpcer5_dev": _rates(windows.labels, p, at_bpcer5),
             "per_source_correct_at_0.5": {

@@ -225,7 +225,7 @@ def load_windows(splits: set[str], motion_model) -> Windows:
 
 def calibrate(model, windows: Windows, l2: float) -> None:
     """Platt slope on out-of-fold log-odds, intercept placing P = 0.5 at out-of-fold BPCER 5%."""
-    from shared.face.verification import fit_logistic
+    from training.calibration import fit_logistic
 
     scores = np.clip(out_of_fold(windows, l2), -10, 10)
     a, _ = fit_logistic(scores, windows.live, balanced=True)
@@ -283,8 +283,11 @@ def evaluate(model, motion_model, policy, offsets: int = 10) -> dict:
             cut = Track(
                 track.source,
                 track.label,
-                *(getattr(track, n)[start:] for n in ("landmarks", "boxes", "contexts", "chips")),
-                track.cues[start:],
+                track.landmarks[start:],
+                track.boxes[start:],
+                track.contexts[start:],
+                track.chips[start:],
+                None if track.cues is None else track.cues[start:],
             )
             retries += _track_outcomes(model, motion_model, [cut], policy)
     report["replay at offsets"] = retries
@@ -350,8 +353,12 @@ def run(args: argparse.Namespace, settings) -> None:
                 report["nested pick of one cue"] = nested_pick(everything, args.l2[0])
             if args.ablate:
                 l2, cues = args.l2[0], windows.features.shape[1] - 1
-                for name, columns in (("cues only", slice(0, cues)), ("motion only", [cues])):
-                    part = Windows(windows.features[:, columns], windows.labels, windows.sources)
+                parts: tuple[tuple[str, slice | list[int]], ...] = (
+                    ("cues only", slice(0, cues)),
+                    ("motion only", [cues]),
+                )
+                for name, kept in parts:
+                    part = Windows(windows.features[:, kept], windows.labels, windows.sources)
                     report[name] = loso(part, l2)
         else:
             l2 = args.l2[0]

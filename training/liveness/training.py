@@ -58,7 +58,7 @@ class Windows:
 
 def read_video(path: Path, limit: int | None = None) -> list[np.ndarray]:
     capture = cv2.VideoCapture(str(path))
-    frames = []
+    frames: list[np.ndarray] = []
     while limit is None or len(frames) < limit:
         ok, frame = capture.read()
         if not ok:
@@ -93,7 +93,8 @@ class FaceTrack:
 
     def add(self, frame: np.ndarray, face) -> None:
         self.landmarks.append(np.asarray(face.landmarks))
-        self.boxes.append(tuple(float(v) for v in face.box))
+        x, y, w, h = (float(v) for v in face.box)
+        self.boxes.append((x, y, w, h))
         self.contexts.append(context_crop(frame, face.box))
 
     def features(self) -> np.ndarray:

@@ -80,7 +80,8 @@ def _head_pairs(
     """Every same-identity pair of training rows, as many random different-identity pairs, and
     with ``hard_negatives`` > 0 each row's nearest rows of other identities in ``encodings``."""
     rng = np.random.default_rng(seed)
-    first, second = [], []
+    first: list[int] = []
+    second: list[int] = []
     for value in np.unique(labels):
         members = np.flatnonzero(labels == value)
         i, j = np.triu_indices(len(members), 1)
@@ -91,7 +92,7 @@ def _head_pairs(
     b = rng.integers(0, len(labels), 3 * positives)
     different = labels[a] != labels[b]
     a, b = a[different][:positives], b[different][:positives]
-    if hard_negatives > 0:
+    if hard_negatives > 0 and encodings is not None:
         hard_a, hard_b = hard_negative_pairs(encodings, labels, hard_negatives)
         a, b = np.r_[a, hard_a], np.r_[b, hard_b]
     same = np.r_[np.ones(positives, bool), np.zeros(len(a), bool)]
@@ -181,9 +182,8 @@ def _pixels(chips, rows: np.ndarray) -> np.ndarray:
     input; colour adds nothing to either baseline), in [0, 1]."""
     from training.similarity.scratch_encoder import scratch_chips
 
-    grey = scratch_chips(np.asarray(chips.chips[rows])).astype(np.float32) @ np.float32(
-        [0.299, 0.587, 0.114]
-    )
+    luma = np.array([0.299, 0.587, 0.114], np.float32)
+    grey = scratch_chips(np.asarray(chips.chips[rows])).astype(np.float32) @ luma
     return grey.reshape(len(rows), -1) / np.float32(255)
 
 

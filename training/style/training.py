@@ -204,7 +204,10 @@ def train(
     with curve_path.open("w") as curve:
         for index in range(1, config.steps + 1):
             values = step(tf.constant(next(batches)))
-            record = StepRecord(index, *(float(v) for v in values), time.perf_counter() - started)
+            total, content_cost, style_cost, tv = (float(v) for v in values)
+            record = StepRecord(
+                index, total, content_cost, style_cost, tv, time.perf_counter() - started
+            )
             history.append(record)
             curve.write(json.dumps(asdict(record)) + "\n")
             if progress is not None:
