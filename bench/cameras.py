@@ -16,6 +16,9 @@ faces (detector) and capture -> event p50/p99, consumer lag of every group in th
 the end (bounded, or growing), and the CPU each process used. It prints the largest N that keeps
 15 fps on every camera (>= 95%) with capture -> event p50 <= 250 ms and bounded lag. The load
 average is printed with every run: figures from a machine others use are marked as such.
+
+Over 400 lines for a reason: one benchmark that starts, watches and stops two runners' worth of
+processes and servers, and all of its measurements read the same topics and process table.
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@ the fused encoding of its track's best frames so far rather than alone. The gall
 encodings of this recognizer's encoder only: otherwise it refuses to start
 (``EncoderMismatchError``, naming ``facestream people reencode``), and a later mismatch (someone
 enrolled with another encoder meanwhile) is logged as an error while those encodings are ignored.
+
+Over 400 lines for a reason: the per-track parts (voter, fusion, re-association, journal,
+snapshots) each live in a module beside this one, but the batch contract snapshots and restores
+them together and every face passes through them in one order, which this class owns.
 """
 
 from __future__ import annotations
