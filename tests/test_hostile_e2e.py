@@ -60,7 +60,8 @@ def stream_clip(
     stack.registry.put(CameraSpec(id=camera, url=str(clip), fps=15))
 
     def decoded() -> list[RecognitionEvent]:
-        return [RecognitionEvent.model_validate_json(r.value) for r in events.read()]
+        records = [r for r in events.read() if ("schema", b"event/1") in r.headers]
+        return [RecognitionEvent.model_validate_json(r.value) for r in records]  # no snapshots
 
     wait_for(lambda: published() > before, 60, "the clip's first frames")
     if during is not None:

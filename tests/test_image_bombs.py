@@ -139,6 +139,7 @@ def test_the_control_decodes_the_bomb_unguarded_and_grows(bombs) -> None:
 def test_the_detector_decodes_a_poll_in_chunks_within_the_pixel_budget() -> None:
     from services.detector.worker import DetectorWorker
     from shared.face.detection import HaarCascadeDetector
+    from shared.settings import DetectorSettings
 
     class Recording(HaarCascadeDetector):
         sizes: list[int] = []
@@ -148,7 +149,8 @@ def test_the_detector_decodes_a_poll_in_chunks_within_the_pixel_budget() -> None
             return super().detect_batch(images)
 
     detector = Recording()
-    worker = DetectorWorker(detector, batch_pixels=3 * 640 * 480)
+    every_frame = DetectorSettings(motion_gating=False, detect_every=1)  # all 7 reach the detector
+    worker = DetectorWorker(detector, batch_pixels=3 * 640 * 480, settings=every_frame)
     image = encode_jpeg(np.full((480, 640, 3), 100, np.uint8))
     poll = []
     for seq in range(7):
