@@ -275,24 +275,22 @@ class RecognizerWorker(BatchWorker):
     def _usable_faces(
         self, message: Message
     ) -> tuple[FacesMessage, list[DetectedFace], np.ndarray] | None:
-        """The frame's faces that carry a chip and a track, with the chips decoded; None to skip."""
+        """The frame's faces that carry a chip and a track, with the chips decoded; None to skip.
+
+        Every chip is checked before a settled track's face is skipped: a face that would be
+        refused when encoded is refused (dead-lettered) when skipped too, so a malformed message
+        cannot keep a track open or move its camera's clock."""
         faces = FacesMessage.from_message(message)
         usable = [f for f in faces.faces if f.chip_jpeg_b64 and f.track_id is not None]
-        usable = [f for f in usable if not self._skipped(faces, f)]
-        if not usable:
-            return None
         for face in usable:  # a chip cut for another encoder would give a meaningless encoding
             check_chip_kind(face.chip_kind, self.encoder.chip_kind)
-        return (
-            faces,
-            usable,
-            np.stack(
-                [
-                    chip_from_b64(cast(str, f.chip_jpeg_b64), chip_kind(f.chip_kind).size)
-                    for f in usable
-                ]
-            ),
-        )
+        chips = [
+            chip_from_b64(cast(str, f.chip_jpeg_b64), chip_kind(f.chip_kind).size) for f in usable
+        ]
+        kept = [i for i, face in enumerate(usable) if not self._skipped(faces, face)]
+        if not kept:
+            return None
+        return faces, [usable[i] for i in kept], np.stack([chips[i] for i in kept])
 
     def _resolve(self, camera_id: str, track_id: int) -> int:
         again = self.reassociation
