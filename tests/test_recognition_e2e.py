@@ -64,5 +64,6 @@ def test_lin_manuel_miranda_is_identified_on_his_track(
     assert max(per_track.values()) <= 4, per_track  # started, decision(s), ended: not per frame
     assert recognizer.metric("facestream_events_total", type="identified") >= len(identified)
     frames = ingestor.metric("facestream_camera_frames_published_total", camera=camera)
-    assert len(received) < frames / 5
+    decisions = [e for e in received if e.type != "snapshot"]  # a snapshot follows a decision
+    assert len(decisions) < frames / 5
     print(f"{len(received)} events for {len(per_track)} tracks over {frames:.0f} frames")
