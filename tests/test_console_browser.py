@@ -135,10 +135,12 @@ def screenshot(driver, name: str) -> None:
 
 def test_live_frames_show_a_box_labelled_with_the_name(browser, console: Console) -> None:
     go(browser, "live")
-    labelled = lambda d: [  # noqa: E731
-        b for b in d.find_elements(By.CSS_SELECTOR, ".box.identified .label")
-        if b.text == "lin_manuel_miranda"
-    ]  # fmt: skip
+    labelled = lambda d: (
+        "lin_manuel_miranda"
+        in d.execute_script(  # noqa: E731
+            "return [...document.querySelectorAll('.box.identified .label')].map(e => e.textContent)"
+        )
+    )  # read in one step: the boxes are redrawn with every frame (elements go stale)
     WebDriverWait(browser, 20, 0.1).until(labelled)
     image = browser.find_element(By.CSS_SELECTOR, ".tile .view img")
     assert browser.execute_script("return arguments[0].naturalWidth", image) > 0
