@@ -135,12 +135,11 @@ def screenshot(driver, name: str) -> None:
 
 def test_live_frames_show_a_box_labelled_with_the_name(browser, console: Console) -> None:
     go(browser, "live")
-    labelled = lambda d: (
-        "lin_manuel_miranda"
-        in d.execute_script(  # noqa: E731
-            "return [...document.querySelectorAll('.box.identified .label')].map(e => e.textContent)"
-        )
-    )  # read in one step: the boxes are redrawn with every frame (elements go stale)
+
+    def labelled(d) -> bool:  # read in one step: the boxes are redrawn with every frame
+        script = "return [...document.querySelectorAll('.box.identified .label')]"
+        return "lin_manuel_miranda" in d.execute_script(script + ".map(e => e.textContent)")
+
     WebDriverWait(browser, 20, 0.1).until(labelled)
     image = browser.find_element(By.CSS_SELECTOR, ".tile .view img")
     assert browser.execute_script("return arguments[0].naturalWidth", image) > 0
