@@ -58,6 +58,18 @@ class Track:
     cues: np.ndarray | None = None
     """(T, len(recapture.CUES)) float32: the recapture cues from the full frame"""
 
+    def from_frame(self, start: int) -> Track:
+        """The same track from its frame ``start`` on (a track first seen later)."""
+        return Track(
+            self.source,
+            self.label,
+            self.landmarks[start:],
+            self.boxes[start:],
+            self.contexts[start:],
+            self.chips[start:],
+            None if self.cues is None else self.cues[start:],
+        )
+
     def motion(self) -> np.ndarray:
         """(T, FEATURES): the sequence model's per-frame features."""
         return track_features(list(self.landmarks), list(self.boxes), list(self.contexts))

@@ -227,17 +227,9 @@ def _rates(labels, p, threshold) -> dict:
 
 def _track_states(model, track, policy, start: int = 0):
     from shared.liveness.evidence import track_states
-    from training.liveness.dataset import Track
 
     if start:
-        track = Track(
-            track.source,
-            track.label,
-            track.landmarks[start:],
-            track.boxes[start:],
-            track.contexts[start:],
-            track.chips[start:],
-        )
+        track = track.from_frame(start)
     windows = track_windows([track], hop_ends=True)
     if not windows.labels:
         return []

@@ -256,7 +256,7 @@ def _track_outcomes(model, motion_model, tracks, policy) -> list[dict]:
 def evaluate(model, motion_model, policy, offsets: int = 10) -> dict:
     """The real pair and the stills moved by hand, per window at P = 0.5 and per track."""
     from shared.settings import get_settings
-    from training.liveness.dataset import SOURCES, STILLS, Track, source_tracks
+    from training.liveness.dataset import SOURCES, STILLS, source_tracks
 
     data = get_settings().shared_data
     report: dict = {}
@@ -280,16 +280,7 @@ def evaluate(model, motion_model, policy, offsets: int = 10) -> dict:
     for track in replay:
         for k in range(offsets):
             start = k * len(track) // (offsets + 2)
-            cut = Track(
-                track.source,
-                track.label,
-                track.landmarks[start:],
-                track.boxes[start:],
-                track.contexts[start:],
-                track.chips[start:],
-                None if track.cues is None else track.cues[start:],
-            )
-            retries += _track_outcomes(model, motion_model, [cut], policy)
+            retries += _track_outcomes(model, motion_model, [track.from_frame(start)], policy)
     report["replay at offsets"] = retries
     return report
 
