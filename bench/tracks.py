@@ -53,6 +53,7 @@ class ClipRun:
     boxes: dict[int, list[tuple[int, float]]] = field(default_factory=lambda: defaultdict(list))
     """Track id (as the recognizer counts it) -> (frame index, box centre x) per frame."""
     detected_frames: int = 0
+    refined_faces: int = 0
     frames: int = 0
 
 
@@ -114,6 +115,7 @@ class Pipeline:
         base = time.time() - 3600.0  # stream time in the past: nothing is ahead of the clock
         calls = self.detector.detector
         before = getattr(calls, "frames_detected", 0)
+        refined_before = getattr(calls, "faces_refined", 0)
         for index, image in enumerate(frames):
             meta = FrameMeta(
                 camera_id=camera,
@@ -135,6 +137,7 @@ class Pipeline:
             self._record_boxes(out, index, FacesMessage.from_message(faces))
         out.events += [read_event(_message(e)) for e in self.recognizer.shutdown()]
         out.detected_frames = getattr(calls, "frames_detected", 0) - before
+        out.refined_faces = getattr(calls, "faces_refined", 0) - refined_before
         return out
 
     def _record_boxes(self, out: ClipRun, index: int, faces: FacesMessage) -> None:
@@ -207,6 +210,7 @@ def score(run: ClipRun, truth: dict, fps: float = 15.0) -> dict:
         "unmatched_tracks": unmatched,
         "identity_switches": switches,
         "detected_frames": run.detected_frames,
+        "refined_faces": run.refined_faces,
         "frames": run.frames,
         "events": dict(Counter(e.type for e in run.events)),
     }
@@ -233,11 +237,17 @@ class CountingDetector:
     def __init__(self, detector) -> None:
         self._detector = detector
         self.frames_detected = 0
+        self.faces_refined = 0
         self.name = detector.name
+        self.can_refine = detector.can_refine
 
     def detect_batch(self, images):
         self.frames_detected += len(images)
         return self._detector.detect_batch(images)
+
+    def refine(self, image, boxes):
+        self.faces_refined += len(boxes)
+        return self._detector.refine(image, boxes)
 
 
 def main() -> None:

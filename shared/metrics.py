@@ -87,8 +87,9 @@ LIVENESS_MODEL_SECONDS = Histogram(
 
 DETECTOR_FRAMES = Counter(
     "facestream_detector_frames_total",
-    "Frames the detector handled, by what it did (detected, tracked: faces carried by optical "
-    "flow, gated: no motion and no faces, nothing run) and why (services/detector/schedule.py).",
+    "Frames the detector handled, by what it did (detected; refined: young faces carried by "
+    "optical flow and measured again by the detector's last stage; tracked: faces carried by "
+    "flow; gated: no motion and no faces, nothing run) and why (services/detector/schedule.py).",
     ["decision", "reason"],
 )
 RECOGNIZER_FACES = Counter(

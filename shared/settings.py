@@ -122,8 +122,12 @@ class DetectorSettings(BaseModel):
     full_every: int = Field(15, ge=1)
     """A still scene still gets a full detection this often (frames), so nobody still is missed."""
     settle_frames: int = Field(40, ge=0)
-    """A track younger than this (frames) is detected on every frame: the liveness model's first
+    """A track younger than this (frames) is measured on every frame: the liveness model's first
     windows and the recognizer's first votes use measured landmarks."""
+    refine_young: bool = True
+    """Measure a young track's face between full detections by the detector's last stage on its
+    flow-carried box (MTCNN's ONet: 9-17 ms a face against 73-86 ms a frame) instead of fully
+    detecting every frame. Detectors that cannot refine (YuNet, dlib, Haar) detect every frame."""
     cut_change: float = Field(0.3, gt=0, le=1)
     cut_histogram: float = Field(0.2, gt=0, le=1)
     """A frame whose pixels changed this much (share) from the previous one and whose grey
@@ -157,8 +161,9 @@ class RecognizerSettings(BaseModel):
     best this-many frames (services/recognizer/fusion.py; bench.fusion measures it). 0: every
     frame is matched alone (per-frame votes only)."""
     encode_every: int = Field(3, ge=1)
-    """Once a track is decided (and live), only every this-many of its frames is encoded (the
-    others just keep it open): a decided track costs the encoder a third. 1: every frame."""
+    """Once a track is settled (decided, or named by its votes and waiting only for its liveness
+    verdict), only every this-many of its frames is encoded (the others just keep it open): a
+    settled track costs the encoder a third. 1: every frame."""
     reassociate: bool = True
     """A new track whose face matches a track of the same camera lost within ``reassociate_s``
     continues that track (same track id, no second ``started``; services/recognizer/

@@ -252,3 +252,28 @@ def test_landscape_photo_has_no_faces(mtcnn: MtcnnDetector) -> None:
     if not path.is_file():
         pytest.skip(f"no {path}")
     assert mtcnn.detect(cv2.imread(str(path))) == []
+
+
+@pytest.mark.data
+def test_refine_measures_a_known_face_again_and_loses_a_missing_one(mtcnn: MtcnnDetector) -> None:
+    """ONet on an expected box (off by a tenth of the face, as flow leaves it) gives the
+    detection's landmarks again; on a box without a face it gives None; order is kept."""
+    image = probe("obama-480p.jpg")
+    (face,) = mtcnn.detect(image)
+    x, y, w, h = face.box
+    shifted = (x + 0.1 * w, y - 0.08 * h, w * 1.05, h * 1.05)
+    empty = (5.0, 5.0, 60.0, 60.0)  # the top left corner: background
+    again, missing = mtcnn.refine(image, [shifted, empty])
+    assert missing is None
+    assert again is not None and again.score > 0.8
+    assert_landmarks_sensible(again)
+    eye_distance = np.linalg.norm(face.landmarks[1] - face.landmarks[0])
+    assert np.linalg.norm(again.landmarks - face.landmarks, axis=1).mean() < 0.1 * eye_distance
+    assert iou(again.box, face.box) > 0.8
+    assert mtcnn.refine(image, []) == []
+
+
+def test_only_mtcnn_refines(haar: HaarCascadeDetector) -> None:
+    assert MtcnnDetector.can_refine and not haar.can_refine
+    with pytest.raises(NotImplementedError, match="haar"):
+        haar.refine(np.zeros((64, 64, 3), np.uint8), [(0.0, 0.0, 10.0, 10.0)])

@@ -16,7 +16,7 @@ from services.detector.motion import MotionDetector
 from services.detector.worker import DetectorWorker
 from shared.bus.base import Message
 from shared.face.chip_kinds import ARCFACE_112
-from shared.face.detection import YuNetDetector
+from shared.face.detection import MtcnnDetector, YuNetDetector
 from shared.images import encode_jpeg
 from shared.schemas import FacesMessage, FrameMeta, Topics
 from shared.settings import DetectorSettings, Settings
@@ -32,6 +32,21 @@ class CountingYuNet(YuNetDetector):
     def detect_batch(self, images_bgr):
         self.frames += len(images_bgr)
         return super().detect_batch(images_bgr)
+
+
+class CountingMtcnn(MtcnnDetector):
+    """The real MTCNN, counting full detections and refined faces."""
+
+    frames = 0
+    refined = 0
+
+    def detect_batch(self, images_bgr):
+        self.frames += len(images_bgr)
+        return super().detect_batch(images_bgr)
+
+    def refine(self, image_bgr, boxes):
+        self.refined += len(boxes)
+        return super().refine(image_bgr, boxes)
 
 
 @pytest.fixture
@@ -144,6 +159,27 @@ def test_carried_faces_keep_their_track_and_follow_the_face(detector, hamilton: 
     ids = {f.track_id for message in tracked for f in message.faces}
     ref_ids = {f.track_id for message in reference for f in message.faces}
     assert len(ids) <= len(ref_ids)
+
+
+@pytest.mark.parametrize("refine_young", [True, False])
+def test_young_faces_are_refined_between_detections(hamilton: Path, refine_young: bool) -> None:
+    """Lin's close-up, every face young (settle_frames 40): with refinement a full detection
+    every 3rd frame, the frames between measured by ONet on the carried boxes (landmarks and
+    chips, not ``tracked``: the liveness model takes them); without it, every frame detected."""
+    detector = CountingMtcnn()
+    settings = DetectorSettings(detect_every=3, settle_frames=40, refine_young=refine_young)
+    frames = clip_frames(hamilton, 75)[45:]
+    out = run(DetectorWorker(detector, chip=ARCFACE_112, settings=settings), frames)
+    faces = [f for message in out for f in message.faces]
+    assert not any(f.tracked for f in faces), "young faces are measured, never only carried"
+    assert all(f.chip_jpeg_b64 and len(f.landmarks) == 5 for f in faces)
+    if refine_young:
+        assert detector.frames <= len(frames) // 3 + 3
+        assert detector.refined >= len(frames) // 2
+    else:
+        assert detector.frames == len(frames) and detector.refined == 0
+    lin = max({f.track_id for f in faces}, key=lambda t: sum(f.track_id == t for f in faces))
+    assert sum(f.track_id == lin for f in faces) >= len(frames) - 3, "one track throughout"
 
 
 def test_the_motion_detector_ignores_noise_and_sees_a_moving_object(shared_data: Path) -> None:

@@ -34,13 +34,16 @@ def chips(face_pipeline, people_data: Path) -> dict[str, str]:
     return out
 
 
-def recognizer(face_pipeline, tmp_path: Path, reassociate: bool = True) -> RecognizerWorker:
+def recognizer(
+    face_pipeline, tmp_path: Path, reassociate: bool = True, liveness_gate: bool = False
+) -> RecognizerWorker:
     settings = RecognizerSettings(reassociate=reassociate, track_timeout_s=2.0, reassociate_s=6.0)
     return RecognizerWorker(
         face_pipeline.encoder,
         FileGallery(tmp_path / "gallery"),
         build_verifier(Settings()),
         settings,
+        liveness_gate=liveness_gate,
     )
 
 
@@ -141,3 +144,30 @@ def test_a_settled_track_is_encoded_only_every_few_frames(face_pipeline, chips, 
     assert sample("facestream_recognizer_faces_total", outcome="encoded") - encoded == 7
     assert sample("facestream_recognizer_faces_total", outcome="skipped") - skipped == 8
     assert worker.voter.tracks[("cam", 1)].frames == 15  # skipped faces still keep it open
+
+
+def test_a_named_track_waiting_for_liveness_is_encoded_only_every_few_frames(
+    face_pipeline, chips, tmp_path, people_data: Path
+) -> None:
+    """Obama enrolled, the liveness gate on and no verdict yet: his track is named by every vote
+    but not released; its frames are encoded as a settled track's (7 of 15), and the name goes
+    out as soon as the verdict says live."""
+    from tests.helpers import sample
+
+    photo = people_data / "enroll" / "obama" / "obama.jpg"
+    image = cv2.imread(str(photo))
+    face = face_pipeline.detect(image)[0]
+    chip = face_pipeline.align(image, face.landmarks)
+    encoding = face_pipeline.encoder.encode(chip[None])[0]
+    gallery = FileGallery(tmp_path / "gallery")
+    person = gallery.add_person("Barack Obama")
+    gallery.add_encoding(
+        person.id, encoding, photo.read_bytes(), encoder=face_pipeline.encoder.name
+    )
+    worker = recognizer(face_pipeline, tmp_path, liveness_gate=True)
+    encoded = sample("facestream_recognizer_faces_total", outcome="encoded")
+    events = play(worker, [(chips["obama/obama2.jpg"], 1, 0.0, 1.0 - 1e-6)])  # 15 frames
+    assert [e.type for e in events] == ["started"], "no name before the liveness verdict"
+    assert sample("facestream_recognizer_faces_total", outcome="encoded") - encoded == 7
+    released = worker.voter.judged("cam", 1, live=True)
+    assert [(e.type, e.person_name) for e in released] == [("identified", "Barack Obama")]

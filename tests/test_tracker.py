@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from services.detector.tracker import FaceTracker, TrackIds, iou
+from services.detector.tracker import FaceTracker, TrackIds
+from shared.face.types import box_iou as iou
 
 
 def test_iou() -> None:

@@ -3,9 +3,11 @@
 The detector decodes every frame (cheap) but detects faces only where it pays:
 
 * a camera with faces on it: a full detection every ``detect_every`` frames; between them the
-  faces are carried by optical flow (``tracking.py``). A face the flow loses, or a face younger
-  than ``settle_frames`` (the liveness model's first windows and the recognizer's first votes
-  want measured landmarks), brings detection back on the next frame;
+  faces are carried by optical flow (``tracking.py``). A face the flow loses brings detection
+  back on the next frame. A face younger than ``settle_frames`` (the liveness model's first
+  windows and the recognizer's first votes want measured landmarks) is carried and then
+  measured again by the detector's last stage (``refine``: MTCNN's ONet on the carried box, a
+  fifth to a tenth of a full detection) where the detector can, else fully detected on every frame;
 * a frame that shows another scene (motion.py: a cut, a camera that moved or switched) is detected and its faces start new tracks;
 * a camera without faces: a detection on every frame with motion (someone may have come in),
   and only every ``full_every`` frames when nothing moves (``motion.py``); the periodic full
@@ -49,9 +51,12 @@ class CameraSchedule:
     tracks instead of matching the new faces to the old ones by position."""
     lost: bool = False
     """A face was lost by the flow since the last detection: detect the next frame."""
+    refine: bool = False
+    """Young faces are refined between full detections rather than detected on every frame."""
 
     @classmethod
-    def create(cls, settings: DetectorSettings) -> CameraSchedule:
+    def create(cls, settings: DetectorSettings, refine: bool = False) -> CameraSchedule:
+        """``refine``: the detector can refine a known face (``FaceDetector.can_refine``)."""
         return cls(
             settings,
             MotionDetector(
@@ -62,10 +67,12 @@ class CameraSchedule:
                 settings.cut_change,
                 settings.cut_histogram,
             ),
+            refine=refine and settings.refine_young,
         )
 
-    def decide(self, grey: np.ndarray) -> tuple[bool, str]:
-        """Whether this frame (grey, full size) gets a full detection, and why (a metric label).
+    def decide(self, grey: np.ndarray) -> str:
+        """What this frame (grey, full size) gets, as a metric label: ``detect_*`` (a full
+        detection, and why), ``refined``, ``tracked`` or ``gated``.
 
         Also feeds the frame to the motion detector, so call it once per frame, in order.
         """
@@ -80,7 +87,7 @@ class CameraSchedule:
         if reason.startswith("detect"):
             self.since_detection = 0
             self.lost = False
-        return reason.startswith("detect"), reason
+        return reason
 
     def _reason(self, moving: bool) -> str:
         s = self.settings
@@ -93,11 +100,12 @@ class CameraSchedule:
         if self.faces:
             if any(face.landmarks is None for face in self.faces.values()):
                 return "detect_no_landmarks"  # nothing to carry them by (haar)
-            if any(face.age < s.settle_frames for face in self.faces.values()):
+            young = any(face.age < s.settle_frames for face in self.faces.values())
+            if young and not self.refine:
                 return "detect_young"
             if self.since_detection >= s.detect_every:
                 return "detect_interval"
-            return "tracked"
+            return "refined" if young else "tracked"
         if moving and s.motion_gating:
             return "detect_motion"
         if not s.motion_gating or self.since_detection >= s.full_every:

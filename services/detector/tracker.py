@@ -12,6 +12,8 @@ import itertools
 import time
 from dataclasses import dataclass
 
+from shared.face.types import box_iou
+
 BoxTuple = tuple[float, float, float, float]
 
 
@@ -21,15 +23,6 @@ class Track:
     box: BoxTuple
     last_seen_ts: float
     hits: int = 1
-
-
-def iou(a: BoxTuple, b: BoxTuple) -> float:
-    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
-    w = max(0.0, min(ax2, bx2) - max(a[0], b[0]))
-    h = max(0.0, min(ay2, by2) - max(a[1], b[1]))
-    inter = w * h
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
 
 
 def centre_closeness(a: BoxTuple, b: BoxTuple) -> float:
@@ -68,7 +61,7 @@ class FaceTracker:
         self.expire(ts)
         pairs = sorted(
             (
-                (max(iou(t.box, b), centre_closeness(t.box, b)), ti, bi)
+                (max(box_iou(t.box, b), centre_closeness(t.box, b)), ti, bi)
                 for ti, t in enumerate(self.tracks)
                 for bi, b in enumerate(boxes)
             ),

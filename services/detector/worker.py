@@ -81,33 +81,37 @@ class DetectorWorker(BatchWorker):
         """Decode and schedule every frame, detect the scheduled ones of every camera in one
         batched call, then detect-or-carry frame by frame in order (a carried frame needs its
         camera's frame before it)."""
-        frames: list[tuple[int, FrameMeta, np.ndarray, np.ndarray, bool]] = []
+        frames: list[tuple[int, FrameMeta, np.ndarray, np.ndarray, str]] = []
         for i, message, meta, _ in chunk:
             scheduled = guarded(self._scheduled, message, meta)
             if isinstance(scheduled, Exception):
                 results[i] = scheduled
             else:
                 frames.append((i, meta, *scheduled))
-        wanted = [image for _, _, image, _, detect in frames if detect]
+        wanted = [image for _, _, image, _, decision in frames if decision == "detected"]
         found = iter(self.detector.detect_batch(wanted) if wanted else [])
-        for i, meta, image, grey, detect in frames:
-            if detect:
+        for i, meta, image, grey, decision in frames:
+            if decision == "detected":
                 results[i] = guarded(self._detected, meta, image, grey, next(found))
             else:
-                results[i] = guarded(self._carried, meta, image, grey)
+                refine = decision == "refined"
+                results[i] = guarded(self._carried, meta, image, grey, refine)
 
-    def _scheduled(self, message: Message, meta: FrameMeta) -> tuple[np.ndarray, np.ndarray, bool]:
-        """The frame's pixels, grey copy, and whether it gets a full detection (counted)."""
+    def _scheduled(self, message: Message, meta: FrameMeta) -> tuple[np.ndarray, np.ndarray, str]:
+        """The frame's pixels, grey copy, and what it gets (counted): ``detected`` (a full
+        detection), ``refined``, ``tracked`` (carried) or ``gated``."""
         _, image = decode_frame(message, self.max_frame_pixels, meta)
         grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        detect, reason = self._schedule(meta.camera_id).decide(grey)
-        metrics.DETECTOR_FRAMES.labels(_decision(reason), reason).inc()
-        return image, grey, detect
+        reason = self._schedule(meta.camera_id).decide(grey)
+        decision = _decision(reason)
+        metrics.DETECTOR_FRAMES.labels(decision, reason).inc()
+        return image, grey, decision
 
     def _schedule(self, camera_id: str) -> CameraSchedule:
         schedule = self.schedules.get(camera_id)
         if schedule is None:
-            schedule = self.schedules[camera_id] = CameraSchedule.create(self.settings)
+            schedule = CameraSchedule.create(self.settings, self.detector.can_refine)
+            self.schedules[camera_id] = schedule
         return schedule
 
     def _detected(
@@ -137,24 +141,38 @@ class DetectorWorker(BatchWorker):
         ]
         return self._message(meta, faces)
 
-    def _carried(self, meta: FrameMeta, image: np.ndarray, grey: np.ndarray) -> list[Outgoing]:
-        """The camera's faces carried by optical flow from its previous frame; a face the flow
-        loses is dropped and brings detection back on the next frame."""
+    def _carried(
+        self, meta: FrameMeta, image: np.ndarray, grey: np.ndarray, refine: bool = False
+    ) -> list[Outgoing]:
+        """The camera's faces carried by optical flow from its previous frame (``tracked``); with
+        ``refine`` each is then measured again on its carried box (``FaceDetector.refine``), so
+        it has measured landmarks. A face the flow or the refinement loses is dropped and brings
+        detection back on the next frame."""
         schedule = self._schedule(meta.camera_id)
         tracker = self.trackers.setdefault(meta.camera_id, FaceTracker(self.track_ids))
-        faces = []
-        for track_id, state in list(schedule.faces.items()):
+        moved: list[tuple[int, Detection | None]] = []
+        for track_id, state in schedule.faces.items():
             if state.landmarks is None or schedule.previous_grey is None:
                 continue
-            moved = carry(schedule.previous_grey, grey, state.box, state.landmarks)
-            if not moved.ok or min(moved.box[2], moved.box[3]) < self.min_face_px:
+            flow = carry(schedule.previous_grey, grey, state.box, state.landmarks)
+            moved.append(
+                (track_id, Detection(flow.box, state.score, flow.landmarks) if flow.ok else None)
+            )
+        if refine:
+            found = iter(self.detector.refine(image, [d.box for _, d in moved if d is not None]))
+            moved = [(t, None if d is None else next(found)) for t, d in moved]
+        faces = []
+        for track_id, detection in moved:
+            if detection is None or min(detection.box[2], detection.box[3]) < self.min_face_px:
                 del schedule.faces[track_id]
                 schedule.lost = True
                 continue
-            state.box, state.landmarks, state.age = moved.box, moved.landmarks, state.age + 1
-            tracker.carry(track_id, moved.box, meta.capture_ts)
-            detection = Detection(moved.box, state.score, moved.landmarks)
-            faces.append(_face(image, grey, detection, track_id, self.chip, tracked=True))
+            state = schedule.faces[track_id]
+            state.box, state.landmarks = detection.box, detection.landmarks
+            state.score, state.age = detection.score, state.age + 1
+            tracker.carry(track_id, detection.box, meta.capture_ts)
+            cues = refine and self.recapture_cues
+            faces.append(_face(image, grey, detection, track_id, self.chip, cues, not refine))
         schedule.previous_grey = grey
         return self._message(meta, faces)
 

@@ -126,9 +126,8 @@ class TrackVoter:
         return events
 
     def skip(self, camera_id: str, track_id: int, ts: float, box: Box, every: int) -> bool:
-        """Whether a frame of a settled track (decided, live where gated) can go without an
-        encoding: all but every ``every``-th do. A skipped frame casts no vote but keeps the
-        track open."""
+        """Whether a frame of a settled track (``_settled``) can go without an encoding: all but
+        every ``every``-th do. A skipped frame casts no vote but keeps the track open."""
         track = self.tracks.get((camera_id, track_id))
         if (
             every <= 1
@@ -143,10 +142,14 @@ class TrackVoter:
         return True
 
     def _settled(self, track: TrackVotes) -> bool:
-        """Decided as far as votes go: a spoof, unknown, or named (and live where gated)."""
-        if track.spoof or track.decided is None:
-            return track.spoof  # an attack stays an attack: its frames need no encoding
-        return track.decided == UNKNOWN or track.live or not self._gated(track.camera_id)
+        """Decided as far as votes go: a spoof (an attack stays an attack), unknown, named, or
+        named by a majority and waiting only for the liveness verdict (about 2 s, 30 frames):
+        encoding its every frame would not bring the verdict sooner."""
+        if track.spoof or track.decided is not None:
+            return True
+        leader, share = track.leader()
+        waiting = self._gated(track.camera_id) and not track.live  # (_decide's reason to wait)
+        return waiting and track.frames >= self.min_frames and leader != UNKNOWN and share > 0.5
 
     def _tick_camera(self, camera_id: str, ts: float) -> None:
         wall = self.clock()

@@ -35,7 +35,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from shared.face.types import Detection, box4
+from shared.face.types import Box4, Detection, box4
 from shared.images import to_bgr
 
 DETECTOR_NAMES = ("mtcnn", "yunet", "dlib-hog", "dlib-cnn", "haar")
@@ -97,6 +97,17 @@ class FaceDetector(ABC):
             )
             found.update(zip(members, results, strict=True))
         return [self._finish(found[i], scale, size) for i, (_, scale, size) in enumerate(prepared)]
+
+    can_refine: bool = False
+    """Whether ``refine`` can measure a face again around its expected box."""
+
+    def refine(self, image_bgr: np.ndarray, boxes: list[Box4]) -> list[Detection | None]:
+        """Each face measured again where it is expected (``boxes``, e.g. carried by optical
+        flow): its box, landmarks and score, or None where no face is there any more.
+
+        Only detectors with ``can_refine``: far cheaper than a full detection, for the frames
+        between two of them where measured landmarks are wanted (the detector service)."""
+        raise NotImplementedError(f"the {self.name} detector cannot refine a known face")
 
     def _prepare(self, image_bgr: np.ndarray) -> tuple[np.ndarray, float, tuple[int, int]]:
         """BGR image downscaled to ``max_side``, the scale, and the original (width, height)."""
@@ -217,6 +228,7 @@ class MtcnnDetector(FaceDetector):
     """
 
     name = "mtcnn"
+    can_refine = True
 
     def __init__(
         self,
@@ -270,6 +282,40 @@ class MtcnnDetector(FaceDetector):
             return np.empty((0, 16))
         rows = fix_bboxes_offsets(rows, padding)
         return limit_bboxes(rows, images_shapes=shapes, limit_landmarks=False)
+
+    def refine(self, image_bgr: np.ndarray, boxes: list[Box4]) -> list[Detection | None]:
+        """ONet, MTCNN's last stage, on each expected box made square (as RNet hands it boxes in
+        a full detection): the network that measures a full detection's landmarks, at a fifth to a
+        tenth of its cost (PNet's pyramid and RNet are skipped). A box where ONet scores below
+        its threshold gives None (the face left or is hidden).
+
+        Not the same measurement as a full detection: the refined box feeds the next frame's
+        input, which smooths the landmark sequence a little (docs/detection.md)."""
+        if not boxes:
+            return []
+        import tensorflow as tf
+        from mtcnn.utils.bboxes import adjust_bboxes, resize_to_square
+        from mtcnn.utils.images import extract_patches
+        from mtcnn.utils.landmarks import adjust_landmarks
+
+        image, scale, size = self._prepare(image_bgr)
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32)
+        normalized = tf.convert_to_tensor(((rgb - 127.5) / 128.0)[None])  # as standarize_batch
+        corners = [[0, x, y, x + w, y + h, 0.0] for x, y, w, h in boxes]
+        rows = resize_to_square(np.array(corners, np.float64) * [1, scale, scale, scale, scale, 1])
+        offsets, marks, scores = self._onet._model(extract_patches(normalized, rows, (48, 48)))
+        points = adjust_landmarks(marks, rows)
+        refined = adjust_bboxes(rows, np.asarray(offsets))
+        found: list[Detection | None] = []
+        for row, face_points, score in zip(refined, points, np.asarray(scores)[:, -1], strict=True):
+            if score <= self.thresholds[2]:
+                found.append(None)
+                continue
+            x1, y1, x2, y2 = (float(v) for v in row[1:5])
+            landmarks = order_landmarks(np.stack([face_points[:5], face_points[5:]], axis=1))
+            face = Detection((x1, y1, x2 - x1, y2 - y1), float(score), landmarks)
+            found.append(_rescale(face, 1.0 / scale, *size))
+        return found
 
     @staticmethod
     def _to_detection(row: np.ndarray) -> Detection:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from shared.errors import ProcessingError
 from shared.face.identity import DOMINANT_AREA_RATIO
 from shared.face.pipeline import AnalyzedFace, FacePipeline
-from shared.face.types import box4
+from shared.face.types import box4, box_iou
 from shared.gallery.base import Encoding, Gallery, PersonNotFoundError
 from shared.images import decode_image
 
@@ -116,8 +116,8 @@ def enrolled_face(
     if not faces:
         return None, "no face found in the photo by the configured pipeline"
     if box is not None:
-        best = max(faces, key=lambda f: _iou(f.detection.box, box))
-        if _iou(best.detection.box, box) >= MIN_BOX_IOU:
+        best = max(faces, key=lambda f: box_iou(f.detection.box, box))
+        if box_iou(best.detection.box, box) >= MIN_BOX_IOU:
             return best, ""
         return None, "the enrolled face was not found again at its recorded place"
     faces = sorted(faces, key=lambda f: f.detection.area, reverse=True)
@@ -127,13 +127,3 @@ def enrolled_face(
             "kept): delete and re-enroll this person with --face N"
         )
     return faces[0], ""
-
-
-def _iou(a, b) -> float:
-    ax, ay, aw, ah = (float(v) for v in a)
-    bx, by, bw, bh = (float(v) for v in b)
-    w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    inter = w * h
-    union = aw * ah + bw * bh - inter
-    return inter / union if union > 0 else 0.0

@@ -16,6 +16,17 @@ def box4(values: Any) -> Box4:
     return x, y, w, h
 
 
+def box_iou(a: Any, b: Any) -> float:
+    """Intersection over union of two (x, y, w, h) boxes; 0 when both are empty."""
+    ax, ay, aw, ah = box4(a)
+    bx, by, bw, bh = box4(b)
+    w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    inter = w * h
+    union = aw * ah + bw * bh - inter
+    return inter / union if union > 0 else 0.0
+
+
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 """Order of the 5 landmarks; left/right as they appear in the image (left_eye has the smaller x)."""
 
