@@ -55,7 +55,7 @@ OFF = {
 GROUPS = {
     "facestream-detector": [Topics.FRAMES],
     "facestream-liveness": [Topics.FACES],
-    "facestream-recognizer": [Topics.FACES, Topics.LIVENESS],
+    "facestream-recognizer": [Topics.FACES, Topics.LIVENESS, Topics.FRAMES],  # frames: snapshots
 }
 FPS = 15.0
 
