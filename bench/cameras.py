@@ -109,6 +109,7 @@ class Probe:
         self.faces: dict[str, int] = defaultdict(int)
         self.to_faces: list[float] = []
         self.to_event: list[float] = []
+        self.to_event_by_type: dict[str, list[float]] = defaultdict(list)
         self.events: dict[str, int] = defaultdict(int)
         self.measuring = False
 
@@ -126,6 +127,7 @@ class Probe:
             self.events[event.type] += 1
             if event.type != "ended":  # an end is declared after the track's timeout
                 self.to_event.append((now - event.last_seen_ts) * 1000)
+                self.to_event_by_type[event.type].append((now - event.last_seen_ts) * 1000)
 
     def summary(self, cameras: list[str], seconds: float) -> dict:
         per_camera = {c: round(self.faces.get(c, 0) / seconds, 1) for c in cameras}
@@ -134,6 +136,9 @@ class Probe:
             "min_fps": min(per_camera.values()) if per_camera else 0.0,
             "capture_to_faces_ms": percentiles(self.to_faces),
             "capture_to_event_ms": percentiles(self.to_event),
+            "capture_to_event_ms_by_type": {
+                kind: percentiles(values) for kind, values in self.to_event_by_type.items()
+            },
             "events": dict(self.events),
         }
 
@@ -411,7 +416,9 @@ def line(runner: str, mode: str, n: int, r: dict) -> str:
         f"cap->event p50 {event['p50']} p99 {event['p99']} ms (n={event['n']})  "
         f"lag {sum(r['lag_mid'].values())}->{sum(r['lag_end'].values())} "
         f"{'bounded' if r['lag_bounded'] else 'GROWING'}  cpu% {r['cpu_percent']}  "
-        f"load {r['load_average']}  {'OK' if ok(r) else 'no'}"
+        f"load {r['load_average']}  {'OK' if ok(r) else 'no'}\n"
+        "    cap->event p50 by type: "
+        + ", ".join(f"{k} {v['p50']} ms" for k, v in r["capture_to_event_ms_by_type"].items())
     )
 
 
