@@ -24,7 +24,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench.tracks import CountingDetector, Pipeline  # noqa: E402
+from bench.tracks import CountingDetector, Pipeline, lin_enrolled  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
 MODES = {"refine": True, "detect": False}
@@ -49,7 +49,6 @@ def main() -> None:
     parser.add_argument("--modes", default="refine,detect")
     args = parser.parse_args()
     from shared.face.detection import create_detector
-    from shared.face.factory import build_identity
     from training.liveness.evaluation import ATTACK_VIDEOS, LIVE_VIDEOS
 
     base = Settings()
@@ -57,10 +56,7 @@ def main() -> None:
         create_detector(base.face.detector, min_face_px=base.face.min_face_px)
     )
     with tempfile.TemporaryDirectory(prefix="bench-liveness-schedule-") as tmp:
-        settings = base.model_copy(update={"store": "file", "data_dir": Path(tmp)})
-        identity = build_identity(settings)
-        photo = base.shared_data / "faces/people/enroll/lin_manuel_miranda/img1.png"
-        identity.enroll("lin_manuel_miranda", photo.read_bytes())
+        settings, identity = lin_enrolled(base, Path(tmp))
         for mode in args.modes.split(","):
             update = {"refine_young": MODES[mode]}
             chosen = settings.model_copy(

@@ -231,6 +231,18 @@ def score(run: ClipRun, truth: dict, fps: float = 15.0) -> dict:
     return result
 
 
+def lin_enrolled(base: Settings, data_dir: Path):
+    """Settings on a file store in ``data_dir`` and the identity service with lin_manuel_miranda
+    enrolled from his one photo (the gallery the tracks benchmarks match against)."""
+    from shared.face.factory import build_identity
+
+    settings = base.model_copy(update={"store": "file", "data_dir": data_dir})
+    identity = build_identity(settings)
+    photo = base.shared_data / "faces/people/enroll/lin_manuel_miranda/img1.png"
+    identity.enroll("lin_manuel_miranda", photo.read_bytes())
+    return settings, identity
+
+
 class CountingDetector:
     """Wraps the configured detector to count the frames it ran on (the same model)."""
 
@@ -257,7 +269,6 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     from shared.face.detection import create_detector
-    from shared.face.factory import build_identity
 
     base = Settings()
     truth = json.loads(GROUND_TRUTH.read_text())["clips"]
@@ -266,10 +277,7 @@ def main() -> None:
     )
     report: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench-tracks-") as tmp:
-        settings = base.model_copy(update={"store": "file", "data_dir": Path(tmp)})
-        identity = build_identity(settings)
-        photo = base.shared_data / "faces/people/enroll/lin_manuel_miranda/img1.png"
-        identity.enroll("lin_manuel_miranda", photo.read_bytes())
+        settings, identity = lin_enrolled(base, Path(tmp))
         names = ["hamilton", "replay"] if args.clip == "both" else [args.clip]
         for name in names:
             folder, file = CLIPS[name]

@@ -144,6 +144,16 @@ def _rescale(face: Detection, factor: float, width: int, height: int) -> Detecti
     return Detection((x0, y0, x1 - x0, y1 - y0), face.score, landmarks)
 
 
+def _standardized(images_rgb: list[np.ndarray]) -> tuple[Any, np.ndarray, np.ndarray]:
+    """MTCNN's input: the images padded to one size, scaled to [-1, 1], as one tensor (made once,
+    not at every stage), with their original shapes and the padding."""
+    import tensorflow as tf
+    from mtcnn.utils.images import load_images_batch, standarize_batch
+
+    normalized, shapes, padding = standarize_batch(load_images_batch(images_rgb))
+    return tf.convert_to_tensor(normalized), shapes, padding
+
+
 def mtcnn_scales(min_side: int, min_face: float, factor: float = 0.709) -> np.ndarray:
     """MTCNN's image pyramid: from ``12 / min_face`` down to the last level of at least 12 px.
 
@@ -267,10 +277,8 @@ class MtcnnDetector(FaceDetector):
         """
         import tensorflow as tf
         from mtcnn.utils.bboxes import fix_bboxes_offsets, limit_bboxes
-        from mtcnn.utils.images import load_images_batch, standarize_batch
 
-        normalized, shapes, padding = standarize_batch(load_images_batch(images_rgb))
-        normalized = tf.convert_to_tensor(normalized)
+        normalized, shapes, padding = _standardized(images_rgb)
         pnet, rnet, onet = self.thresholds
         try:
             rows = self._pnet(
@@ -293,14 +301,12 @@ class MtcnnDetector(FaceDetector):
         input, which smooths the landmark sequence a little (docs/detection.md)."""
         if not boxes:
             return []
-        import tensorflow as tf
         from mtcnn.utils.bboxes import adjust_bboxes, resize_to_square
         from mtcnn.utils.images import extract_patches
         from mtcnn.utils.landmarks import adjust_landmarks
 
         image, scale, size = self._prepare(image_bgr)
-        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32)
-        normalized = tf.convert_to_tensor(((rgb - 127.5) / 128.0)[None])  # as standarize_batch
+        normalized, _, _ = _standardized([cv2.cvtColor(image, cv2.COLOR_BGR2RGB)])
         corners = [[0, x, y, x + w, y + h, 0.0] for x, y, w, h in boxes]
         rows = resize_to_square(np.array(corners, np.float64) * [1, scale, scale, scale, scale, 1])
         offsets, marks, scores = self._onet._model(extract_patches(normalized, rows, (48, 48)))
