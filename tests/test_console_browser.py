@@ -30,7 +30,10 @@ XSS = "<img src=x onerror=alert(1)>"
 SHARED = Path(os.environ.get("FACESTREAM_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
+from selenium.common.exceptions import (  # noqa: E402
+    NoAlertPresentException,
+    StaleElementReferenceException,
+)
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -257,7 +260,14 @@ def test_a_camera_is_tested_added_and_removed(browser, console: Console) -> None
         c for c in console.api.get("/v1/cameras").json() if c["id"] == "door"
     ).items()
     screenshot(browser, "cameras")
-    browser.find_element(By.CSS_SELECTOR, '#cameras tr[data-camera="door"] button.danger').click()
+    # The table is redrawn as camera states refresh: find and click the row's button again if a
+    # redraw replaced it between the two.
+    WebDriverWait(browser, 10, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda d: (
+            d.find_element(By.CSS_SELECTOR, '#cameras tr[data-camera="door"] button.danger').click()
+            is None
+        )
+    )
     browser.switch_to.alert.accept()
     WebDriverWait(browser, 30).until(
         lambda d: not d.find_elements(By.CSS_SELECTOR, '#cameras tr[data-camera="door"]')
