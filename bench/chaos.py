@@ -39,7 +39,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from shared.bus.kafka import connection_options
 from shared.cameras import CameraSpec
-from shared.schemas import FacesMessage, RecognitionEvent, Topics
+from shared.schemas import FacesMessage, RecognitionEvent, Topics, parse_event
 from shared.settings import KafkaSettings, Settings
 from tests.conftest import RTSP_URL, infra
 from tests.stack import Stack, skip_group_to_end
@@ -215,7 +215,7 @@ def _headers(record) -> dict:
 
 
 def decoded(records: list) -> list[RecognitionEvent]:
-    return [RecognitionEvent.model_validate_json(r.value) for r in records]
+    return [parse_event(r.value) for r in records]
 
 
 def frame_key(headers: dict) -> tuple[int, float]:
@@ -245,11 +245,15 @@ def tally(readers: dict, faults: list, peak_rss: dict) -> dict:
     }
     events = decoded(readers[Topics.EVENTS].records)
     by_track: dict[int, Counter] = {}
-    for event in events:
-        by_track.setdefault(event.track_id, Counter())[event.type] += 1
-    started = {t for t, c in by_track.items() if c["started"]}
-    ended = {t for t, c in by_track.items() if c["ended"]}
-    duplicates = Counter({kind: n - 1 for c in by_track.values() for kind, n in c.items() if n > 1})
+    for event in events:  # a track continues several detector tracks, each once
+        kind = (event.type, getattr(event, "continued_as", None))
+        by_track.setdefault(event.track_id, Counter())[kind] += 1
+    started = {t for t, c in by_track.items() if c["started", None]}
+    ended = {t for t, c in by_track.items() if c["ended", None]}
+    duplicates: Counter[str] = Counter()
+    for (kind, _), n in (item for c in by_track.values() for item in c.items()):
+        if n > 1:
+            duplicates[kind] += n - 1
     return {
         "faults": faults,
         "frames_published": len(frames),

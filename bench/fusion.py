@@ -44,7 +44,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from services.ingestor.pacer import Pacer  # noqa: E402
 from shared.bus.base import Message  # noqa: E402
 from shared.images import encode_jpeg  # noqa: E402
-from shared.schemas import FrameMeta, RecognitionEvent  # noqa: E402
+from shared.schemas import FrameMeta, RecognitionEvent, parse_event  # noqa: E402
 from shared.settings import RecognizerSettings, Settings  # noqa: E402
 
 HAMILTON = "hamilton_clip_640x360.mp4"
@@ -177,8 +177,8 @@ def run_variant(variant: Variant, messages: list[Message], encoder, gallery, ver
         for result in worker.process_batch(messages[start : start + POLL]):
             if isinstance(result, Exception):
                 raise result
-            run.events += [RecognitionEvent.model_validate_json(o.value) for o in result]
-    run.events += [RecognitionEvent.model_validate_json(o.value) for o in worker.tick(4e9)]
+            run.events += [parse_event(o.value) for o in result]
+    run.events += [parse_event(o.value) for o in worker.tick(4e9)]
     run.threshold, run.people = worker.voter.threshold, worker.index.people
     return run
 

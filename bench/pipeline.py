@@ -32,7 +32,7 @@ from bench.cameras import skip_groups_to_end  # noqa: E402
 from shared.bus.kafka import KafkaBus, connection_options  # noqa: E402
 from shared.cameras import CameraSpec, RedisCameraRegistry  # noqa: E402
 from shared.redis_client import create_redis  # noqa: E402
-from shared.schemas import EmbeddingsMessage, FrameMeta, RecognitionEvent, Topics  # noqa: E402
+from shared.schemas import EmbeddingsMessage, FrameMeta, Topics, parse_event  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
 
@@ -120,7 +120,7 @@ def main() -> None:
                         message = EmbeddingsMessage.model_validate_json(record.value)
                         recognised.append((now - message.capture_ts) * 1000)
                     else:
-                        event = RecognitionEvent.model_validate_json(record.value)
+                        event = parse_event(record.value)
                         kinds.append(
                             f"{event.type}{':' + event.person_name if event.person_name else ''}"
                         )

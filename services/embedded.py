@@ -173,7 +173,7 @@ def _tally(message, tallies: dict[str, Counter]) -> None:
     else:
         event = read_event(message)
         tallies["events"][event.type] += 1
-        if event.type == "snapshot":  # the picture of the event printed just before
+        if event.type in ("snapshot", "continued"):  # a picture, a new detector id: no news
             return
         who = f" {event.person_name} (distance {event.distance:.3f})" if event.person_name else ""
         print(

@@ -266,15 +266,43 @@ class RecognitionEventV3(RecognitionEventV2):
     """``snapshot`` only: the ``event_id`` of the event the snapshot belongs to."""
 
 
+class RecognitionEventV4(RecognitionEventV3):
+    """``event/4``: event/3 plus ``continued``, which says that a new detector track id now
+    counts for this track.
+
+    The recognizer re-associates a new detector track with a track just lost on the same camera
+    when their faces match (services/recognizer/reassociation.py); the track's events carry on
+    under its first id. A consumer that matches ``faces/1`` boxes to events (the console's live
+    view) needs to know that boxes of ``continued_as`` belong to ``track_id``: one ``continued``
+    event per new id says so. The same pattern as ``withdrawn`` and ``snapshot``: consumers of
+    older schemas skip the header they do not read.
+    """
+
+    SCHEMA: ClassVar[str] = "event/4"
+
+    type: Literal[
+        "started", "identified", "unknown", "spoof", "ended", "withdrawn", "snapshot", "continued"
+    ]  # type: ignore[assignment]  # event/4 widens event/3
+    continued_as: int | None = None
+    """``continued`` only: the detector's new track id whose faces count for ``track_id``."""
+
+
 EVENT_SCHEMAS: dict[str, type[RecognitionEvent]] = {
     RecognitionEvent.SCHEMA: RecognitionEvent,
     RecognitionEventV2.SCHEMA: RecognitionEventV2,
     RecognitionEventV3.SCHEMA: RecognitionEventV3,
+    RecognitionEventV4.SCHEMA: RecognitionEventV4,
 }
 
 
+def parse_event(value: bytes) -> RecognitionEventV4:
+    """An event's JSON of any version without its headers (each version extends the one
+    before, so the newest reads them all): for producers reading back what they publish."""
+    return RecognitionEventV4.model_validate_json(value)
+
+
 def read_event(message: Message) -> RecognitionEvent:
-    """An event of any schema (event/1, event/2 or event/3), by its schema header."""
+    """An event of any schema (event/1 to event/4), by its schema header."""
     schema = EVENT_SCHEMAS.get(message.headers.get(SCHEMA_HEADER, ""), RecognitionEvent)
     return schema.from_message(message)
 

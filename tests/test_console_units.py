@@ -21,6 +21,7 @@ from shared.schemas import (
     FrameMeta,
     RecognitionEvent,
     RecognitionEventV3,
+    RecognitionEventV4,
     Topics,
 )
 from shared.settings import Settings
@@ -34,8 +35,9 @@ def publish_event(bus: MemoryBus, event: RecognitionEvent) -> None:
 
 
 def event(kind: str, track: int = 1, **fields) -> RecognitionEvent:
+    fields = {"camera_id": "door"} | fields
     return RecognitionEvent(
-        type=kind, camera_id="door", track_id=track, first_seen_ts=1.0, last_seen_ts=2.0, **fields
+        type=kind, track_id=track, first_seen_ts=1.0, last_seen_ts=2.0, **fields
     )
 
 
@@ -92,6 +94,52 @@ def test_the_live_view_serves_the_frame_of_its_faces_with_labels(hub) -> None:
     assert seq == 1 and cv2.imdecode(np.frombuffer(jpeg, np.uint8), 1).mean() == pytest.approx(
         50, abs=3
     )
+
+
+def test_the_live_view_moves_with_the_detector_and_names_boxes_when_they_are_decided(
+    hub, monkeypatch
+) -> None:
+    bus, live = hub
+    clock = [100.0]
+    monkeypatch.setattr(live, "clock", lambda: clock[0])
+    publisher = bus.publisher()
+    time.sleep(0.5)  # the live reader starts at the end of the topics
+
+    def arrive(seq: int, track: int) -> None:
+        clock[0] += 0.25  # past the viewer rate: each view is a fresh pick
+        image = cv2.imencode(".jpg", np.full((60, 80, 3), seq * 40, np.uint8))[1].tobytes()
+        meta = FrameMeta(camera_id="door", seq=seq, capture_ts=float(seq), width=80, height=60)
+        publisher.publish(Topics.FRAMES, image, "door", meta.to_headers())
+        face = DetectedFace(box=Box(x=1, y=2, w=10, h=10), score=0.9, track_id=track)
+        faces = FacesMessage(
+            camera_id="door", seq=seq, capture_ts=float(seq), frame_width=80, frame_height=60,
+            detector="t", faces=[face],
+        )  # fmt: skip
+        publisher.publish(Topics.FACES, faces.to_bytes(), "door", faces.headers())
+        arrived = lambda: "door" in live.cameras and len(live.cameras["door"].history) == seq  # noqa: E731
+        wait_for(arrived, 10, f"frame {seq}")
+
+    publish_event(bus, event("identified", track=1, person_id="p1", person_name="ada"))
+    wait_for(lambda: ("door", 1) in live.labels, 10, "the label of track 1")
+    arrive(1, track=1)
+    arrive(2, track=2)
+    view = live.live("door")
+    assert view["seq"] == 2 and view["faces"][0]["label"] == "…"  # undecided: shown, moving
+    publish_event(bus, event("unknown", track=2))
+    wait_for(lambda: ("door", 2) in live.labels, 10, "the label of track 2")
+    view = live.live("door")  # the same frame within the viewer rate, its box now decided
+    assert view["seq"] == 2 and view["faces"][0]["label"] == "unknown"
+    arrive(3, track=2)
+    assert live.live("door")["seq"] == 3
+    # the recognizer re-associated the detector's new track 5 with track 1: it shows track 1's name
+    continued = RecognitionEventV4(
+        type="continued", camera_id="door", track_id=1, first_seen_ts=1.0, last_seen_ts=2.0,
+        continued_as=5,
+    )  # fmt: skip
+    bus.publisher().publish(Topics.EVENTS, continued.to_bytes(), "door", continued.headers())
+    wait_for(lambda: ("door", 5) in live.aliases, 10, "the continued event")
+    arrive(4, track=5)
+    assert live.live("door")["faces"][0]["label"] == "ada"
 
 
 def test_a_session_needs_its_csrf_token_for_changes() -> None:

@@ -15,7 +15,7 @@ from shared.face.identity import IdentityService
 from shared.gallery.redis_store import RedisGallery
 from shared.images import encode_jpeg
 from shared.redis_client import create_redis
-from shared.schemas import LivenessVerdict, RecognitionEvent, RecognitionEventV3, Topics
+from shared.schemas import LivenessVerdict, RecognitionEvent, Topics, parse_event
 from tests.conftest import RTSP_URL
 from tests.helpers import wait_for
 from tests.stack import Stack, TopicReader, skip_group_to_end
@@ -35,7 +35,7 @@ def stream(stack: Stack, camera: str, mount: str, ingestor) -> list[RecognitionE
     events = TopicReader(stack.kafka, Topics.EVENTS, camera)
 
     def decoded() -> list[RecognitionEvent]:
-        return [RecognitionEventV3.model_validate_json(r.value) for r in events.read()]
+        return [parse_event(r.value) for r in events.read()]
 
     stack.registry.put(CameraSpec(id=camera, url=f"{RTSP_URL}/{mount}", fps=15))
     wait_for(  # the clip ended and the camera reconnected: every frame has been published

@@ -96,6 +96,10 @@ def test_a_lost_track_is_taken_up_by_the_same_face(face_pipeline, chips, tmp_pat
     assert [e.track_id for e in started] == [1]
     assert {e.track_id for e in events} == {1}
     assert worker.reassociation.resolve("cam", 2) == 1
+    # one event says so, for consumers that match the detector's boxes to events (the console)
+    continued = [e for e in events if e.type == "continued"]
+    assert [(e.track_id, e.continued_as) for e in continued] == [(1, 2)]
+    assert continued[0].headers()["schema"] == "event/4"
 
 
 def test_another_face_is_not_taken_for_the_lost_one(face_pipeline, chips, tmp_path) -> None:
@@ -105,6 +109,7 @@ def test_another_face_is_not_taken_for_the_lost_one(face_pipeline, chips, tmp_pa
         [(chips["obama/obama.jpg"], 1, 0.0, 1.0), (chips["biden/biden.jpg"], 2, 1.5, 2.5)],
     )
     assert [e.track_id for e in events if e.type == "started"] == [1, 2]
+    assert not [e for e in events if e.type == "continued"]
 
 
 def test_after_the_track_ended_the_same_face_starts_a_new_track(

@@ -16,7 +16,7 @@ from shared.face.chips import chip_to_b64
 from shared.face.factory import build_verifier, chip_kind_for
 from shared.gallery.redis_store import RedisGallery
 from shared.redis_client import create_redis
-from shared.schemas import Box, DetectedFace, FacesMessage, RecognitionEvent, Topics
+from shared.schemas import Box, DetectedFace, FacesMessage, RecognitionEvent, Topics, parse_event
 from shared.settings import RecognizerSettings, Settings
 from tests.conftest import infra, require_server
 from tests.helpers import wait_for
@@ -75,7 +75,7 @@ def run_batch(worker: RecognizerWorker, messages: list[Message]) -> list[Recogni
     """What the runner does with a batch: process, publish (acknowledged), then ``published``."""
     outputs = [o for result in worker.process_batch(messages) for o in result]
     worker.published(outputs)
-    return [RecognitionEvent.model_validate_json(o.value) for o in outputs]
+    return [parse_event(o.value) for o in outputs]
 
 
 def test_a_recognizer_killed_before_a_track_ended_ends_it_after_the_restart(world) -> None:
@@ -91,7 +91,7 @@ def test_a_recognizer_killed_before_a_track_ended_ends_it_after_the_restart(worl
     assert ("cam", 7) in second.voter.tracks  # taken back
     more = run_batch(second, frames(chip, 7, now + 1.0, 5))
     assert more == []  # the track goes on: no second started, no second identified
-    ended = [RecognitionEvent.model_validate_json(o.value) for o in second.tick(now + 25.0)]
+    ended = [parse_event(o.value) for o in second.tick(now + 25.0)]
     assert [(e.type, e.track_id, e.person_name) for e in ended] == [
         ("ended", 7, "lin_manuel_miranda")
     ]

@@ -6,11 +6,12 @@ process sees everything):
 * **live** (frames, styled frames, faces, starting at the topics' end): per camera the JPEG bytes
   of its recent frames (not decoded; a byte-bounded ring, shared/frame_ring.py) and its recent
   faces messages. A viewer gets a frame the detector has been through, so boxes sit on their
-  faces: the newest one whose faces are all decided (named, unknown, spoof, or ended), up to
-  ``MAX_LABEL_DELAY_S`` behind the newest, so that a face is shown with its name rather than
-  "…" while the recognizer (and the liveness window) catch up; past that, the newest. It is
-  decoded and downscaled at most ``VIEWER_FPS`` times a second per camera whatever the number of
-  viewers (one cached JPEG).
+  faces: the newest one, with each box labelled as its track is now (its name, unknown, spoof,
+  or "…" until the recognizer decides). Waiting for names instead (serving the newest frame
+  whose faces are all decided) made the view stand still for as long as a new face stays
+  undecided, seconds with the liveness window: a live view must move. The frame is decoded and
+  downscaled at most ``VIEWER_FPS`` times a second per camera whatever the number of viewers
+  (one cached JPEG, and its base64 for the pushed stream).
 * **events** (from the beginning of what the topic retains): a ring of recent events, for the
   timeline and for ``GET /v1/events/stream`` (SSE) which resumes after ``Last-Event-ID`` (an
   event id) without loss while the event is still in the ring. Track labels (name / unknown /
@@ -20,6 +21,7 @@ process sees everything):
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 import time
@@ -27,6 +29,7 @@ import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -44,25 +47,46 @@ MAX_EVENTS = 20_000
 MAX_CAMERAS = 256
 FPS_WINDOW_S = 5.0
 MAX_LABELS = 10_000
-MAX_LABEL_DELAY_S = 10.0
+
+
+@dataclass(frozen=True)
+class Served:
+    """The frame viewers of a camera get now."""
+
+    seq: int
+    jpeg: bytes
+    """Downscaled to ``VIEWER_WIDTH``."""
+    faces: FacesMessage | None
+
+    @cached_property
+    def jpeg_b64(self) -> str:
+        """For the pushed stream, encoded once whatever the number of viewers."""
+        return base64.b64encode(self.jpeg).decode("ascii")
 
 
 @dataclass
 class _Camera:
     styled: bytes | None = None
-    faces: FacesMessage | None = None
-    history: deque = field(default_factory=lambda: deque(maxlen=512))
-    """(arrival time, faces message) of the recent frames the detector went through."""
+    history: deque[FacesMessage] = field(default_factory=lambda: deque(maxlen=512))
+    """Faces messages of the recent frames the detector went through."""
     last_frame_wall: float = 0.0
     arrivals: deque = field(default_factory=lambda: deque(maxlen=256))
     """Arrival times of the last frames, for frames/s over the last ``FPS_WINDOW_S``."""
-    served: tuple[int, bytes, FacesMessage | None] | None = None
+    served: Served | None = None
     served_at: float = 0.0
 
 
 class LiveHub:
-    def __init__(self, bus: Bus, retention_s: float, max_events: int = MAX_EVENTS) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        retention_s: float,
+        max_events: int = MAX_EVENTS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.bus = bus
+        self.clock = clock
+        """Arrival times and the view's age (a test sets its own)."""
         self.retention_s = retention_s
         self.cameras: OrderedDict[str, _Camera] = OrderedDict()
         self.frames = FrameRing(max_cameras=MAX_CAMERAS)
@@ -70,6 +94,9 @@ class LiveHub:
         """(camera, track) -> (kind, text): identified/name, unknown/unknown, spoof/spoof. Kept
         after the track ends (at most ``MAX_LABELS``): the live view shows what the detector
         reached, which can be behind the events when the pipeline is loaded."""
+        self.aliases: OrderedDict[tuple[str, int], int] = OrderedDict()
+        """(camera, detector track) -> the track it continues (``continued`` events): a person
+        the recognizer re-associated keeps their label."""
         self.events: deque[dict] = deque(maxlen=max_events)
         self.snapshots: dict[str, str] = {}
         """event id -> snapshot id."""
@@ -123,8 +150,7 @@ class LiveHub:
                 faces = FacesMessage.from_message(message)
                 with self._lock:
                     camera = self._camera(faces.camera_id)
-                    camera.faces = faces
-                    camera.history.append((time.monotonic(), faces))
+                    camera.history.append(faces)
             elif message.topic == Topics.STYLED_FRAMES:
                 with self._lock:
                     self._camera(message.key or "?").styled = message.value
@@ -142,7 +168,7 @@ class LiveHub:
 
     def _frame(self, message: Message) -> None:
         meta = FrameMeta.from_message(message)
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             camera = self._camera(meta.camera_id)
             camera.last_frame_wall = now
@@ -162,6 +188,10 @@ class LiveHub:
                 self.labels[key] = ("unknown", "unknown")
             elif event.type in ("spoof", "withdrawn"):
                 self.labels[key] = ("spoof", "spoof")
+            elif event.type == "continued" and event.continued_as is not None:
+                self.aliases[(event.camera_id, event.continued_as)] = event.track_id
+                while len(self.aliases) > MAX_LABELS:
+                    self.aliases.popitem(last=False)
             elif event.type == "ended" and key not in self.labels:
                 self.labels[key] = ("pending", "…")  # never decided: nothing to wait for
             while len(self.labels) > MAX_LABELS:
@@ -205,14 +235,10 @@ class LiveHub:
         with self._lock:
             camera = self.cameras.get(camera_id)
             age = (
-                time.monotonic() - camera.last_frame_wall
-                if camera and camera.last_frame_wall
-                else None
+                self.clock() - camera.last_frame_wall if camera and camera.last_frame_wall else None
             )
             recent = (
-                [t for t in camera.arrivals if t > time.monotonic() - FPS_WINDOW_S]
-                if camera
-                else []
+                [t for t in camera.arrivals if t > self.clock() - FPS_WINDOW_S] if camera else []
             )
             fps = round(len(recent) / FPS_WINDOW_S, 1)
         status = {
@@ -226,15 +252,23 @@ class LiveHub:
 
     def live(self, camera_id: str) -> dict | None:
         """The frame to show now (its seq) and its faces with their labels."""
+        view = self.view(camera_id)
+        return None if view is None else view[0]
+
+    def view(self, camera_id: str) -> tuple[dict, Served] | None:
+        """``live``'s answer and the frame it names (for the pushed stream)."""
         with self._lock:
             camera = self.cameras.get(camera_id)
             if camera is None or self.frames.latest(camera_id) is None:
                 return None
             served = self._serve(camera_id, camera)
-            faces = served[2]
+            styled = camera.styled is not None
+        faces = served.faces
         boxes = []
         for face in faces.faces if faces else []:
-            kind, text = self.labels.get((camera_id, face.track_id or 0), ("pending", "…"))
+            track = face.track_id or 0
+            track = self.aliases.get((camera_id, track), track)
+            kind, text = self.labels.get((camera_id, track), ("pending", "…"))
             boxes.append(
                 {
                     "box": face.box.model_dump(),
@@ -244,41 +278,29 @@ class LiveHub:
                 }
             )
         frame_w = faces.frame_width if faces else None
-        return {
-            "seq": served[0],
-            "faces": boxes,
-            "frame_width": frame_w,
-            "styled": camera.styled is not None,
-        }
+        answer = {"seq": served.seq, "faces": boxes, "frame_width": frame_w, "styled": styled}
+        return answer, served
 
-    def _serve(self, camera_id: str, camera: _Camera) -> tuple[int, bytes, FacesMessage | None]:
-        """(seq, downscaled JPEG, faces or None) for viewers, renewed at most VIEWER_FPS times a
-        second (see the module docstring for which frame)."""
-        now = time.monotonic()
+    def _serve(self, camera_id: str, camera: _Camera) -> Served:
+        """The frame for viewers, renewed at most VIEWER_FPS times a second (see the module
+        docstring for which frame)."""
+        now = self.clock()
         if camera.served is not None and now - camera.served_at < 1.0 / VIEWER_FPS:
             return camera.served
-        seq, jpeg, faces = self._choose(camera_id, camera, now)
-        if camera.served is None or camera.served[0] != seq:
-            camera.served = (seq, _downscale(jpeg), faces)
+        seq, jpeg, faces = self._choose(camera_id, camera)
+        if camera.served is None or camera.served.seq != seq:
+            camera.served = Served(seq, _downscale(jpeg), faces)
         camera.served_at = now
         return camera.served
 
-    def _choose(
-        self, camera_id: str, camera: _Camera, now: float
-    ) -> tuple[int, bytes, FacesMessage | None]:
-        newest = None
-        for arrived, faces in reversed(camera.history):
+    def _choose(self, camera_id: str, camera: _Camera) -> tuple[int, bytes, FacesMessage | None]:
+        """(seq, JPEG, faces) of the newest frame the detector went through whose JPEG is still
+        kept, else the newest frame."""
+        for faces in reversed(camera.history):
             jpeg = self.frames.get(camera_id, faces.seq)
-            if jpeg is None:
-                continue
-            newest = newest or (faces.seq, jpeg, faces)
-            if now - arrived > MAX_LABEL_DELAY_S:
-                break
-            if all((camera_id, f.track_id) in self.labels for f in faces.faces):
+            if jpeg is not None:
                 return faces.seq, jpeg, faces
-        if newest is not None:
-            return newest
-        latest = self.frames.latest(camera_id)
+        latest = self.frames.latest(camera_id)  # no faces message yet
         assert latest is not None  # callers check that the camera has frames
         return latest[0], latest[1], None
 
@@ -295,8 +317,8 @@ class LiveHub:
             if self.frames.latest(camera_id) is None:
                 return None
             served = self._serve(camera_id, camera)
-            if seq is None or seq == served[0]:
-                return served[0], served[1]
+            if seq is None or seq == served.seq:
+                return served.seq, served.jpeg
             jpeg = self.frames.get(camera_id, seq)
         return None if jpeg is None else (seq, _downscale(jpeg))
 

@@ -20,7 +20,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
-from services.console.hub import LiveHub
+from services.console.hub import VIEWER_FPS, LiveHub, Served
 from services.console.metrics import LocalSampler, prometheus_series
 from services.console.session import COOKIE, SessionStore
 from shared.cameras import CameraRegistry, CameraSpec
@@ -212,6 +212,45 @@ class Console:
                 }
                 for cid in ids
             ]
+
+        @app.get("/v1/live/stream", dependencies=auth)
+        async def live_stream(request: Request, camera: str | None = None) -> StreamingResponse:
+            """Server-Sent Events: each camera's view (as ``GET /v1/live/{camera}``, plus
+            ``camera_id``) whenever its frame or labels change, at most ``VIEWER_FPS`` times a
+            second, with the frame itself (``jpeg``, base64) when it is a new one. What the Live
+            page reads: one connection per viewer whatever the number of cameras, and nothing
+            asked for a frame that did not change."""
+
+            def views() -> list[tuple[str, dict, Served]]:  # in a thread: may downscale a frame
+                ids = [camera] if camera else self.hub.camera_ids()
+                found = [(cid, self.hub.view(cid)) for cid in ids]
+                return [(cid, v[0], v[1]) for cid, v in found if v is not None]
+
+            async def generate():
+                yield "retry: 2000\n\n"
+                sent: dict[str, tuple] = {}
+                quiet = 0.0
+                while not await request.is_disconnected():
+                    for cid, view, served in await asyncio.to_thread(views):
+                        shown = (view["seq"], view["faces"], view["styled"])
+                        if sent.get(cid) == shown:
+                            continue
+                        payload = view | {"camera_id": cid}
+                        if cid not in sent or sent[cid][0] != view["seq"]:
+                            payload["jpeg"] = served.jpeg_b64
+                        sent[cid], quiet = shown, 0.0
+                        yield f"event: view\ndata: {json.dumps(payload)}\n\n"
+                    await asyncio.sleep(1.0 / VIEWER_FPS)
+                    quiet += 1.0 / VIEWER_FPS
+                    if quiet >= SSE_KEEPALIVE_S:
+                        quiet = 0.0
+                        yield ": keepalive\n\n"
+
+            return StreamingResponse(
+                generate(),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+            )
 
         @app.get("/v1/live/{camera_id}", dependencies=auth)
         def live(camera_id: str) -> dict:

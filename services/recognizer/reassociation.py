@@ -63,11 +63,13 @@ class Reassociator:
         detector_ids: list[int],
         encodings: np.ndarray,
         open_tracks: dict[int, float],
-    ) -> list[int]:
-        """The track each face of one frame counts for. ``open_tracks``: the camera's open
-        tracks (id -> last seen capture time); a face of a track id not among them (a new track)
-        continues the lost one it matches, if any; tracks on this frame are not lost."""
+    ) -> tuple[list[int], list[tuple[int, int]]]:
+        """The track each face of one frame counts for, and the (new detector id, old track)
+        pairs re-associated on this frame. ``open_tracks``: the camera's open tracks (id -> last
+        seen capture time); a face of a track id not among them (a new track) continues the lost
+        one it matches, if any; tracks on this frame are not lost."""
         ids = [self.resolve(camera_id, t) for t in detector_ids]
+        continued = []
         for n, encoding in enumerate(encodings):
             if ids[n] in open_tracks:
                 continue
@@ -77,8 +79,9 @@ class Reassociator:
             if old is not None:
                 self.alias(camera_id, detector_ids[n], old)
                 ids[n] = old
+                continued.append((detector_ids[n], old))
                 metrics.RECOGNIZER_FACES.labels("reassociated").inc()
-        return ids
+        return ids, continued
 
     def remember(self, camera_id: str, track_id: int, encoding: np.ndarray, weight: float) -> None:
         """Add one frame's encoding to an open track's template."""

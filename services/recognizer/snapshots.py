@@ -32,6 +32,7 @@ from shared.schemas import (
     RecognitionEvent,
     RecognitionEventV3,
     Topics,
+    parse_event,
 )
 from shared.snapshots.base import SnapshotStore
 from shared.snapshots.images import face_crop, thumbnail
@@ -121,7 +122,7 @@ class SnapshotKeeper:
             result.append(out)
             if out.topic != Topics.EVENTS:
                 continue
-            event = RecognitionEventV3.model_validate_json(out.value)  # reads every version
+            event = parse_event(out.value)
             try:
                 extra = self._on_event(event)
             except Exception:  # noqa: BLE001 - the store is down: the event goes out without

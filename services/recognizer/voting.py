@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from shared.schemas import Box, RecognitionEvent, RecognitionEventV2
+from shared.schemas import Box, RecognitionEvent, RecognitionEventV2, RecognitionEventV4
 
 UNKNOWN = ""
 MAX_EARLY_VERDICTS = 10_000
@@ -197,6 +197,14 @@ class TrackVoter:
             events.append(self._withdrawal(track))
             track.decided = None
         return [*events, self._event("spoof", track)]
+
+    def continued(self, camera_id: str, track_id: int, new_id: int) -> list[RecognitionEvent]:
+        """The detector's track ``new_id`` was re-associated with the open track ``track_id``."""
+        track = self.tracks.get((camera_id, track_id))
+        if track is None:
+            return []
+        base = cast(RecognitionEventV4, self._event("continued", track, RecognitionEventV4))
+        return [base.model_copy(update={"continued_as": new_id})]
 
     def _withdrawal(self, track: TrackVotes) -> RecognitionEventV2:
         base = cast(RecognitionEventV2, self._event("withdrawn", track, RecognitionEventV2))

@@ -55,8 +55,8 @@ from shared.schemas import (
     FacesMessage,
     LivenessVerdict,
     RecognitionEvent,
-    RecognitionEventV3,
     Topics,
+    parse_event,
 )
 from shared.settings import RecognizerSettings
 from shared.stream import StreamStamp
@@ -192,7 +192,7 @@ class RecognizerWorker(BatchWorker):
         for out in outputs:
             if out.topic != Topics.EVENTS:
                 continue
-            event = RecognitionEventV3.model_validate_json(out.value)  # reads every version
+            event = parse_event(out.value)
             key = (event.camera_id, event.track_id)
             if event.type == "ended":
                 self.journal.delete(*key)
@@ -307,13 +307,20 @@ class RecognizerWorker(BatchWorker):
 
     def _track_ids(
         self, faces: FacesMessage, usable: list[DetectedFace], embeddings: np.ndarray
-    ) -> list[int]:
-        """The track each face counts for (a re-associated new track: the one it continues)."""
+    ) -> tuple[list[int], list[Outgoing]]:
+        """The track each face counts for (a re-associated new track: the one it continues), and
+        a ``continued`` event for each new track id re-associated on this frame."""
         camera, ids = faces.camera_id, [cast(int, f.track_id) for f in usable]  # usable: have one
         if self.reassociation is None:
-            return ids
+            return ids, []
         open_tracks = {t: v.last_seen_ts for (c, t), v in self.voter.tracks.items() if c == camera}
-        return self.reassociation.track_ids(camera, faces.capture_ts, ids, embeddings, open_tracks)
+        ids, continued = self.reassociation.track_ids(
+            camera, faces.capture_ts, ids, embeddings, open_tracks
+        )
+        events = [
+            _outgoing(e) for new, old in continued for e in self.voter.continued(camera, old, new)
+        ]
+        return ids, events
 
     def _vote(
         self, faces: FacesMessage, usable: list[DetectedFace], embeddings: np.ndarray
@@ -325,7 +332,8 @@ class RecognizerWorker(BatchWorker):
         )
         metrics.RECOGNIZER_FACES.labels("encoded").inc(len(usable))
         weights = [face_weight(face.box, face.score) for face in usable]
-        track_ids = self._track_ids(faces, usable, embeddings)
+        track_ids, continued = self._track_ids(faces, usable, embeddings)
+        outputs.extend(continued)
         if self.reassociation is not None:
             for track_id, e, w in zip(track_ids, embeddings, weights, strict=True):
                 self.reassociation.remember(faces.camera_id, track_id, e, w)

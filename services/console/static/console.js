@@ -129,17 +129,23 @@ async function livePage() {
   const grid = $("grid");
   grid.replaceChildren();
   const tiles = new Map();
-  every(3000, async () => {
-    for (const camera of await json("/v1/live")) {
-      if (!tiles.has(camera.camera_id)) {
-        const tile = liveTile(camera);
-        tiles.set(camera.camera_id, tile);
-        grid.append(tile.node);
-      }
-      tiles.get(camera.camera_id).status(camera);
+  const tile = (camera) => {
+    if (!tiles.has(camera.camera_id)) {
+      tiles.set(camera.camera_id, liveTile(camera));
+      grid.append(tiles.get(camera.camera_id).node);
     }
+    return tiles.get(camera.camera_id);
+  };
+  every(3000, async () => {
+    for (const camera of await json("/v1/live")) tile(camera).status(camera);
   });
-  every(200, () => tiles.forEach((tile) => tile.refresh())); // a viewer rate of <= 5 frames/s
+  // Frames and boxes are pushed (<= 5 frames/s per camera, only when they change): one
+  // connection for every camera, no polling.
+  state.stream = new EventSource("/v1/live/stream");
+  state.stream.addEventListener("view", (message) => {
+    const view = JSON.parse(message.data);
+    tile(view).show(view);
+  });
 }
 
 function liveTile(camera) {
@@ -149,38 +155,25 @@ function liveTile(camera) {
   const caption = el("figcaption", {}, el("strong", { text: camera.camera_id }), " ", el("span", { class: "status" }));
   const styled = el("img", { class: "styled", alt: `camera ${camera.camera_id}, styled`, hidden: "" });
   const node = el("figure", { class: "tile", "data-camera": camera.camera_id }, el("div", { class: "view" }, image, boxes), styled, caption);
-  let seq = null;
-  let busy = false;
   let styledAt = 0;
-  async function refresh() {
-    if (busy) return;
-    busy = true;
-    try {
-      const response = await api(`/v1/live/${id}`);
-      if (!response.ok) return;
-      const view = await response.json();
-      if (view.seq !== seq) {
-        const frame = await api(`/v1/live/${id}/frame.jpg?seq=${view.seq}`);
-        if (frame.ok) {
-          const url = URL.createObjectURL(await frame.blob());
-          if (image.src) URL.revokeObjectURL(image.src);
-          image.src = url;
-          seq = view.seq;
-          await image.decode().catch(() => {});
-          drawBoxes(boxes, image, view);
-        }
+  let drawn = Promise.resolve();
+  function show(view) {
+    drawn = drawn.then(() => render(view)).catch((error) => console.warn(error)); // in order: boxes on their own frame
+  }
+  async function render(view) {
+    if (view.jpeg) {
+      image.src = `data:image/jpeg;base64,${view.jpeg}`;
+      await image.decode().catch(() => {});
+    }
+    drawBoxes(boxes, image, view);
+    if (view.styled && Date.now() - styledAt > 1000) {
+      styledAt = Date.now();
+      const painted = await api(`/v1/live/${id}/frame.jpg?styled=true`);
+      if (painted.ok) {
+        if (styled.src) URL.revokeObjectURL(styled.src);
+        styled.src = URL.createObjectURL(await painted.blob());
+        styled.hidden = false;
       }
-      if (view.styled && Date.now() - styledAt > 1000) {
-        styledAt = Date.now();
-        const painted = await api(`/v1/live/${id}/frame.jpg?styled=true`);
-        if (painted.ok) {
-          if (styled.src) URL.revokeObjectURL(styled.src);
-          styled.src = URL.createObjectURL(await painted.blob());
-          styled.hidden = false;
-        }
-      }
-    } finally {
-      busy = false;
     }
   }
   function status(info) {
@@ -190,7 +183,7 @@ function liveTile(camera) {
     if (info.style) parts.push(`style ${info.style}`);
     caption.querySelector(".status").textContent = parts.join(" · ");
   }
-  return { node, refresh, status };
+  return { node, show, status };
 }
 
 function drawBoxes(layer, image, view) {
@@ -238,7 +231,7 @@ async function eventsPage() {
 }
 
 function addEvent(timeline, event) {
-  if (event.type === "snapshot") return;
+  if (event.type === "snapshot" || event.type === "continued") return; // not cards of their own
   const when = new Date(event.ts * 1000).toLocaleTimeString();
   const who = event.person_name || (event.type === "unknown" ? "unknown face" : "");
   const pictures = el("div", { class: "pictures" });
