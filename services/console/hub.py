@@ -86,7 +86,7 @@ class LiveHub:
     ) -> None:
         self.bus = bus
         self.clock = clock
-        """Arrival times and the view's age (a test sets its own)."""
+        """For frames/s, a camera's state and the viewer rate (a test sets its own)."""
         self.retention_s = retention_s
         self.cameras: OrderedDict[str, _Camera] = OrderedDict()
         self.frames = FrameRing(max_cameras=MAX_CAMERAS)
@@ -192,8 +192,6 @@ class LiveHub:
                 self.aliases[(event.camera_id, event.continued_as)] = event.track_id
                 while len(self.aliases) > MAX_LABELS:
                     self.aliases.popitem(last=False)
-            elif event.type == "ended" and key not in self.labels:
-                self.labels[key] = ("pending", "…")  # never decided: nothing to wait for
             while len(self.labels) > MAX_LABELS:
                 self.labels.popitem(last=False)
             self.events.append(record)

@@ -11,7 +11,7 @@ not run.
 import asyncio
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -169,33 +169,24 @@ class Console:
             picture to the event named in ``refers_to``)."""
             matches = matcher(camera, person, type)
             last = request.headers.get("last-event-id")
+            if last is None:  # a fresh stream starts now, not with the whole history
+                recent = self.hub.recent_events()
+                last = recent[-1]["event_id"] if recent else None
+            seen = -1
 
-            async def generate():
-                nonlocal last
-                yield "retry: 2000\n\n"
-                if last is None:  # a fresh stream starts now, not with the whole history
-                    recent = self.hub.recent_events()
-                    last = recent[-1]["event_id"] if recent else None
-                seen, quiet = -1, 0.0
-                while not await request.is_disconnected():
-                    if self.hub.version != seen:
-                        seen = self.hub.version
-                        for event in self.hub.recent_events(last):
-                            last = event["event_id"]
-                            if matches(event) or (event["type"] == "snapshot" and not type):
-                                payload = json.dumps(event)
-                                yield f"id: {last}\nevent: {event['type']}\ndata: {payload}\n\n"
-                    await asyncio.sleep(0.25)
-                    quiet += 0.25
-                    if quiet >= SSE_KEEPALIVE_S:  # proxies close silent connections
-                        quiet = 0.0
-                        yield ": keepalive\n\n"
+            async def poll() -> list[str]:
+                nonlocal last, seen
+                if self.hub.version == seen:
+                    return []
+                seen, sent = self.hub.version, []
+                for event in self.hub.recent_events(last):
+                    last = event["event_id"]
+                    if matches(event) or (event["type"] == "snapshot" and not type):
+                        payload = json.dumps(event)
+                        sent.append(f"id: {last}\nevent: {event['type']}\ndata: {payload}\n\n")
+                return sent
 
-            return StreamingResponse(
-                generate(),
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-            )
+            return sse_response(request, 0.25, poll)
 
     def _live(self, app: FastAPI, auth: list, cameras: CameraRegistry, pool) -> None:
         @app.get("/v1/live", dependencies=auth)
@@ -226,31 +217,22 @@ class Console:
                 found = [(cid, self.hub.view(cid)) for cid in ids]
                 return [(cid, v[0], v[1]) for cid, v in found if v is not None]
 
-            async def generate():
-                yield "retry: 2000\n\n"
-                sent: dict[str, tuple] = {}
-                quiet = 0.0
-                while not await request.is_disconnected():
-                    for cid, view, served in await asyncio.to_thread(views):
-                        shown = (view["seq"], view["faces"], view["styled"])
-                        if sent.get(cid) == shown:
-                            continue
-                        payload = view | {"camera_id": cid}
-                        if cid not in sent or sent[cid][0] != view["seq"]:
-                            payload["jpeg"] = served.jpeg_b64
-                        sent[cid], quiet = shown, 0.0
-                        yield f"event: view\ndata: {json.dumps(payload)}\n\n"
-                    await asyncio.sleep(1.0 / VIEWER_FPS)
-                    quiet += 1.0 / VIEWER_FPS
-                    if quiet >= SSE_KEEPALIVE_S:
-                        quiet = 0.0
-                        yield ": keepalive\n\n"
+            sent: dict[str, tuple] = {}
 
-            return StreamingResponse(
-                generate(),
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-            )
+            async def poll() -> list[str]:
+                changed = []
+                for cid, view, served in await asyncio.to_thread(views):
+                    shown = (view["seq"], view["faces"], view["styled"])
+                    if sent.get(cid) == shown:
+                        continue
+                    payload = view | {"camera_id": cid}
+                    if cid not in sent or sent[cid][0] != view["seq"]:
+                        payload["jpeg"] = served.jpeg_b64
+                    sent[cid] = shown
+                    changed.append(f"event: view\ndata: {json.dumps(payload)}\n\n")
+                return changed
+
+            return sse_response(request, 1.0 / VIEWER_FPS, poll)
 
         @app.get("/v1/live/{camera_id}", dependencies=auth)
         def live(camera_id: str) -> dict:
@@ -365,3 +347,30 @@ class Console:
                 except (OSError, ValueError, KeyError) as error:
                     return {"source": "prometheus", "error": str(error), "series": {}}
             return {"source": "local", "series": self.sampler.snapshot()}
+
+
+def sse_response(
+    request: Request, period_s: float, poll: Callable[[], Awaitable[list[str]]]
+) -> StreamingResponse:
+    """A Server-Sent Events response: every ``period_s`` until the client leaves, the messages
+    ``poll`` gives; a comment after ``SSE_KEEPALIVE_S`` of silence, because proxies close silent
+    connections. Browsers reconnect after 2 s by themselves."""
+
+    async def generate():
+        yield "retry: 2000\n\n"
+        quiet = 0.0
+        while not await request.is_disconnected():
+            messages = await poll()
+            for message in messages:
+                yield message
+            quiet = 0.0 if messages else quiet + period_s
+            if quiet >= SSE_KEEPALIVE_S:
+                quiet = 0.0
+                yield ": keepalive\n\n"
+            await asyncio.sleep(period_s)
+
+    return StreamingResponse(
+        generate(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
