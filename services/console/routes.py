@@ -220,8 +220,10 @@ class Console:
             sent: dict[str, tuple] = {}
 
             async def poll() -> list[str]:
-                changed = []
-                for cid, view, served in await asyncio.to_thread(views):
+                changed, found = [], await asyncio.to_thread(views)
+                for gone in sent.keys() - {cid for cid, _, _ in found}:
+                    del sent[gone]  # bounded by the hub's cameras, however many come and go
+                for cid, view, served in found:
                     shown = (view["seq"], view["faces"], view["styled"])
                     if sent.get(cid) == shown:
                         continue
