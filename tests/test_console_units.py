@@ -116,8 +116,11 @@ def test_the_live_view_moves_with_the_detector_and_names_boxes_when_they_are_dec
             detector="t", faces=[face],
         )  # fmt: skip
         publisher.publish(Topics.FACES, faces.to_bytes(), "door", faces.headers())
-        arrived = lambda: "door" in live.cameras and len(live.cameras["door"].history) == seq  # noqa: E731
-        wait_for(arrived, 10, f"frame {seq}")
+        wait_for(lambda: getattr(newest(), "seq", None) == seq, 10, f"frame {seq}")
+
+    def newest() -> FacesMessage | None:
+        camera = live.cameras.get("door")
+        return camera.faces if camera else None
 
     publish_event(bus, event("identified", track=1, person_id="p1", person_name="ada"))
     wait_for(lambda: ("door", 1) in live.labels, 10, "the label of track 1")

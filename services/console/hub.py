@@ -4,8 +4,8 @@ Two consumers, each in its own thread, in groups of their own that never commit 
 process sees everything):
 
 * **live** (frames, styled frames, faces, starting at the topics' end): per camera the JPEG bytes
-  of its recent frames (not decoded; a byte-bounded ring, shared/frame_ring.py) and its recent
-  faces messages. A viewer gets a frame the detector has been through, so boxes sit on their
+  of its recent frames (not decoded; a byte-bounded ring, shared/frame_ring.py) and its newest
+  faces message. A viewer gets a frame the detector has been through, so boxes sit on their
   faces: the newest one, with each box labelled as its track is now (its name, unknown, spoof,
   or "…" until the recognizer decides). Waiting for names instead (serving the newest frame
   whose faces are all decided) made the view stand still for as long as a new face stays
@@ -67,8 +67,9 @@ class Served:
 @dataclass
 class _Camera:
     styled: bytes | None = None
-    history: deque[FacesMessage] = field(default_factory=lambda: deque(maxlen=512))
-    """Faces messages of the recent frames the detector went through."""
+    faces: FacesMessage | None = None
+    """The newest faces message: the view shows its frame. An older one would not help when
+    the ring no longer has this frame (it drops the oldest frames first)."""
     last_frame_wall: float = 0.0
     arrivals: deque = field(default_factory=lambda: deque(maxlen=256))
     """Arrival times of the last frames, for frames/s over the last ``FPS_WINDOW_S``."""
@@ -150,7 +151,7 @@ class LiveHub:
                 faces = FacesMessage.from_message(message)
                 with self._lock:
                     camera = self._camera(faces.camera_id)
-                    camera.history.append(faces)
+                    camera.faces = faces
             elif message.topic == Topics.STYLED_FRAMES:
                 with self._lock:
                     self._camera(message.key or "?").styled = message.value
@@ -292,13 +293,13 @@ class LiveHub:
         return camera.served
 
     def _choose(self, camera_id: str, camera: _Camera) -> tuple[int, bytes, FacesMessage | None]:
-        """(seq, JPEG, faces) of the newest frame the detector went through whose JPEG is still
-        kept, else the newest frame."""
-        for faces in reversed(camera.history):
-            jpeg = self.frames.get(camera_id, faces.seq)
-            if jpeg is not None:
-                return faces.seq, jpeg, faces
-        latest = self.frames.latest(camera_id)  # no faces message yet
+        """(seq, JPEG, faces) of the newest frame the detector went through, else (none yet, or
+        the detector so far behind that the ring dropped it) the newest frame."""
+        faces = camera.faces
+        jpeg = self.frames.get(camera_id, faces.seq) if faces is not None else None
+        if faces is not None and jpeg is not None:
+            return faces.seq, jpeg, faces
+        latest = self.frames.latest(camera_id)
         assert latest is not None  # callers check that the camera has frames
         return latest[0], latest[1], None
 
