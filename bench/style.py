@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.style [--iterations 200] [--out bench/out/style]
 
-For three held-out content photos x two styles (the committed networks' paintings) it runs
+For three held-out content photos x four styles (the committed networks' paintings) it runs
 Gatys' optimisation at 256 px (Adam, the CLI's defaults), the trained network, and the
 arbitrary-style network (Magenta's, shared/style/arbitrary.py: the painting's bottleneck, then
 one transformer pass at the content's own 256 px) on the same content, and measures all three
@@ -11,7 +11,7 @@ It writes:
 
 - ``contact_sheet.png``: per row content | style | Gatys | network | arbitrary, with J_content,
   J_style and seconds under each result;
-- ``gatys_cost.png``: J over iterations of the six Gatys runs (log scale);
+- ``gatys_cost.png``: J over iterations of the twelve Gatys runs (log scale);
 - ``report.json``: every figure; per run the cost ratios of each fast method to Gatys
   (``J_style / J_style(Gatys)``, ``J_content / J_content(Gatys)``) and their medians; Gatys
   iterations per second at 256 and 512 px; the trained networks' frames per second at 640x360
@@ -53,7 +53,7 @@ from shared.style.vgg import feature_extractor  # noqa: E402
 from training.style.training import read_rgb  # noqa: E402
 
 CONTENTS = ("tubingen", "golden_gate", "hoovertowernight")
-STYLES = ("starry_night", "great_wave")
+STYLES = ("starry_night", "great_wave", "the_scream", "shipwreck")
 
 
 def measure(extractor, content: np.ndarray, style: np.ndarray, image: np.ndarray) -> dict:
@@ -190,7 +190,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "style")
     parser.add_argument(
-        "--pairs", nargs="+", default=None, help="CONTENT/STYLE pairs (default: all six)"
+        "--pairs", nargs="+", default=None, help="CONTENT/STYLE pairs (default: all twelve)"
     )
     parser.add_argument(
         "--frame-speed-only",

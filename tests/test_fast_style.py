@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -17,7 +18,7 @@ from shared.style.gatys import DEFAULT_STYLE_LAYERS
 from shared.style.vgg import feature_extractor
 from training.style.training import TrainingConfig, read_rgb, train
 
-SHIPPED = ("starry_night", "great_wave")
+SHIPPED = ("starry_night", "great_wave", "the_scream", "shipwreck")
 
 
 def test_the_shipped_networks_are_small_and_carry_their_card() -> None:
@@ -25,7 +26,7 @@ def test_the_shipped_networks_are_small_and_carry_their_card() -> None:
     for name in SHIPPED:
         assert (NETWORKS_DIR / f"{name}.npz").stat().st_size < 10 * 1024 * 1024
         card = json.loads((NETWORKS_DIR / f"{name}.json").read_text())
-        assert card["style_image"] == f"{name}.jpg" and card["steps"] >= 500
+        assert card["style_image"] == f"{name}.jpg" and card["total_steps"] >= 1000
         assert {"alpha", "beta", "content_layer", "style_layers", "seed"} <= card.keys()
 
 
@@ -107,6 +108,20 @@ def test_training_lowers_j_and_writes_a_loadable_network(shared_data: Path, tmp_
     assert network.card["steps"] == 12 and network.card["style_image"] == "the_scream.jpg"
     assert network.stylize(np.zeros((16, 16, 3), np.uint8)).shape == (16, 16, 3)
 
+    resumed = TrainingConfig(
+        style_image=config.style_image,
+        name="scream-resumed",
+        crop=64,
+        batch_size=2,
+        steps=3,
+        lfw_images=16,
+        resume_from=tmp_path / "scream-test.npz",
+    )
+    more = train(resumed, shared_data, tmp_path)  # starts where the first run stopped
+    assert more[0].total < 0.5 * np.mean([r.total for r in history[:3]])
+    card = load_network("scream-resumed", tmp_path).card
+    assert card["steps"] == 3 and card["total_steps"] == 15 and card["resumed_from"]["steps"] == 12
+
 
 @pytest.mark.data
 def test_the_training_loss_is_gatys_j_averaged_over_the_batch(shared_data: Path) -> None:
@@ -140,3 +155,30 @@ def test_the_training_loss_is_gatys_j_averaged_over_the_batch(shared_data: Path)
     np.testing.assert_allclose(
         [total, j_content, j_style, tv], np.mean(expected, axis=0), rtol=1e-4
     )
+
+
+def test_the_paintings_strokes_are_matched_per_position_whatever_its_pixel_count(
+    tmp_path: Path,
+) -> None:
+    """With ``style_side`` the painting keeps its own scale and its Grams count per position: the
+    same texture in a picture four times larger (tiled 2x2) is the same style target, so the
+    strokes a network learns have the size the painting has at that side."""
+    from training.style.training import PerceptualLoss
+
+    rng = np.random.default_rng(3)
+    tile = cv2.GaussianBlur(rng.uniform(0, 255, (64, 64, 3)).astype(np.float32), (0, 0), 2)
+    tile = np.tile(tile, (2, 2, 1))  # periodic, so tiling adds no new statistics
+    paths = {}
+    for name, image in {"small": tile, "large": np.tile(tile, (2, 2, 1))}.items():
+        paths[name] = tmp_path / f"{name}.png"
+        cv2.imwrite(str(paths[name]), image.astype(np.uint8))
+    generated = tf.constant(tile[None, :48, :48])  # the texture at the painting's own scale
+    style = {}
+    for name, side in {"small": 128, "large": 256}.items():
+        config = TrainingConfig(style_image=paths[name], name=name, crop=48, style_side=side)
+        style[name] = float(PerceptualLoss(config)(generated, generated)[2])
+    # the same target but for the borders (measured 4.4e6 and 6.6e6; unscaled Grams: 1e8 and more)
+    assert style["large"] < 2 * style["small"]
+    squeezed = TrainingConfig(style_image=paths["large"], name="squeezed", crop=48, style_side=None)
+    # squeezed to the crop, the painting's strokes shrink: the texture no longer matches them
+    assert float(PerceptualLoss(squeezed)(generated, generated)[2]) > 5 * style["small"]

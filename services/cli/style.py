@@ -45,11 +45,24 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--crop", type=int, default=192, help="training crop side, pixels")
     train.add_argument("--batch-size", type=int, default=4)
     train.add_argument("--learning-rate", type=float, default=1e-3)
-    train.add_argument("--alpha", type=float, default=1e6, help="content weight")
+    train.add_argument("--alpha", type=float, default=3e5, help="content weight")
     train.add_argument("--beta", type=float, default=40.0, help="style weight")
     train.add_argument("--tv-weight", type=float, default=50.0)
     train.add_argument("--lfw-images", type=int, default=3000)
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--style-side",
+        type=int,
+        default=256,
+        help="the painting's longest side for its Grams, pixels (0: squeezed to the crop)",
+    )
+    train.add_argument("--content-layer", default="block2_conv2", help="VGG16 layer of J_content")
+    train.add_argument(
+        "--resume-from",
+        type=Path,
+        help="a saved network (NAME.npz with its NAME.json) to continue from: a checkpoint, or "
+        "another painting's network as a starting point",
+    )
     train.set_defaults(handler=cmd_style_train)
 
     layers = commands.add_parser(
@@ -135,6 +148,9 @@ def cmd_style_train(args: argparse.Namespace, settings: Settings) -> None:
         tv_weight=args.tv_weight,
         lfw_images=args.lfw_images,
         seed=args.seed,
+        content_layer=args.content_layer,
+        style_side=args.style_side or None,
+        resume_from=args.resume_from,
     )
     output = args.output_dir or settings.style.networks_dir
     with progress_bar(config.steps) as bar:

@@ -6,8 +6,9 @@ over the batch of exactly the J(G) that ``shared.style.gatys`` minimises pixel b
     J(G_b) = alpha J_content(C_b, G_b) + beta sum_l lambda_l J^l_style(S, G_b) + tv_weight TV(G_b)
 
 with the same cost functions and normalising constants (``shared.style.costs``), Gatys' style
-layers, and S resized to the crop size (the Gram matrices are sums over positions, so S and G must
-have the same n_H n_W for their style costs to be comparable). Two choices differ from the Gatys
+layers, and S seen at the scale Gatys sees it (longest side ``style_side``, 256 px), its Gram
+matrices scaled to the crop's number of positions: they are sums over positions, so per position
+is what a 192 px crop and a 256 px painting can share. Two choices differ from the Gatys
 defaults, as in Johnson et al.: the content layer is block2_conv2 and alpha is retuned for it (a
 network starts from random weights, not from C, and must learn to keep the content). Only T's
 weights change; VGG16 is frozen.
@@ -31,14 +32,15 @@ import numpy as np
 import tensorflow as tf
 
 from shared.style import costs
-from shared.style.fast import Architecture, build_network, save_network
+from shared.style.fast import Architecture, build_network, load_network, save_network
 from shared.style.gatys import DEFAULT_STYLE_LAYERS
 from shared.style.vgg import feature_extractor
 
 
 @dataclass
 class TrainingConfig:
-    """Options of one training run; defaults are the ones the committed networks used."""
+    """Options of one training run; defaults: the recipe the committed networks were last trained
+    with (their 600 or 450 steps continued a network; docs/style.md, "Shipped networks")."""
 
     style_image: Path
     name: str
@@ -46,13 +48,20 @@ class TrainingConfig:
     batch_size: int = 4
     steps: int = 800
     learning_rate: float = 1e-3
-    alpha: float = 1e6
-    """Content weight at ``content_layer``, from a 200-step sweep (docs/style.md): 5e5 still gave
-    a sheet of texture, 5e6 a blurred photo with little style."""
+    alpha: float = 3e5
+    """Content weight at ``content_layer``. From random weights, 5e5 gave a sheet of texture after
+    200 steps and 1e6 kept the photo (the first networks, 800 steps); continued from such a
+    network, 3e5 keeps J_content within 2x Gatys' on held-out frames while J_style falls
+    (docs/style.md, "Retrained")."""
     beta: float = 40.0
     tv_weight: float = 50.0
     """Smooths the high-frequency grid that nearest-neighbour upsampling leaves early in training."""
     style_layers: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_STYLE_LAYERS))
+    style_side: int | None = 256
+    """The painting's longest side, pixels, when its Gram matrices are taken (aspect kept, Grams
+    scaled to the crop's number of positions). The scale at which the painting is seen sets the
+    size of the strokes a network learns; Gatys and the report see it at the picture's 256 px.
+    None: squeezed to the crop square, as the first networks were (half the style on dev)."""
     content_layer: str = "block2_conv2"
     """Johnson et al.'s relu2_2. Gatys' block4_conv2 constrains only the layout, which a pixel
     optimisation starting from C keeps anyway; a network starting from random weights lost the
@@ -62,6 +71,10 @@ class TrainingConfig:
     """How many LFW images (a seeded sample) join the street-crowd frames as content."""
     seed: int = 0
     checkpoint_every: int = 250
+    resume_from: Path | None = None
+    """A saved network (``DIR/NAME.npz`` with its card) to continue from instead of random weights:
+    a checkpoint of an interrupted run, or a shipped network trained further under new weights.
+    Adam's moments start afresh (they settle within a few dozen steps)."""
 
 
 @dataclass
@@ -139,11 +152,18 @@ class PerceptualLoss:
         self.config = config
         layers = [config.content_layer, *config.style_layers]
         self.extractor = feature_extractor(layers, models_dir)
-        style = cv2.resize(
-            read_rgb(config.style_image), (config.crop, config.crop), interpolation=cv2.INTER_AREA
-        )
+        painting = read_rgb(config.style_image)
+        if config.style_side is None:
+            size = (config.crop, config.crop)
+        else:
+            scale = config.style_side / max(painting.shape[:2])
+            size = (round(painting.shape[1] * scale), round(painting.shape[0] * scale))
+        style = cv2.resize(painting, size, interpolation=cv2.INTER_AREA)
         features = self.extractor(tf.constant(style[None].astype(np.float32)))
-        self.a_S = {name: features[name] for name in config.style_layers}
+        # costs.layer_style_cost compares Gram sums over positions: scaled to the crop's positions
+        # (sqrt on the activations), the painting's per-position statistics are matched
+        positions = config.crop**2 / (size[0] * size[1])
+        self.a_S = {name: features[name] * positions**0.5 for name in config.style_layers}
 
     def __call__(self, content: tf.Tensor, generated: tf.Tensor) -> tuple[tf.Tensor, ...]:
         """Batch means of (J, J_content, J_style, TV)."""
@@ -179,7 +199,11 @@ def train(
     """Train one style network; writes checkpoints, ``NAME.curve.jsonl`` and the final network."""
     tf.keras.utils.set_random_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    network = build_network(config.architecture)
+    network = (
+        build_network(config.architecture)
+        if config.resume_from is None
+        else load_network(config.resume_from.stem, config.resume_from.parent).model
+    )
     loss = PerceptualLoss(config, models_dir)
     optimizer = tf.keras.optimizers.Adam(config.learning_rate)
     batches = random_crops(
@@ -232,15 +256,40 @@ def card(config: TrainingConfig, history: Sequence[StepRecord]) -> dict:
         "crop": config.crop,
         "batch_size": config.batch_size,
         "steps": len(history),
+        "total_steps": len(history) + _total_steps(config.resume_from),
         "learning_rate": config.learning_rate,
         "alpha": config.alpha,
         "beta": config.beta,
         "tv_weight": config.tv_weight,
         "style_layers": config.style_layers,
         "content_layer": config.content_layer,
+        "style_side": config.style_side,
         "seed": config.seed,
+        "resumed_from": _resumed_from(config.resume_from),
         "train_seconds": round(history[-1].seconds, 1),
         "final_J_mean_last_50": float(np.mean([r.total for r in last])),
         "final_J_content_mean_last_50": float(np.mean([r.content for r in last])),
         "final_J_style_mean_last_50": float(np.mean([r.style for r in last])),
+    }
+
+
+def _total_steps(path: Path | None) -> int:
+    """Steps behind a starting network, down its chain of starts (0 from random weights)."""
+    if path is None:
+        return 0
+    started = json.loads(path.with_suffix(".json").read_text())
+    return int(started.get("total_steps", started.get("steps", 0)))
+
+
+def _resumed_from(path: Path | None) -> dict | None:
+    """The starting network's name, steps and own start, so a card adds up a chain of runs."""
+    if path is None:
+        return None
+    started = json.loads(path.with_suffix(".json").read_text())
+    return {
+        "name": started.get("name", path.stem),
+        "style_image": started.get("style_image"),
+        "steps": started.get("steps"),
+        "alpha": started.get("alpha"),
+        "resumed_from": started.get("resumed_from"),
     }
