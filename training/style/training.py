@@ -246,6 +246,7 @@ def train(
 def card(config: TrainingConfig, history: Sequence[StepRecord]) -> dict:
     """What the network's ``.json`` records about how it was made (its model card's facts)."""
     last = history[-50:]
+    resumed = _resumed_from(config.resume_from)
     return {
         "name": config.name,
         "method": "Johnson et al. 2016 feed-forward network trained on Gatys' J (shared.style.costs)",
@@ -256,7 +257,7 @@ def card(config: TrainingConfig, history: Sequence[StepRecord]) -> dict:
         "crop": config.crop,
         "batch_size": config.batch_size,
         "steps": len(history),
-        "total_steps": len(history) + _total_steps(config.resume_from),
+        "total_steps": len(history) + (resumed["total_steps"] if resumed else 0),
         "learning_rate": config.learning_rate,
         "alpha": config.alpha,
         "beta": config.beta,
@@ -265,20 +266,12 @@ def card(config: TrainingConfig, history: Sequence[StepRecord]) -> dict:
         "content_layer": config.content_layer,
         "style_side": config.style_side,
         "seed": config.seed,
-        "resumed_from": _resumed_from(config.resume_from),
+        "resumed_from": resumed,
         "train_seconds": round(history[-1].seconds, 1),
         "final_J_mean_last_50": float(np.mean([r.total for r in last])),
         "final_J_content_mean_last_50": float(np.mean([r.content for r in last])),
         "final_J_style_mean_last_50": float(np.mean([r.style for r in last])),
     }
-
-
-def _total_steps(path: Path | None) -> int:
-    """Steps behind a starting network, down its chain of starts (0 from random weights)."""
-    if path is None:
-        return 0
-    started = json.loads(path.with_suffix(".json").read_text())
-    return int(started.get("total_steps", started.get("steps", 0)))
 
 
 def _resumed_from(path: Path | None) -> dict | None:
@@ -290,6 +283,7 @@ def _resumed_from(path: Path | None) -> dict | None:
         "name": started.get("name", path.stem),
         "style_image": started.get("style_image"),
         "steps": started.get("steps"),
+        "total_steps": int(started.get("total_steps", started.get("steps", 0))),
         "alpha": started.get("alpha"),
         "resumed_from": started.get("resumed_from"),
     }
