@@ -47,7 +47,7 @@ def main() -> None:
     from training.liveness import training
 
     settings = get_settings()
-    model = load_model(settings.liveness.weights)
+    model = load_model()  # the motion model, which the recapture model runs too
     detector = create_detector("mtcnn", min_face_px=settings.face.min_face_px)
     frames = training.read_video(settings.shared_data / "liveness" / "live_person.mov", limit=64)
     track = training.follow_face(frames, detector)

@@ -74,7 +74,7 @@ def main() -> None:
 
         configure_threads(settings.face.tf_threads, 1)
     data = settings.shared_data
-    model = load_model(args.weights or settings.liveness.weights)
+    model = load_model(args.weights) if args.weights else load_model()
     policy = settings.liveness.policy("bench")
     detector = create_detector("mtcnn", min_face_px=settings.face.min_face_px)
     if args.refine_every > 1:

@@ -6,6 +6,7 @@ Secrets are ``SecretStr`` so they never appear in logs or reprs.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -220,6 +221,10 @@ class StyleSettings(BaseModel):
 
 
 LIVENESS_WEIGHTS = Path(__file__).parent / "liveness" / "weights" / "liveness_tcn.npz"
+"""The motion model (temporal convolution over per-frame motion and frame-line features)."""
+RECAPTURE_LIVENESS_WEIGHTS = LIVENESS_WEIGHTS.with_name("liveness_recapture.npz")
+"""The default liveness model: the motion model's verdict and a recapture cue (the face's
+chroma spread) in one logistic model (shared/liveness/recapture_model.py, docs/liveness.md)."""
 
 
 class CameraLiveness(BaseModel):
@@ -240,11 +245,13 @@ class LivenessSettings(BaseModel):
     """Run the liveness service with the pipeline, and let the recognizer name a track only once
     it was judged live (a track judged an attack gets a ``spoof`` event instead). Off: no liveness
     check at all, every matching track is identified."""
-    weights: Path = LIVENESS_WEIGHTS
-    recapture_cues: bool = False
-    """The detector sends each face's recapture cues (shared/liveness/recapture.py, about a
-    millisecond per face), which the recapture model (``weights`` =
-    shared/liveness/weights/liveness_recapture.npz) needs; off, it pays nothing for them."""
+    weights: Path = RECAPTURE_LIVENESS_WEIGHTS
+    """The liveness model: the recapture model (default), the motion model alone
+    (``liveness_tcn.npz``) or the pixel model (``liveness_pixels.npz``); its card says which."""
+    recapture_cues: bool | None = None
+    """The detector sends each face's recapture cues (shared/liveness/recapture.py, a few
+    milliseconds per measured face), which the recapture model needs. Unset: sent exactly when
+    ``weights`` is a recapture model, so the detector and the liveness service cannot disagree."""
     threshold: float = Field(0.5, gt=0, lt=1)
     """A window's P(live) that is no evidence either way: windows above it count towards live,
     below it towards an attack (the evidence policy sums them)."""
@@ -265,6 +272,13 @@ class LivenessSettings(BaseModel):
     cameras: dict[str, CameraLiveness] = {}
     """Per-camera overrides by camera id, e.g.
     ``FACESTREAM_LIVENESS__CAMERAS='{"lobby": {"mode": "off"}, "door": {"min_windows": 5}}'``."""
+
+    def sends_recapture_cues(self) -> bool:
+        """Whether the detector computes and sends each face's recapture cues."""
+        if self.recapture_cues is not None:
+            return self.recapture_cues
+        card = self.weights.with_suffix(".json")  # a recapture model's card lists its cues
+        return card.exists() and "cues" in json.loads(card.read_text())
 
     def for_camera(self, camera_id: str) -> CameraLiveness:
         """The camera's override, or the global settings (mode ``passive``)."""

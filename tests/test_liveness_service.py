@@ -176,6 +176,22 @@ def test_the_detector_sends_each_face_with_the_crop_of_its_surroundings(
     assert len(face.recapture) == len(CUES)
 
 
+def test_the_detector_sends_cues_exactly_when_the_liveness_model_reads_them() -> None:
+    """The default model is the recapture model, which skips faces without cues: left unset,
+    the cues follow the configured weights, so the two services cannot disagree."""
+    from shared.liveness.pixels import load_any
+    from shared.settings import LIVENESS_WEIGHTS
+
+    default = LivenessSettings()
+    assert getattr(load_any(default.weights), "needs_cues", False)
+    assert default.sends_recapture_cues()
+    motion_only = LivenessSettings(weights=LIVENESS_WEIGHTS)
+    assert not getattr(load_any(motion_only.weights), "needs_cues", False)
+    assert not motion_only.sends_recapture_cues()
+    assert not LivenessSettings(recapture_cues=False).sends_recapture_cues()
+    assert LivenessSettings(weights=LIVENESS_WEIGHTS, recapture_cues=True).sends_recapture_cues()
+
+
 def test_a_pixel_model_gets_the_chips_of_four_frames_of_each_window() -> None:
     from shared.face.chips import chip_to_b64
     from shared.liveness.pixels import CHIP, PIXEL_FRAMES, PixelLivenessModel, build_pixel_model

@@ -64,6 +64,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     recapture.add_argument(
         "--nested", action="store_true", help="loso: also pick the one cue inside every fold"
     )
+    recapture.add_argument(
+        "--tracks",
+        action="store_true",
+        help="loso: also every track under the evidence policy, out of fold, and the motion model's",
+    )
     liveness.set_defaults(handler=cmd_liveness)
 
 

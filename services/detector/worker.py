@@ -58,7 +58,7 @@ class DetectorWorker(BatchWorker):
         self.schedules: dict[str, CameraSchedule] = {}
         self.detector = detector
         self.chip = chip_kind(chip)
-        self.recapture_cues = get_settings().liveness.recapture_cues
+        self.recapture_cues = get_settings().liveness.sends_recapture_cues()
         """Send each face's recapture cues (the recapture liveness model's input)."""
         self.min_face_px = min_face_px
         self.max_frame_pixels = max_frame_pixels or images.max_frame_pixels

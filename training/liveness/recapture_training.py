@@ -215,6 +215,41 @@ def nested_pick(windows: Windows, l2: float) -> dict:
     return {"picks": picks, "auc": ranking(scores, windows), **rates(windows, scores >= at)}
 
 
+def out_of_fold_tracks(
+    tracks, motion_model, columns: list[int] | None, real_only: bool, l2: float, policy
+) -> dict:
+    """Per source, the tracks named and spoofed under the evidence policy (the service's hop),
+    each track judged by a model fitted without its source group and calibrated like the
+    committed one (on every out-of-fold window); beside them, the motion model's own verdicts.
+    What a user sees (a name, a spoof) rather than windows."""
+    from shared.liveness.evidence import track_states
+    from training.calibration import fit_logistic
+
+    windows = select(track_windows(tracks, motion_model), columns, real_only)
+    scores = np.clip(out_of_fold(windows, l2), -10, 10)
+    a, _ = fit_logistic(scores, windows.live, balanced=True)
+    at = live_threshold(scores, windows)
+    models = {
+        g: fit(windows.subset(np.array([group_of(s) != g for s in windows.sources])), l2)
+        for g in {group_of(s) for s in windows.sources}
+    }
+    report: dict = {}
+    for track in tracks:
+        every = track_windows([track], motion_model, hop_ends=True)
+        if track.source not in windows.sources or not every.labels:
+            continue
+        logits = models[group_of(track.source)].logits(select(every, columns, False).features)
+        design = 1 / (1 + np.exp(-a * (np.clip(logits, -10, 10) - at)))
+        motion = 1 / (1 + np.exp(-every.features[:, -1]))  # the motion model's calibrated log-odds
+        row = report.setdefault(track.source, {"label": track.label, "tracks": 0})
+        for name, probabilities in (("", design), ("motion_", motion)):
+            states = track_states(policy, probabilities.tolist())
+            row[f"{name}named"] = row.get(f"{name}named", 0) + ("live" in states)
+            row[f"{name}spoof"] = row.get(f"{name}spoof", 0) + ("attack" in states)
+        row["tracks"] += 1
+    return report
+
+
 def load_windows(splits: set[str], motion_model) -> Windows:
     from shared.settings import get_settings
     from training.liveness.pixel_training import load_split
@@ -342,6 +377,18 @@ def run(args: argparse.Namespace, settings) -> None:
                     load_windows({"train", "dev", "test"}, motion_model), None, args.real_only
                 )
                 report["nested pick of one cue"] = nested_pick(everything, args.l2[0])
+            if args.tracks:
+                from training.liveness.pixel_training import load_split
+
+                tracks = load_split({"train", "dev", "test"}, settings.shared_data)
+                report["tracks out of fold"] = out_of_fold_tracks(
+                    tracks,
+                    motion_model,
+                    columns,
+                    args.real_only,
+                    args.l2[0],
+                    settings.liveness.policy("loso"),
+                )
             if args.ablate:
                 l2, cues = args.l2[0], windows.features.shape[1] - 1
                 parts: tuple[tuple[str, slice | list[int]], ...] = (

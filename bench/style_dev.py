@@ -1,0 +1,91 @@
+"""The style networks' dev costs: how training options are chosen without reading the report.
+
+    .venv/bin/python -m bench.style_dev PAINTING NETWORK.npz [NETWORK.npz ...] [--out DIR]
+
+The dev set is three frames of the Hamilton clip (30, 120, 230, at 256 px on the longest side),
+which no network is trained on and ``bench.style``'s report never shows. For each, Gatys'
+optimisation (200 Adam steps, the CLI's defaults; cached under ``--out`` like ``bench.style``'s)
+is the reference; each network given (a checkpoint or a card's ``.npz``, trained on PAINTING)
+stylizes the frame, and both are measured with the same J_content and J_style. It prints the
+median over the frames of each network's ratio to Gatys (J_style / J_style(Gatys), J_content /
+J_content(Gatys)) with the three ratios, and writes the three stylized frames side by side as
+``dev_NETWORK.png``. docs/style.md's retraining table was made with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from bench.streaming import shared_data_dir  # noqa: E402
+from bench.style import cached_gatys, measure  # noqa: E402
+from shared.settings import get_settings  # noqa: E402
+from shared.style.fast import load_network  # noqa: E402
+from shared.style.gatys import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, resize_longest  # noqa: E402
+from shared.style.vgg import feature_extractor  # noqa: E402
+from training.style.training import read_rgb  # noqa: E402
+
+DEV_CLIP = "video/hamilton_clip_640x360.mp4"
+DEV_FRAMES = (30, 120, 230)
+SIDE = 256
+GATYS_ITERATIONS = 200
+
+
+def dev_frames(data: Path) -> list[np.ndarray]:
+    """The dev frames, RGB, at ``SIDE`` px on the longest side."""
+    capture = cv2.VideoCapture(str(data / DEV_CLIP))
+    frames = []
+    for index in DEV_FRAMES:
+        capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, bgr = capture.read()
+        if not ok:
+            raise RuntimeError(f"{DEV_CLIP} has no frame {index}")
+        frames.append(resize_longest(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), SIDE))
+    capture.release()
+    return frames
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("painting", help="a painting's stem in ../shared/data/style/paintings")
+    parser.add_argument("networks", nargs="+", type=Path, help="networks' .npz (card beside)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "style-dev")
+    args = parser.parse_args()
+    data = shared_data_dir(get_settings())
+    args.out.mkdir(parents=True, exist_ok=True)
+    style = read_rgb(data / "style" / "paintings" / f"{args.painting}.jpg")
+    frames = dev_frames(data)
+    extractor = feature_extractor([DEFAULT_CONTENT_LAYER, *DEFAULT_STYLE_LAYERS])
+    references = []
+    for index, frame in zip(DEV_FRAMES, frames, strict=True):
+        stem = args.out / f"gatys_hamilton{index}_{args.painting}_{GATYS_ITERATIONS}"
+        result, _ = cached_gatys(stem, frame, style, GATYS_ITERATIONS)
+        references.append(measure(extractor, frame, style, result.image))
+    for path in args.networks:
+        network = load_network(path.stem, path.parent)
+        style_ratios, content_ratios, images = [], [], []
+        for frame, reference in zip(frames, references, strict=True):
+            image = network.stylize(frame)
+            costs = measure(extractor, frame, style, image)
+            style_ratios.append(costs["J_style"] / reference["J_style"])
+            content_ratios.append(costs["J_content"] / reference["J_content"])
+            images.append(image)
+        print(
+            f"{path.stem}: J_style {np.median(style_ratios):.1f}x Gatys "
+            f"({', '.join(f'{r:.1f}' for r in style_ratios)}), "
+            f"J_content {np.median(content_ratios):.2f}x "
+            f"({', '.join(f'{r:.2f}' for r in content_ratios)})",
+            flush=True,
+        )
+        sheet = cv2.cvtColor(np.concatenate(images, axis=1), cv2.COLOR_RGB2BGR)
+        cv2.imwrite(str(args.out / f"dev_{path.stem}.png"), sheet)
+
+
+if __name__ == "__main__":
+    main()
