@@ -184,3 +184,47 @@ def test_the_nested_pick_finds_the_cue_that_separates_in_every_fold():
     report = nested_pick(windows, l2=1.0)
     assert set(report["picks"].values()) == {CUES[0]}
     assert report["auc"]["screen"] > 0.95
+
+
+def test_tracks_out_of_fold_follow_the_cue_and_report_the_motion_model_beside():
+    """Per track, out of fold: live tracks named and attacks spoofed when a cue separates them,
+    each judged by a model fitted without its recording group; the motion model alone cannot
+    tell these tracks apart (the same landmarks), so it judges them all alike."""
+    from shared.liveness.model import load_model
+    from shared.liveness.pixels import CHIP
+    from shared.settings import LivenessSettings
+    from training.liveness.dataset import Track
+    from training.liveness.metrics import LIVE
+    from training.liveness.recapture_training import columns_of, out_of_fold_tracks
+
+    rng = np.random.default_rng(0)
+    frames = 56
+    base = np.array([[40, 50], [80, 50], [60, 70], [45, 90], [75, 90]], np.float32)
+    landmarks = base + rng.normal(0, 1.5, (frames, 5, 2)).astype(np.float32)
+    boxes = np.tile(np.array([20, 20, 80, 100], np.float32), (frames, 1))
+    contexts = np.full((frames, 96, 96), 128, np.uint8)
+    chips = np.zeros((frames, CHIP, CHIP, 3), np.uint8)
+
+    def track(source: str, label: str, chroma: float) -> Track:
+        cues = rng.normal(0, 0.3, (frames, len(CUES))).astype(np.float32)
+        cues[:, CUES.index("chroma_spread")] += chroma
+        return Track(source, label, landmarks, boxes, contexts, chips, cues)
+
+    live = ["live_apfol", "live_wolfhuo", "live_krzysiek"]
+    attacks = ["phone_apfol", "monitor_wolfhuo", "monitor_ashish", "phone_nurcan"]
+    tracks = [track(s, LIVE, 0.0) for s in live] + [track(s, "screen", 1.0) for s in attacks]
+    report = out_of_fold_tracks(
+        tracks,
+        load_model(),
+        columns_of(["chroma_spread"]),
+        True,
+        1.0,
+        LivenessSettings().policy("t"),
+    )
+    assert set(report) == set(live) | set(attacks)
+    for source in live:
+        assert (report[source]["named"], report[source]["spoof"]) == (1, 0), source
+    for source in attacks:
+        assert (report[source]["named"], report[source]["spoof"]) == (0, 1), source
+    motion = {(row["motion_named"], row["motion_spoof"]) for row in report.values()}
+    assert len(motion) == 1
