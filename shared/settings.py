@@ -6,7 +6,6 @@ Secrets are ``SecretStr`` so they never appear in logs or reprs.
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -277,8 +276,9 @@ class LivenessSettings(BaseModel):
         """Whether the detector computes and sends each face's recapture cues."""
         if self.recapture_cues is not None:
             return self.recapture_cues
-        card = self.weights.with_suffix(".json")  # a recapture model's card lists its cues
-        return card.exists() and "cues" in json.loads(card.read_text())
+        from shared.liveness import model_card
+
+        return "cues" in model_card(self.weights)
 
     def for_camera(self, camera_id: str) -> CameraLiveness:
         """The camera's override, or the global settings (mode ``passive``)."""

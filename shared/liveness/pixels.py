@@ -163,11 +163,11 @@ def load_any(path: Path):
     """The liveness model at ``path``: the pixel model if its card says so, else the motion-only
     model (``model.py``), or the recapture model with the motion model (``recapture_model.py``).
     All give ``probability_live``; the pixel one also wants chips, the recapture one cues."""
+    from shared.liveness import model_card
     from shared.liveness.model import load_model
     from shared.liveness.recapture_model import load_recapture_liveness
 
-    card_path = path.with_suffix(".json")
-    card = json.loads(card_path.read_text()) if card_path.exists() else {}
+    card = model_card(path)
     if "chip" in card:
         return load_pixel_model(path)
     if "cues" in card:

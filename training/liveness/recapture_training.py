@@ -123,14 +123,21 @@ def group_of(source: str) -> str:
     return next(g for g, members in GROUPS.items() if source in members)
 
 
-def out_of_fold(windows: Windows, l2: float) -> np.ndarray:
-    """Each window's log-odds from a model trained without its source group."""
+def fold_models(windows: Windows, l2: float) -> dict:
+    """One model per source group present, each trained without that group."""
+    groups = np.array([group_of(s) for s in windows.sources])
+    return {g: fit(windows.subset(groups != g), l2) for g in GROUPS if (groups == g).any()}
+
+
+def out_of_fold(windows: Windows, l2: float, models: dict | None = None) -> np.ndarray:
+    """Each window's log-odds from a model trained without its source group (``models``: the
+    ``fold_models`` already fitted on these windows)."""
+    models = models or fold_models(windows, l2)
     groups = np.array([group_of(s) for s in windows.sources])
     scores = np.zeros(len(groups))
-    for group in GROUPS:
+    for group, model in models.items():
         held = groups == group
-        if held.any():
-            scores[held] = fit(windows.subset(~held), l2).logits(windows.features[held])
+        scores[held] = model.logits(windows.features[held])
     return scores
 
 
@@ -226,20 +233,19 @@ def out_of_fold_tracks(
     from training.calibration import fit_logistic
 
     windows = select(track_windows(tracks, motion_model), columns, real_only)
-    scores = np.clip(out_of_fold(windows, l2), -10, 10)
+    models = fold_models(windows, l2)
+    scores = np.clip(out_of_fold(windows, l2, models), -10, 10)
     a, _ = fit_logistic(scores, windows.live, balanced=True)
     at = live_threshold(scores, windows)
-    models = {
-        g: fit(windows.subset(np.array([group_of(s) != g for s in windows.sources])), l2)
-        for g in {group_of(s) for s in windows.sources}
-    }
+    for model in models.values():
+        model.calibration = (a, -a * at)  # as ``calibrate`` sets the committed model's
     report: dict = {}
     for track in tracks:
         every = track_windows([track], motion_model, hop_ends=True)
         if track.source not in windows.sources or not every.labels:
             continue
-        logits = models[group_of(track.source)].logits(select(every, columns, False).features)
-        design = 1 / (1 + np.exp(-a * (np.clip(logits, -10, 10) - at)))
+        model = models[group_of(track.source)]
+        design = model.probability_live(select(every, columns, False).features)
         motion = 1 / (1 + np.exp(-every.features[:, -1]))  # the motion model's calibrated log-odds
         row = report.setdefault(track.source, {"label": track.label, "tracks": 0})
         for name, probabilities in (("", design), ("motion_", motion)):
