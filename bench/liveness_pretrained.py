@@ -50,7 +50,7 @@ DTN_LIVE_BELOW = 0.2
 CDCN_LIVE_ABOVE = 0.1826
 MIN_FACE = 40
 
-LIVE, ATTACK = "live", "attack"
+LIVE, ATTACK = "live", "attack"  # any label but LIVE is an attack to the recapture training
 LT = "liveness-train/"
 SOURCES: list[tuple[str, str, str, str]] = [
     # (path under the data folder, label, which face, role: choose or judge)
@@ -104,10 +104,10 @@ def fetch_models(cache: Path = CACHE) -> tuple[Path, Path]:
     return _checked(dtn, DTN_SHA256), _checked(cdcn, CDCN_SHA256)
 
 
-def square_crop(frame: np.ndarray, box, scale: float = 1.0) -> np.ndarray:
+def square_crop(frame: np.ndarray, box) -> np.ndarray:
     """A square of the box's longer side about its centre, black where it leaves the frame."""
     x, y, w, h = box
-    side = max(w, h) * scale
+    side = max(w, h)
     x0, y0 = int(round(x + w / 2 - side / 2)), int(round(y + h / 2 - side / 2))
     x1, y1 = x0 + int(round(side)), y0 + int(round(side))
     height, width = frame.shape[:2]
@@ -169,7 +169,7 @@ def _frames(path: Path):
 
 def source_faces(path: Path, pick: str, count: int, detector) -> list[np.ndarray]:
     """Up to ``count`` face crops from frames spread evenly over the video (or the still)."""
-    frames = sum(1 for _ in _frames(path))
+    frames = sum(1 for _ in _frames(path))  # counted: a webm's header frame count is unreliable
     stride = max(1, frames // (2 * count))
     crops: list[np.ndarray] = []
     for index, frame in enumerate(_frames(path)):
@@ -197,7 +197,7 @@ class SourceScores:
 
     def summary(self, threshold: float) -> dict:
         mean = np.asarray(self.mean)
-        judged_live = float((mean < threshold).mean()) if len(mean) else float("nan")
+        judged_live = float((mean <= threshold).mean())  # live_threshold's side: at it is live
         return {
             "source": self.name,
             "label": self.label,
@@ -209,6 +209,7 @@ class SourceScores:
             "cdcn_live_share": float((np.asarray(self.cdcn) > CDCN_LIVE_ABOVE).mean())
             if self.cdcn
             else None,
+            "dtn_mean_per_face": [round(v, 4) for v in self.mean],
             "dtn_ms_per_face": round(self.dtn_ms, 1),
             "cdcn_ms_per_face": round(self.cdcn_ms, 1) if self.cdcn else None,
         }
@@ -245,33 +246,23 @@ def measure(data: Path, faces: int, cdcn_faces: int) -> list[SourceScores]:
     return results
 
 
-def source_pair_auc(results: list[SourceScores]) -> float:
-    """Share of (live source, attack source) face pairs ranked right by the leaves' mean
-    (attack higher), every pair of sources weighted the same; ``choose`` sources only."""
-    live = [np.asarray(r.mean) for r in results if r.role == "choose" and r.label == LIVE]
-    attack = [np.asarray(r.mean) for r in results if r.role == "choose" and r.label == ATTACK]
-    pairs = [
-        (a[None, :] > b[:, None]).mean() + 0.5 * (a[None, :] == b[:, None]).mean()
-        for b in live
-        for a in attack
-    ]
-    return float(np.mean(pairs))
+def as_windows(results: list[SourceScores], role: str = "choose"):
+    """The ``role`` sources' faces as the recapture training's windows, one face each, scored
+    live-wards (minus the leaves' mean): its source-weighted AUC and threshold then apply."""
+    from training.liveness.recapture_training import Windows
 
-
-def live_threshold(results: list[SourceScores], bpcer: float = 0.05) -> float:
-    """The lowest leaves' mean at which the ``choose`` live sources, weighted the same, lose at
-    most ``bpcer`` of their faces."""
-    live = [np.asarray(r.mean) for r in results if r.role == "choose" and r.label == LIVE]
-    candidates = np.unique(np.concatenate(live))
-    for value in candidates:
-        if np.mean([(scores >= value).mean() for scores in live]) <= bpcer:
-            return float(value)
-    return float(candidates[-1]) + 1e-6
+    chosen = [r for r in results if r.role == role]
+    return Windows(
+        -np.concatenate([r.mean for r in chosen])[:, None],
+        [r.label for r in chosen for _ in r.mean],
+        [r.name for r in chosen for _ in r.mean],
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     from bench.streaming import shared_data_dir
     from shared.settings import get_settings
+    from training.liveness.recapture_training import live_threshold, source_pair_auc
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--faces", type=int, default=40, help="faces per source for the DTN")
@@ -279,9 +270,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     results = measure(shared_data_dir(get_settings()), args.faces, args.cdcn_faces)
-    threshold = live_threshold(results)
+    windows = as_windows(results)
+    chosen = np.ones(len(windows.labels), bool)
+    threshold = -live_threshold(windows.features[:, 0], windows)
     report = {
-        "dtn_mean_source_pair_auc": round(source_pair_auc(results), 3),
+        "dtn_mean_source_pair_auc": round(source_pair_auc(windows, chosen, 0), 3),
         "dtn_mean_threshold_bpcer_5pct": round(threshold, 4),
         "sources": [r.summary(threshold) for r in results],
     }
