@@ -5,7 +5,8 @@ Stages, in the order a frame meets them in ``services/ingestor/camera.py``:
 * raw decode: bare ``cv2.VideoCapture`` reads, the reference every other stage is divided by;
 * decode: ``open_capture`` (FFmpeg backend with timeouts) + ``read`` + the media timestamp;
 * pace: ``Pacer`` on media time, which keeps ``fps`` of the source's frames;
-* encode: ``encode_jpeg`` of the frames the pacer kept;
+* scale: ``fit_width`` of the frames the pacer kept, to the ingest's ``max_width``;
+* encode: ``encode_jpeg`` of the scaled frames;
 * publish: ``FrameMeta`` headers + ``publish`` + ``flush`` per frame, on each bus;
 * chain: a real ``CameraReader`` (watchdog, metrics and all) run over the file as fast as it can.
 
@@ -30,7 +31,7 @@ from services.ingestor.source import Source, open_capture
 from shared.bus.base import BusError, Publisher
 from shared.bus.memory import MemoryBus
 from shared.cameras import CameraSpec
-from shared.images import encode_jpeg
+from shared.images import encode_jpeg, fit_width
 from shared.schemas import FrameMeta, Topics
 from shared.settings import IngestSettings
 
@@ -63,6 +64,9 @@ class VideoResult:
     video: str
     width: int = 0
     height: int = 0
+    published_width: int = 0
+    published_height: int = 0
+    """The frames' size once scaled to the ingest's ``max_width``."""
     source_fps: float = 0.0
     frames_read: int = 0
     frames_admitted: int = 0
@@ -80,6 +84,8 @@ class Prepared:
     stamps: list[float]
     admitted: list[int]
     frames: list[np.ndarray]
+    scaled: list[np.ndarray]
+    """The kept frames scaled to ``max_width``: what the reader encodes."""
     source_fps: float
 
 
@@ -137,7 +143,8 @@ def prepare(path: Path, limits: Limits, settings: IngestSettings, fps: float) ->
         source_fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
     finally:
         capture.release()
-    return Prepared(stamps, admitted, frames, source_fps)
+    scaled = [fit_width(frame, settings.max_width) for frame in frames]
+    return Prepared(stamps, admitted, frames, scaled, source_fps)
 
 
 def pace(stamps: list[float], fps: float) -> Timed:
@@ -152,8 +159,13 @@ def pace(stamps: list[float], fps: float) -> Timed:
     return timed(run)
 
 
+def scale(frames: list[np.ndarray], max_width: int | None) -> Timed:
+    """Scale the paced frames down to ``max_width``, as the reader does before encoding."""
+    return timed(lambda: len([fit_width(frame, max_width) for frame in frames]))
+
+
 def encode(frames: list[np.ndarray], quality: int) -> tuple[Timed, list[bytes]]:
-    """JPEG-encode the paced frames; the JPEGs feed the publish stages."""
+    """JPEG-encode the scaled frames; the JPEGs feed the publish stages."""
     jpegs: list[bytes] = []
 
     def run() -> int:
@@ -293,8 +305,11 @@ def _steps(
         RAW_DECODE: lambda: raw_decode(run.path, limits),
         "decode (open_capture + read)": lambda: project_decode(run.path, limits, settings),
         f"pace (Pacer {fps:g} fps)": lambda: pace(prepared.stamps, fps),
+        f"scale (max width {settings.max_width})": lambda: scale(
+            prepared.frames, settings.max_width
+        ),
         f"JPEG encode (q{settings.jpeg_quality})": lambda: encode(
-            prepared.frames, settings.jpeg_quality
+            prepared.scaled, settings.jpeg_quality
         )[0],
         "publish + flush, MemoryBus": lambda: publish(
             MemoryBus().publisher(), run.memory_topic, jpegs, size, settings.read_timeout_s
@@ -322,7 +337,7 @@ def _timed_stages(
     median; after ``MAX_KAFKA_FAILURES`` the Kafka stages stop for this video, so a dead broker
     costs a couple of timeouts, not one per pass.
     """
-    steps = _steps(run, prepared, (result.width, result.height), jpegs)
+    steps = _steps(run, prepared, (result.published_width, result.published_height), jpegs)
     passes: dict[str, list[Timed]] = {}
     kafka_failures = 0
     for attempt in range(1, run.repeats + 1):
@@ -345,6 +360,7 @@ STAGE_ORDER = (
     RAW_DECODE,
     "decode",
     "pace",
+    "scale",
     "JPEG",
     "publish + flush, MemoryBus",
     "publish + flush, KafkaBus",
@@ -364,9 +380,10 @@ def measure_video(run: IngestRun) -> VideoResult:
     if not prepared.frames:
         result.errors.append("no frames decoded")
         return result
-    height, width = prepared.frames[0].shape[:2]
-    jpegs = encode(prepared.frames, run.settings.jpeg_quality)[1]
-    result.width, result.height, result.source_fps = width, height, prepared.source_fps
+    result.height, result.width = prepared.frames[0].shape[:2]
+    result.published_height, result.published_width = prepared.scaled[0].shape[:2]
+    jpegs = encode(prepared.scaled, run.settings.jpeg_quality)[1]
+    result.source_fps = prepared.source_fps
     result.frames_read, result.frames_admitted = len(prepared.stamps), len(prepared.admitted)
     result.mean_jpeg_bytes = float(np.mean([len(j) for j in jpegs]))
     passes = _timed_stages(run, prepared, result, jpegs)

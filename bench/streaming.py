@@ -69,6 +69,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--fps", type=float, default=15.0, help="pacing target (15)")
     parser.add_argument("--jpeg-quality", type=int, default=85, help="JPEG quality (85)")
+    parser.add_argument(
+        "--max-width",
+        type=int,
+        default=None,
+        help="scale frames down to this width (default: FACESTREAM_INGEST__MAX_WIDTH); 0: never",
+    )
     parser.add_argument("--no-kafka", action="store_true", help="skip every Kafka measurement")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
@@ -188,7 +194,8 @@ def report_video(video: ingest.VideoResult, fps: float, kafka_error: str | None)
         return
     out(
         f"  {video.width}x{video.height} at {video.source_fps:.2f} fps; {video.frames_read} frames"
-        f" read, {video.frames_admitted} kept by the pacer at {fps:g} fps;"
+        f" read, {video.frames_admitted} kept by the pacer at {fps:g} fps, published at"
+        f" {video.published_width}x{video.published_height};"
         f" mean JPEG {video.mean_jpeg_bytes / 1000:.1f} KB"
     )
     out()
@@ -285,6 +292,8 @@ def run_ingest(
     ingest_settings = settings.ingest.model_copy(
         update={"file_realtime": False, "jpeg_quality": args.jpeg_quality}
     )
+    if args.max_width is not None:
+        ingest_settings.max_width = args.max_width or None
     limits = Limits(frames=args.frames, seconds=args.seconds)
     data = shared_data_dir(settings)
     results = []

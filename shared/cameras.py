@@ -40,6 +40,10 @@ class CameraSpec(BaseModel):
     url: str = Field(min_length=1)
     fps: float | None = Field(default=None, gt=0, le=120)
     """Target frames per second; ``None`` uses the ingest default."""
+    max_width: int | None = Field(default=None, ge=64, le=16384)
+    """Frames wider than this are scaled down before they are published; ``None`` uses the
+    ingest default (``FACESTREAM_INGEST__MAX_WIDTH``). Set it to the camera's width to keep its
+    full resolution."""
     loop: bool = False
     """Video files only: start again at the end instead of finishing."""
     style: str | None = None

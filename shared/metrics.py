@@ -44,7 +44,7 @@ CAMERA_FRAMES_PUBLISHED = Counter(
 )
 CAMERA_FRAMES_DROPPED = Counter(
     "facestream_camera_frames_dropped_total",
-    "Captured frames not published, by reason (pacing, encode, publish).",
+    "Captured frames not published, by reason (pacing, decode, frozen, encode, publish).",
     ["camera", "reason"],
 )
 CAMERA_RECONNECTS = Counter(

@@ -67,6 +67,12 @@ class IngestSettings(BaseModel):
 
     default_fps: float = 15.0
     jpeg_quality: int = Field(85, ge=10, le=100)
+    max_width: int | None = Field(1280, ge=64)
+    """Frames wider than this are scaled down (aspect kept) before they are published, unless
+    the camera sets its own ``max_width``; None publishes every camera at full resolution. 1280
+    (720p for a 16:9 camera, Frigate's usual detect size) keeps a 60 px face of a 1080p camera at
+    the 40 px the detector needs, and makes each 1080p frame cheaper to encode, carry, decode and
+    detect faces in (bench/README.md, issue 15)."""
     open_timeout_s: float = 10.0
     read_timeout_s: float = 5.0
     """A stream that delivers no frame for this long is dropped and reconnected."""
@@ -88,6 +94,10 @@ class FaceSettings(BaseModel):
     or dlib's ResNet (150x150 dlib chips, 85%); docs/models.md. (SFace with flip test-time
     augmentation, ``sface-flip`` in the benchmarks, is not offered until it is calibrated.) Detector and recognizer must use
     the same one (the chips differ), and so must every stored encoding."""
+    encoder_runtime: Literal["tflite", "tensorflow"] = "tflite"
+    """What runs SFace: TensorFlow Lite (XNNPACK; converted once into ``models_dir`` and checked
+    against the TensorFlow model, the same encodings within 1e-4, about 1.7x faster a face on
+    this CPU) or the TensorFlow graph. dlib-resnet always runs in TensorFlow."""
     min_face_px: int = 40
     """Faces smaller than this (box side, pixels) are ignored: too few pixels to recognise."""
     identification_far: float = Field(0.01, gt=0, lt=1)

@@ -62,6 +62,18 @@ def test_an_invalid_camera_id_is_a_clear_error(tmp_path: Path) -> None:
     assert "camera id" in result.stderr.lower()
 
 
+def test_a_cameras_max_width_is_kept_and_checked(tmp_path: Path) -> None:
+    added = facestream(
+        "cameras", "add", "door", "0", "--no-check", "--max-width", "960", tmp_path=tmp_path
+    )
+    assert added.returncode == 0
+    assert "max_width=960" in facestream("cameras", "list", tmp_path=tmp_path).stdout
+    refused = facestream(
+        "cameras", "add", "hall", "0", "--no-check", "--max-width", "10", tmp_path=tmp_path
+    )
+    assert refused.returncode == 2 and "max_width" in refused.stderr
+
+
 def test_a_cameras_style_is_switched_by_name(tmp_path: Path) -> None:
     assert (
         facestream("cameras", "add", "door", "0", "--no-check", tmp_path=tmp_path).returncode == 0

@@ -11,6 +11,7 @@ import pytest
 from services.ingestor.camera import FrozenStreamDetector
 from services.ingestor.pacer import Pacer
 from services.ingestor.source import Source, SourceError, open_capture, probe
+from shared.images import fit_width
 
 
 def test_pacer_halves_a_29_97_fps_source_to_15_fps() -> None:
@@ -87,3 +88,38 @@ def test_frozen_stream_is_flagged_only_after_the_timeout() -> None:
     noisy = still.copy()
     noisy[0, 0] = 255
     assert not detector.frozen(noisy, 2.2)  # any change restarts the clock
+
+
+@pytest.mark.parametrize(
+    ("size", "max_width", "expected"),
+    [
+        ((1920, 1080), 1280, (1280, 720)),  # 1.5x: bilinear only
+        ((1920, 1080), 960, (960, 540)),  # a whole factor: area averaging only
+        ((3840, 2160), 1000, (1000, 562)),  # 3x by area, then 1.28x bilinear
+        ((1281, 721), 640, (640, 360)),  # the last column and row that fill no block are dropped
+    ],
+)
+def test_wide_frames_are_scaled_to_the_max_width_with_their_aspect(
+    size: tuple[int, int], max_width: int, expected: tuple[int, int]
+) -> None:
+    frame = np.zeros((size[1], size[0], 3), np.uint8)
+    scaled = fit_width(frame, max_width)
+    assert (scaled.shape[1], scaled.shape[0]) == expected
+    assert scaled.dtype == np.uint8 and scaled.shape[2] == 3
+
+
+def test_frames_within_the_max_width_are_not_touched() -> None:
+    frame = np.zeros((360, 640, 3), np.uint8)
+    assert fit_width(frame, 640) is frame
+    assert fit_width(frame, None) is frame
+
+
+def test_scaling_down_averages_fine_detail_instead_of_aliasing_it() -> None:
+    """One-pixel stripes (a moire-prone pattern, e.g. a screen's pixel grid) must turn grey, not
+    into coarser stripes: what the detector and liveness cues see is the scene, not an artefact."""
+    stripes = np.zeros((1080, 1920, 3), np.uint8)
+    stripes[:, ::2] = 255
+    for max_width in (960, 1280, 700):
+        scaled = fit_width(stripes, max_width).astype(float)
+        assert abs(scaled.mean() - 127.5) < 3
+        assert scaled[:, 2:-2].std() < 40, max_width

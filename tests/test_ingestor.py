@@ -11,6 +11,7 @@ import pytest
 from services.ingestor.service import IngestorService
 from shared.bus.memory import MemoryBus
 from shared.cameras import CameraSpec, FileCameraRegistry
+from shared.images import image_size
 from shared.schemas import FrameMeta, Topics
 from shared.settings import IngestSettings
 from tests.helpers import sample, wait_for
@@ -82,3 +83,18 @@ def test_a_bad_camera_is_retried_with_backoff_and_others_keep_running(
     assert service.camera_states()["broken"] == "down"
     assert "not a readable video" in service.readers["broken"].last_error
     assert len(frames_of(bus, "good")) == 138
+
+
+def test_a_camera_wider_than_its_max_width_is_published_scaled_down(
+    running, hamilton: Path
+) -> None:
+    bus, registry, service = running
+    registry.put(CameraSpec(id="ham-small", url=str(hamilton), fps=5, max_width=320))
+    wait_for(lambda: service.camera_states().get("ham-small") == "ended")
+    subscriber = bus.subscriber([Topics.FRAMES], "check-small")
+    messages = [m for m in subscriber.poll(0, 10_000) if m.key == "ham-small"]
+    subscriber.close()
+    assert len(messages) == 46  # 29.97 fps paced to 5 fps: scaling loses no frame
+    metas = {(FrameMeta.from_message(m).width, FrameMeta.from_message(m).height) for m in messages}
+    assert metas == {(320, 180)}  # the aspect kept, and the headers say what the JPEG holds
+    assert {image_size(m.value)[1:] for m in messages} == {(320, 180)}

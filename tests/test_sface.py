@@ -114,6 +114,41 @@ def test_flip_augmentation_gives_unit_encodings_that_a_mirror_image_shares(
     assert np.abs(both - plain).max() > 1e-3  # a different encoding, not the plain one
 
 
+@pytest.mark.parametrize("flip", [False, True])
+def test_tflite_runs_the_same_encoder(models_dir: Path, encoder, real_chips, flip: bool) -> None:
+    """The recognizer's default runtime: the same unit encodings as the TensorFlow graph (so every
+    calibration and stored encoding holds), with and without flip, alone and in batches."""
+    from shared.face.sface import load_sface
+
+    graph = load_sface(models_dir, batch_size=4, flip=flip)
+    lite = load_sface(models_dir, batch_size=4, flip=flip, runtime="tflite")
+    assert lite.lite is not None and lite.name == graph.name
+    expected = graph.encode(real_chips)
+    np.testing.assert_allclose(lite.encode(real_chips), expected, atol=2e-5)
+    np.testing.assert_allclose(lite.encode(real_chips[:1]), expected[:1], atol=2e-5)
+    assert lite.encode(real_chips[:0]).shape == (0, 128)
+
+
+def test_a_damaged_tflite_file_is_converted_again_not_used(models_dir: Path) -> None:
+    import hashlib
+
+    from shared.face.sface_lite import LITE_MANIFEST, ensure_lite_model
+
+    def recorded() -> dict:
+        return json.loads((models_dir / LITE_MANIFEST).read_text())
+
+    weights = load_sface_weights(models_dir)
+    path = ensure_lite_model(models_dir, weights)
+    converted_from = recorded()["source_content_sha256"]
+    damaged = path.read_bytes()[:-64] + bytes(64)  # a bad disk or a partial copy: same size
+    path.write_bytes(damaged)
+    assert ensure_lite_model(models_dir, weights).read_bytes() != damaged
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == recorded()["sha256"]
+    changed = {**weights, "fc/bias": weights["fc/bias"] + 1.0}  # other arrays: another model
+    ensure_lite_model(models_dir, changed)
+    assert recorded()["source_content_sha256"] != converted_from
+
+
 def test_encoder_refuses_dlib_chips(encoder) -> None:
     with pytest.raises(ValueError, match="112, 112"):
         encoder.encode(np.zeros((1, 150, 150, 3), np.uint8))

@@ -19,6 +19,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     add.add_argument("id")
     add.add_argument("url", help="rtsp:// URL, video file or device index")
     add.add_argument("--fps", type=float, default=None)
+    add.add_argument(
+        "--max-width",
+        type=int,
+        default=None,
+        help="scale wider frames down to this width (default: FACESTREAM_INGEST__MAX_WIDTH)",
+    )
     add.add_argument("--loop", action="store_true", help="video files: play in a loop")
     add.add_argument("--no-check", action="store_true", help="do not open the source first")
     add.add_argument("--style", default=None, help="stylize with this trained network")
@@ -45,6 +51,7 @@ def cmd_cameras(args: argparse.Namespace, settings: Settings) -> None:
             for camera in registry.list():
                 print(
                     f"{camera.id}\t{Source(camera.url).display()}\tfps={camera.fps or 'default'}"
+                    f"\tmax_width={camera.max_width or 'default'}"
                     f"\tstyle={camera.style or 'none'}"
                 )
     except (SourceError, RegistryError) as error:
@@ -94,7 +101,14 @@ def check_style(style: str | None, settings: Settings) -> None:
 
 def _camera_spec(args: argparse.Namespace) -> CameraSpec:
     try:
-        return CameraSpec(id=args.id, url=args.url, fps=args.fps, loop=args.loop, style=args.style)
+        return CameraSpec(
+            id=args.id,
+            url=args.url,
+            fps=args.fps,
+            max_width=args.max_width,
+            loop=args.loop,
+            style=args.style,
+        )
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         raise CliError(

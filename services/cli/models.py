@@ -67,7 +67,7 @@ def _prepare(settings: Settings) -> None:
 
     # Both encoders and YuNet, whichever is configured: switching later needs no download.
     load_encoder(settings.face.models_dir)
-    load_sface(settings.face.models_dir)
+    load_sface(settings.face.models_dir, runtime="tflite")  # converts the TFLite file once
     create_detector("yunet", models_dir=settings.face.models_dir)
     create_detector(settings.face.detector)
     try:

@@ -253,10 +253,14 @@ class FaceEncoder:
         if len(chips) == 0:
             return np.zeros((0, EMBEDDING_SIZE), np.float32)
         parts = [
-            self._forward(tf.convert_to_tensor(chips[start : start + self.batch_size])).numpy()
+            self._encode_part(chips[start : start + self.batch_size])
             for start in range(0, len(chips), self.batch_size)
         ]
         return np.concatenate(parts).astype(np.float32, copy=False)
+
+    def _encode_part(self, chips: np.ndarray) -> np.ndarray:
+        """At most ``batch_size`` checked chips -> their encodings."""
+        return self._forward(tf.convert_to_tensor(chips)).numpy()
 
     def warm_up(self) -> None:
         """Trace the graph now rather than on the first real frame."""

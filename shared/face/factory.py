@@ -31,7 +31,8 @@ def load_face_encoder(settings: Settings, **options):
         from shared.face.sface import load_sface
 
         flip = settings.face.encoder == "sface-flip"
-        return load_sface(settings.face.models_dir, flip=flip, **options)
+        runtime = settings.face.encoder_runtime
+        return load_sface(settings.face.models_dir, flip=flip, runtime=runtime, **options)
     from shared.face.encoder import load_encoder
 
     return load_encoder(settings.face.models_dir, **options)

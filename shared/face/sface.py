@@ -15,8 +15,10 @@ project thresholds is 2 - 2 cos, the same ranking and a calibrated threshold of 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 import keras
 import numpy as np
@@ -24,11 +26,14 @@ import tensorflow as tf
 
 from shared.face.encoder import FaceEncoder, configure_threads
 from shared.face.sface_files import INPUT_MEAN, INPUT_SCALE, ensure_sface_weights
+from shared.face.sface_lite import LiteRunner, ensure_lite_model, unit_vectors
 from shared.model_cache import default_models_dir
 
 CHIP_SIZE = 112
 EMBEDDING_SIZE = 128
 CHIP_KIND = "arcface112"
+
+EncoderRuntime = Literal["tensorflow", "tflite"]
 
 LAYERS: tuple[tuple[int, int, bool], ...] = (
     # (filters, stride, depthwise) of the 27 conv layers, in order
@@ -109,11 +114,28 @@ class SFaceEncoder(FaceEncoder):
     chip_kind = CHIP_KIND
     chip_size = CHIP_SIZE
 
-    def __init__(self, model: keras.Model, batch_size: int = 32, flip: bool = False) -> None:
+    def __init__(
+        self,
+        model: keras.Model,
+        batch_size: int = 32,
+        flip: bool = False,
+        lite: LiteRunner | None = None,
+    ) -> None:
         self.flip = flip
         if flip:
             self.name = FLIP_NAME
+        self.lite = lite
+        """The same network run by TensorFlow Lite (shared/face/sface_lite.py); None: by the
+        TensorFlow graph of ``model``."""
         super().__init__(model, batch_size)
+
+    def _encode_part(self, chips: np.ndarray) -> np.ndarray:
+        if self.lite is None:
+            return super()._encode_part(chips)
+        if not self.flip:
+            return unit_vectors(self.lite(chips))
+        both = unit_vectors(self.lite(np.concatenate([chips, chips[:, :, ::-1]])))
+        return unit_vectors(both[: len(chips)] + both[len(chips) :])
 
     def _run(self, chips: tf.Tensor) -> tf.Tensor:
         pixels = tf.cast(chips, tf.float32)
@@ -132,13 +154,22 @@ def load_sface(
     warm_up: bool = True,
     threads: int | None = None,
     flip: bool = False,
+    runtime: EncoderRuntime = "tensorflow",
 ) -> SFaceEncoder:
-    """The ready encoder (``flip``: with flip test-time augmentation); converts the ONNX into
-    ``models_dir`` first if it is not there yet."""
+    """The ready encoder (``flip``: with flip test-time augmentation, ``runtime``: which engine
+    runs it, the same encodings either way); converts the ONNX, and for ``tflite`` the Keras
+    model, into ``models_dir`` first if they are not there yet."""
     if threads is not None:
         configure_threads(threads)
-    weights = ensure_sface_weights(models_dir or default_models_dir())
-    encoder = SFaceEncoder(build_sface(weights), batch_size, flip=flip)
+    models_dir = models_dir or default_models_dir()
+    weights = ensure_sface_weights(models_dir)
+    lite = None
+    if runtime == "tflite":
+        model_file = ensure_lite_model(models_dir, weights)
+        # The same threads as TensorFlow's pool, however this process configured it.
+        configured = tf.config.threading.get_intra_op_parallelism_threads()
+        lite = LiteRunner(model_file.read_bytes(), threads or configured or os.cpu_count() or 1)
+    encoder = SFaceEncoder(build_sface(weights), batch_size, flip=flip, lite=lite)
     if warm_up:
         encoder.warm_up()
     return encoder

@@ -374,6 +374,7 @@ async function addCamera(event) {
   result.textContent = "testing the connection…";
   const spec = { id: data.get("id"), url: data.get("url"), loop: data.get("loop") === "on" };
   if (data.get("fps")) spec.fps = Number(data.get("fps"));
+  if (data.get("max_width")) spec.max_width = Number(data.get("max_width"));
   if (data.get("style")) spec.style = data.get("style");
   try {
     await json("/v1/cameras/test", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ url: spec.url }) });
