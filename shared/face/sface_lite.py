@@ -2,8 +2,8 @@
 
 Why: the recognizer spends nearly all its CPU in SFace (bench/README.md, issue 15), and SFace is
 27 small and depthwise convolutions, which TensorFlow's CPU kernels run poorly one chip at a
-time. XNNPACK, TensorFlow Lite's CPU backend, runs the same float32 network in 18 ms a chip
-where the TensorFlow graph takes 32 ms (one thread, this VM; ``python -m bench.encoder``).
+time. XNNPACK, TensorFlow Lite's CPU backend, runs the same float32 network in 22 ms of CPU a
+chip where the TensorFlow graph takes 48 (one thread, this VM; ``python -m bench.encoder``).
 
 The ``.tflite`` file is converted once from the Keras model built from the hash-checked SFace
 arrays (shared/face/sface_files.py) and checked against it before it is written: the unit
@@ -97,8 +97,8 @@ def unit_vectors(vectors: np.ndarray) -> np.ndarray:
 class LiteRunner:
     """One TFLite interpreter with a fixed (1, 112, 112, 3) input, run chip by chip.
 
-    One chip at a time because XNNPACK gains nothing from batching this network (18 ms a chip
-    alone, 19 in fours, 23 in eights) and a fixed shape never re-allocates. An interpreter is not
+    One chip at a time because XNNPACK gains nothing from batching this network (22-23 ms a chip
+    alone or in batches of 4, 8 or 32 when tried) and a fixed shape never re-allocates. An interpreter is not
     thread-safe, so calls are serialised (the API's threads share one encoder)."""
 
     def __init__(self, model: bytes, threads: int | None) -> None:
