@@ -137,15 +137,18 @@ def test_a_damaged_tflite_file_is_converted_again_not_used(models_dir: Path) -> 
     def recorded() -> dict:
         return json.loads((models_dir / LITE_MANIFEST).read_text())
 
+    from shared.face.sface import build_sface
+
     weights = load_sface_weights(models_dir)
-    path = ensure_lite_model(models_dir, weights)
+    model = build_sface(weights)
+    path = ensure_lite_model(models_dir, weights, model)
     converted_from = recorded()["source_content_sha256"]
     damaged = path.read_bytes()[:-64] + bytes(64)  # a bad disk or a partial copy: same size
     path.write_bytes(damaged)
-    assert ensure_lite_model(models_dir, weights).read_bytes() != damaged
+    assert ensure_lite_model(models_dir, weights, model).read_bytes() != damaged
     assert hashlib.sha256(path.read_bytes()).hexdigest() == recorded()["sha256"]
     changed = {**weights, "fc/bias": weights["fc/bias"] + 1.0}  # other arrays: another model
-    ensure_lite_model(models_dir, changed)
+    ensure_lite_model(models_dir, changed, build_sface(changed))
     assert recorded()["source_content_sha256"] != converted_from
 
 

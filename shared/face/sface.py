@@ -163,13 +163,14 @@ def load_sface(
         configure_threads(threads)
     models_dir = models_dir or default_models_dir()
     weights = ensure_sface_weights(models_dir)
+    model = build_sface(weights)  # the graph runtime's, the converter's source, training's cut
     lite = None
     if runtime == "tflite":
-        model_file = ensure_lite_model(models_dir, weights)
+        model_file = ensure_lite_model(models_dir, weights, model)
         # The same threads as TensorFlow's pool, however this process configured it.
         configured = tf.config.threading.get_intra_op_parallelism_threads()
         lite = LiteRunner(model_file.read_bytes(), threads or configured or os.cpu_count() or 1)
-    encoder = SFaceEncoder(build_sface(weights), batch_size, flip=flip, lite=lite)
+    encoder = SFaceEncoder(model, batch_size, flip=flip, lite=lite)
     if warm_up:
         encoder.warm_up()
     return encoder

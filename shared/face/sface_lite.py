@@ -24,7 +24,9 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from shared.face.model_files import content_digest
 from shared.model_cache import write_atomically
@@ -37,14 +39,16 @@ MAX_DIFFERENCE = 1e-4
 CHECK_CHIPS = 8
 
 
-def ensure_lite_model(models_dir: Path, weights: Mapping[str, np.ndarray]) -> Path:
-    """The ``.tflite`` file for these SFace arrays, converted and checked first if it is missing,
-    damaged or made from other arrays."""
+def ensure_lite_model(
+    models_dir: Path, weights: Mapping[str, np.ndarray], model: keras.Model
+) -> Path:
+    """The ``.tflite`` file for these SFace arrays (``model``: the Keras SFace built from them),
+    converted and checked first if it is missing, damaged or made from other arrays."""
     path = Path(models_dir) / LITE_FILE
     source = content_digest(weights)
     if _matches(path, Path(models_dir) / LITE_MANIFEST, source):
         return path
-    data = _convert(weights)
+    data = _convert(model)
     write_atomically(path, data)
     manifest = {
         "format": FORMAT_VERSION,
@@ -69,13 +73,8 @@ def _matches(path: Path, manifest_path: Path, source: str) -> bool:
     )
 
 
-def _convert(weights: Mapping[str, np.ndarray]) -> bytes:
+def _convert(model: keras.Model) -> bytes:
     """The Keras SFace as a float32 TFLite flatbuffer, refused unless it encodes like Keras."""
-    import tensorflow as tf
-
-    from shared.face.sface import build_sface
-
-    model = build_sface(weights)
     with contextlib.redirect_stdout(io.StringIO()):  # Keras prints the traced graph's signature
         data = tf.lite.TFLiteConverter.from_keras_model(model).convert()
     chips = np.random.default_rng(0).integers(0, 256, (CHECK_CHIPS, 112, 112, 3), np.uint8)
@@ -102,8 +101,6 @@ class LiteRunner:
     thread-safe, so calls are serialised (the API's threads share one encoder)."""
 
     def __init__(self, model: bytes, threads: int | None) -> None:
-        import tensorflow as tf
-
         with warnings.catch_warnings():  # its successor, ai-edge-litert, is not a dependency
             warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
             self._interpreter = tf.lite.Interpreter(model_content=model, num_threads=threads)
