@@ -13,9 +13,13 @@ in one process over the in-memory bus. ``on``: the defaults (motion gating, dete
 re-association, sparse encoding); ``off``: every frame detected and encoded. After a warm-up it
 measures for ``--seconds``: frames/s through the detector per camera (faces messages), capture ->
 faces (detector) and capture -> event p50/p99, consumer lag of every group in the middle and at
-the end (bounded, or growing), and the CPU each process used. It prints the largest N that keeps
-15 fps on every camera (>= 95%) with capture -> event p50 <= 250 ms and bounded lag. The load
-average is printed with every run: figures from a machine others use are marked as such.
+the end (bounded, or growing), and the CPU each process used (with the kafka runner also the
+local Kafka broker's and Redis', which a deployment pays for too). From the CPU it prints the
+budget: milliseconds of CPU per frame through the detector, per process and in all, and how many
+15 fps cameras the machine's cores could carry at that cost, which says how far a target N is
+from what the CPU allows, whatever the latency. It prints the largest N that keeps 15 fps on
+every camera (>= 95%) with capture -> event p50 <= 250 ms and bounded lag. The load average is
+printed with every run: figures from a machine others use are marked as such.
 
 Over 400 lines for a reason: one benchmark that starts, watches and stops two runners' worth of
 processes and servers, and all of its measurements read the same topics and process table.
@@ -64,6 +68,35 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process so far (/proc/PID/stat)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_pids() -> dict[str, int]:
+    """The local Kafka broker and Redis (``deploy/local/infra.sh`` writes their pid files)."""
+    run = Path(os.environ.get("FACESTREAM_RUN_DIR", Path.home() / ".cache/facestream/run"))
+    pids = {}
+    for name in ("kafka", "redis"):
+        try:
+            pid = int((run / f"{name}.pid").read_text())
+            cpu_seconds(pid)
+        except (OSError, ValueError):
+            continue  # not started by infra.sh (an outside broker): its CPU is not counted
+        pids[name] = pid
+    return pids
+
+
+def cpu_budget(cpu_percent: dict[str, int], frames_per_second: float) -> dict:
+    """CPU per frame through the detector, per process and in all, and the 15 fps cameras the
+    machine's cores could carry at that cost (if latency and scheduling cost nothing)."""
+    if frames_per_second <= 0:
+        return {"ms_per_frame": {}, "total_ms_per_frame": None, "cameras_the_cores_carry": None}
+    per_frame = {n: round(10 * pct / frames_per_second, 1) for n, pct in cpu_percent.items()}
+    total = sum(per_frame.values())
+    cores = os.cpu_count() or 1
+    return {
+        "ms_per_frame": per_frame,
+        "total_ms_per_frame": round(total, 1),
+        "cameras_the_cores_carry": round(cores * 1000 / total / FPS, 2) if total else None,
+    }
 
 
 def looped(video: Path, folder: Path) -> Path:
@@ -304,6 +337,8 @@ def _read_kafka(consumer, probe: Probe, stop: threading.Event) -> None:
 def measure(probe: Probe, processes: dict, seconds: float, cameras: list[str], lag) -> dict:
     """Count for ``seconds``; lag in the middle and at the end; CPU per process."""
     pids = {name: p.pid for name, p in processes.items()}
+    if len(pids) > 1:  # the kafka runner: its servers' CPU is the pipeline's too
+        pids.update(server_pids())
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     started = time.monotonic()
     probe.measuring = True
@@ -321,6 +356,7 @@ def measure(probe: Probe, processes: dict, seconds: float, cameras: list[str], l
         lag_end=lag_end,
         lag_bounded=growth <= FPS * len(cameras) * 0.5,  # < half a second of frames more
         cpu_percent=cpu,
+        cpu_budget=cpu_budget(cpu, sum(result["detector_fps_per_camera"].values())),
         load_average=round(os.getloadavg()[0], 2),
         seconds=round(elapsed, 1),
     )
@@ -409,7 +445,7 @@ def ok(result: dict) -> bool:
 
 def line(runner: str, mode: str, n: int, r: dict) -> str:
     faces, event = r["capture_to_faces_ms"], r["capture_to_event_ms"]
-    fps = r["detector_fps_per_camera"]
+    fps, budget = r["detector_fps_per_camera"], r["cpu_budget"]
     return (
         f"{runner:8s} {mode:3s} N={n:<2d} det fps/camera min {r['min_fps']:5.1f} "
         f"mean {np.mean(list(fps.values())):5.1f}  cap->faces p50 {faces['p50']} ms  "
@@ -419,6 +455,8 @@ def line(runner: str, mode: str, n: int, r: dict) -> str:
         f"load {r['load_average']}  {'OK' if ok(r) else 'no'}\n"
         "    cap->event p50 by type: "
         + ", ".join(f"{k} {v['p50']} ms" for k, v in r["capture_to_event_ms_by_type"].items())
+        + f"\n    CPU per frame {budget['total_ms_per_frame']} ms {budget['ms_per_frame']}: "
+        f"the {os.cpu_count()} cores carry {budget['cameras_the_cores_carry']} cameras at 15 fps"
     )
 
 

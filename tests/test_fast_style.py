@@ -63,9 +63,11 @@ def test_a_network_moves_a_held_out_photo_towards_its_painting(
     name: str, shared_data: Path
 ) -> None:
     """On a content photo it never saw, the output's style cost against the painting is under
-    half the photo's own, and its content cost (at the training's content layer) under half the
-    painting's: it is neither the photo nor the painting. (Measured: 0.26-0.37 and 0.28-0.34 on
-    the three content photos for starry_night.)"""
+    0.3 of the photo's own, and its content cost (at the training's content layer, Gatys'
+    block4_conv2) under 0.8 of the painting's: it is neither the photo nor the painting, and a
+    network that paints a texture sheet over the layout fails. (Measured on the three content
+    photos, the four networks: style 0.07-0.22, content 0.49-0.71; Gatys' J lets the style take
+    much of the layout, which the bench measures against Gatys' own result, docs/style.md.)"""
     content = read_rgb(shared_data / "style" / "content" / "tubingen.jpg")
     content = tf.image.resize(content, (192, 256), antialias=True).numpy().astype(np.uint8)
     painting = read_rgb(shared_data / "style" / "paintings" / f"{name}.jpg")
@@ -85,8 +87,8 @@ def test_a_network_moves_a_held_out_photo_towards_its_painting(
     def content_cost(key: str) -> float:
         return float(costs.content_cost(features["C"][layer], features[key][layer]))
 
-    assert style_cost("G") < 0.5 * style_cost("C")
-    assert content_cost("G") < 0.5 * content_cost("S")
+    assert style_cost("G") < 0.3 * style_cost("C")
+    assert content_cost("G") < 0.8 * content_cost("S")
 
 
 @pytest.mark.data

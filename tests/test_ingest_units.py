@@ -1,4 +1,4 @@
-"""Pacing, source handling and the frozen-stream detector."""
+"""Pacing, source handling, the frozen-stream detector and the undecodable-stream watchdog."""
 
 from __future__ import annotations
 
@@ -8,10 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.ingestor.camera import FrozenStreamDetector
+from services.ingestor.camera import CameraReader, FrozenStreamDetector
 from services.ingestor.pacer import Pacer
 from services.ingestor.source import Source, SourceError, open_capture, probe
+from shared.bus.memory import MemoryBus
+from shared.cameras import CameraSpec
 from shared.images import fit_width
+from shared.settings import IngestSettings
+from tests.helpers import sample
 
 
 def test_pacer_halves_a_29_97_fps_source_to_15_fps() -> None:
@@ -123,3 +127,54 @@ def test_scaling_down_averages_fine_detail_instead_of_aliasing_it() -> None:
         scaled = fit_width(stripes, max_width).astype(float)
         assert abs(scaled.mean() - 127.5) < 3
         assert scaled[:, 2:-2].std() < 40, max_width
+
+
+class _UndecodableCapture:
+    """Packets arrive (``grab`` succeeds) but no picture ever decodes (``retrieve`` fails)."""
+
+    def grab(self) -> bool:
+        time.sleep(0.01)
+        return True
+
+    def get(self, _prop: int) -> float:
+        return 0.0
+
+    def retrieve(self) -> tuple[bool, None]:
+        return False, None
+
+    def release(self) -> None:
+        pass
+
+
+def test_a_stream_whose_frames_never_decode_is_reconnected_not_left_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    opened: list[float] = []
+
+    def fake_open(*_args: object) -> _UndecodableCapture:
+        opened.append(time.monotonic())
+        return _UndecodableCapture()
+
+    monkeypatch.setattr("services.ingestor.camera.open_capture", fake_open)
+    settings = IngestSettings(read_timeout_s=0.3, backoff_initial_s=0.05)
+    camera = CameraSpec(id="undecodable", url="rtsp://127.0.0.1:9/cam")
+    reader = CameraReader(camera, MemoryBus().publisher(), settings)
+    states: set[str] = set()
+    reader.start()
+    try:
+        deadline = time.monotonic() + 5
+        while len(opened) < 3 and time.monotonic() < deadline:
+            states.add(reader.state)
+            time.sleep(0.01)
+    finally:
+        reader.stop()
+        reader.join(5)
+    assert len(opened) >= 3, "the reader kept reading a stream with no picture"
+    assert "up" not in states and reader.published == 0
+    reconnects = sample(
+        "facestream_camera_reconnects_total", camera="undecodable", reason="undecodable"
+    )
+    assert reconnects >= 2
+    assert (
+        sample("facestream_camera_frames_dropped_total", camera="undecodable", reason="decode") > 0
+    )

@@ -45,7 +45,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--crop", type=int, default=192, help="training crop side, pixels")
     train.add_argument("--batch-size", type=int, default=4)
     train.add_argument("--learning-rate", type=float, default=1e-3)
-    train.add_argument("--alpha", type=float, default=3e5, help="content weight")
+    train.add_argument("--alpha", type=float, default=2e5, help="content weight")
     train.add_argument("--beta", type=float, default=40.0, help="style weight")
     train.add_argument("--tv-weight", type=float, default=50.0)
     train.add_argument("--lfw-images", type=int, default=3000)
@@ -56,7 +56,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         default=256,
         help="the painting's longest side for its Grams, pixels (0: squeezed to the crop)",
     )
-    train.add_argument("--content-layer", default="block2_conv2", help="VGG16 layer of J_content")
+    train.add_argument(
+        "--content-layer",
+        default="block4_conv2",
+        help="VGG16 layer of J_content (a network from random weights: block2_conv2 first)",
+    )
     train.add_argument(
         "--resume-from",
         type=Path,

@@ -2,8 +2,9 @@
 reconnects.
 
 The reader runs in its own thread. OpenCV's open and read timeouts bound every blocking call; the
-watchdog drops a stream that returns no frame in time, or the same frame for too long (a frozen
-stream), and reconnects with capped exponential backoff. Sequence numbers count captured frames
+watchdog drops a stream that returns no frame in time, no frame that decodes in time (packets
+arrive, pictures do not), or the same frame for too long (a frozen stream), and reconnects with
+capped exponential backoff. Sequence numbers count captured frames
 and keep counting across reconnects, so every gap downstream is a frame counted as dropped.
 """
 
@@ -118,7 +119,7 @@ class CameraReader(threading.Thread):
         pacer = Pacer(self.camera.fps or self.settings.default_fps)
         frozen = FrozenStreamDetector(self.settings.frozen_timeout_s)
         realtime = self.source.is_file and self.settings.file_realtime
-        started = time.monotonic()
+        started = last_decoded = time.monotonic()
         while not self._stop_event.is_set():
             asked = time.monotonic()
             grabbed = capture.grab()
@@ -130,8 +131,6 @@ class CameraReader(threading.Thread):
                 # a live stream silent this long has stalled whatever comes back.
                 return "read_timeout"
             self.seq += 1
-            self._set_state("up")
-            self._backoff.reset()
             metrics.CAMERA_FRAMES_CAPTURED.labels(self.camera.id).inc()
             media_ts = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
             if realtime:
@@ -144,7 +143,12 @@ class CameraReader(threading.Thread):
             retrieved, frame = capture.retrieve()
             if not retrieved or frame is None:
                 metrics.CAMERA_FRAMES_DROPPED.labels(self.camera.id, "decode").inc()
+                if now - last_decoded >= self.settings.read_timeout_s:
+                    return "undecodable"  # grabbed, but no picture this long: reconnect
                 continue
+            last_decoded = now
+            self._set_state("up")  # up once a picture arrives, not a packet
+            self._backoff.reset()
             if frozen.frozen(frame, now):
                 metrics.CAMERA_FRAMES_DROPPED.labels(self.camera.id, "frozen").inc()
                 return "frozen"

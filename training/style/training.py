@@ -8,10 +8,12 @@ over the batch of exactly the J(G) that ``shared.style.gatys`` minimises pixel b
 with the same cost functions and normalising constants (``shared.style.costs``), Gatys' style
 layers, and S seen at the scale Gatys sees it (longest side ``style_side``, 256 px), its Gram
 matrices scaled to the crop's number of positions: they are sums over positions, so per position
-is what a 192 px crop and a 256 px painting can share. Two choices differ from the Gatys
-defaults, as in Johnson et al.: the content layer is block2_conv2 and alpha is retuned for it (a
-network starts from random weights, not from C, and must learn to keep the content). Only T's
-weights change; VGG16 is frozen.
+is what a 192 px crop and a 256 px painting can share. A network starts from random weights, not
+from C, and must first learn to keep the content: from random weights it is trained with Johnson
+et al.'s content layer (block2_conv2, alpha 1e6), which asks for the photo's edges; once it keeps
+them it is continued on Gatys' own content layer (block4_conv2, the default), which asks only for
+the layout and leaves the rest to the style, as Gatys' J does (docs/style.md). Only T's weights
+change; VGG16 is frozen.
 
 Content images are everything available here that is not held out for evaluation: LFW faces and
 frames of the street-crowd video, as random square crops. The three content photos and the
@@ -48,11 +50,11 @@ class TrainingConfig:
     batch_size: int = 4
     steps: int = 800
     learning_rate: float = 1e-3
-    alpha: float = 3e5
-    """Content weight at ``content_layer``. From random weights, 5e5 gave a sheet of texture after
-    200 steps and 1e6 kept the photo (the first networks, 800 steps); continued from such a
-    network, 3e5 keeps J_content within 2x Gatys' on held-out frames while J_style falls
-    (docs/style.md, "Retrained")."""
+    alpha: float = 2e5
+    """Content weight at ``content_layer``. At block4_conv2, continued from a network that keeps the
+    content: Gatys' own 1e5 gave J_content 1.86x Gatys' on the dev frames after 250 steps, 2e5
+    1.64x at nearly the same J_style (docs/style.md, "Gatys' content layer"). From random weights
+    at block2_conv2: 5e5 gave a sheet of texture after 200 steps, 1e6 kept the photo."""
     beta: float = 40.0
     tv_weight: float = 50.0
     """Smooths the high-frequency grid that nearest-neighbour upsampling leaves early in training."""
@@ -62,10 +64,10 @@ class TrainingConfig:
     scaled to the crop's number of positions). The scale at which the painting is seen sets the
     size of the strokes a network learns; Gatys and the report see it at the picture's 256 px.
     None: squeezed to the crop square, as the first networks were (half the style on dev)."""
-    content_layer: str = "block2_conv2"
-    """Johnson et al.'s relu2_2. Gatys' block4_conv2 constrains only the layout, which a pixel
-    optimisation starting from C keeps anyway; a network starting from random weights lost the
-    content with it (docs/style.md)."""
+    content_layer: str = "block4_conv2"
+    """Gatys' layer, so the network learns the very J the report measures. It constrains only the
+    layout: a network starting from random weights lost the content with it, so a new network
+    first learns at block2_conv2 (Johnson et al.'s relu2_2), then continues here."""
     architecture: Architecture = Architecture()
     lfw_images: int = 3000
     """How many LFW images (a seeded sample) join the street-crowd frames as content."""
