@@ -305,7 +305,14 @@ def run_kafka(n: int, mode: str, args, settings: Settings, urls: dict[str, str])
         for camera, url in urls.items():
             registry.put(CameraSpec(id=camera, url=url, fps=FPS))
         time.sleep(args.warmup)
-        result = measure(probe, processes, args.seconds, list(urls), lambda: group_lag(settings))
+        result = measure(
+            probe,
+            processes,
+            args.seconds,
+            list(urls),
+            lambda: group_lag(settings),
+            servers=server_pids(),  # the broker's and Redis' CPU is the pipeline's too
+        )
     finally:
         for camera in urls:
             registry.remove(camera)
@@ -334,11 +341,17 @@ def _read_kafka(consumer, probe: Probe, stop: threading.Event) -> None:
                     print(f"unreadable {record.topic} record: {error}", file=sys.stderr)
 
 
-def measure(probe: Probe, processes: dict, seconds: float, cameras: list[str], lag) -> dict:
-    """Count for ``seconds``; lag in the middle and at the end; CPU per process."""
-    pids = {name: p.pid for name, p in processes.items()}
-    if len(pids) > 1:  # the kafka runner: its servers' CPU is the pipeline's too
-        pids.update(server_pids())
+def measure(
+    probe: Probe,
+    processes: dict,
+    seconds: float,
+    cameras: list[str],
+    lag,
+    servers: dict[str, int] | None = None,
+) -> dict:
+    """Count for ``seconds``; lag in the middle and at the end; CPU per process, ``servers``'
+    (name: pid) included."""
+    pids = {name: p.pid for name, p in processes.items()} | (servers or {})
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     started = time.monotonic()
     probe.measuring = True
