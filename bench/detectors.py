@@ -40,12 +40,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import cv2  # noqa: E402  (after the TensorFlow log level)
 import numpy as np  # noqa: E402
 
-from bench.machine import cpu_model, git_commit, memory_gib, usable_cores  # noqa: E402
+from bench.machine import (  # noqa: E402
+    cpu_model,
+    git_commit,
+    memory_gib,
+    shared_data_dir,
+    usable_cores,
+)
 from shared.face.detection import FaceDetector, create_detector  # noqa: E402
 from shared.face.types import Detection  # noqa: E402
 from shared.settings import FaceSettings  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 VIDEOS = {"640x360": "hamilton_clip_640x360.mp4", "1920x1080": "street_crowd_1080p.mp4"}
 CENTRE_RADIUS_PX = 25.0
 """LFW crops put the main face's centre at the image centre; a hit lands within this."""
@@ -82,11 +87,6 @@ class DetectorReport:
     lfw: LfwResult | None = None
     probe: dict[str, int] = field(default_factory=dict)
     videos: dict[str, VideoResult] = field(default_factory=dict)
-
-
-def data_dir() -> Path:
-    """``FACESTREAM_SHARED_DATA``, else the checkout's sibling ``shared/data``."""
-    return Path(os.environ.get("FACESTREAM_SHARED_DATA", str(ROOT.parent / "shared" / "data")))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -319,7 +319,7 @@ def recommend(reports: list[DetectorReport]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    data = data_dir()
+    data = shared_data_dir()
     if not (data / "faces").is_dir():
         print(f"no shared data at {data} (set FACESTREAM_SHARED_DATA)")
         return 1

@@ -260,7 +260,7 @@ def as_windows(results: list[SourceScores], role: str = "choose"):
 
 
 def main(argv: list[str] | None = None) -> None:
-    from bench.streaming import shared_data_dir
+    from bench.machine import shared_data_dir
     from shared.settings import get_settings
     from training.liveness.recapture_training import live_threshold, source_pair_auc
 

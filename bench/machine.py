@@ -18,7 +18,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from shared.settings import Settings, get_settings
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def shared_data_dir(settings: Settings | None = None) -> Path:
+    """``FACESTREAM_SHARED_DATA`` (through settings); a relative path is taken from the repo root."""
+    path = (settings or get_settings()).shared_data
+    return path if path.is_absolute() else (REPO_ROOT / path).resolve()
+
 
 _KAFKA_JAR = re.compile(r"^kafka_\d+\.\d+-(\d+\.\d+\.\d+)\.jar$")
 

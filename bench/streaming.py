@@ -26,7 +26,7 @@ from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
 from bench import ingest, latency
-from bench.machine import REPO_ROOT, machine_info
+from bench.machine import machine_info, shared_data_dir
 from bench.timing import Limits
 from shared.bus.base import BusError, Publisher
 from shared.bus.kafka import KafkaBus, connection_options
@@ -83,12 +83,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.frames is not None and args.frames < 1:
         parser.error("--frames must be >= 1")
     return args
-
-
-def shared_data_dir(settings: Settings) -> Path:
-    """``FACESTREAM_SHARED_DATA`` (through settings); a relative path is taken from the repo root."""
-    path = settings.shared_data
-    return path if path.is_absolute() else (REPO_ROOT / path).resolve()
 
 
 def out(line: str = "") -> None:

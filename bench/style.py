@@ -15,9 +15,11 @@ It writes:
 - ``report.json``: every figure; per run the cost ratios of each fast method to Gatys
   (``J_style / J_style(Gatys)``, ``J_content / J_content(Gatys)``) and their medians; Gatys
   iterations per second at 256 and 512 px; the trained networks' frames per second at 640x360
-  and 1920x1080; the arbitrary network's seconds per new style (bottleneck of a painting) and
-  frames per second at 640x360, painted at 384 px (the stylizer's default) and at full size
-  (medians of timed passes).
+  and 1920x1080, in float32 and, where ``--precision`` resolves to it, bfloat16 (passes
+  interleaved, with their ratio; the float32 network's costs are reported beside too); the
+  arbitrary network's seconds per new style (bottleneck of a painting) and frames per second at
+  640x360, painted at 384 px (the stylizer's default) and at full size (medians of timed
+  passes).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from bench.machine import machine_info  # noqa: E402
 from shared.settings import get_settings  # noqa: E402
 from shared.style import costs  # noqa: E402
 from shared.style.arbitrary import WORK_SIDE, ArbitraryStylizer  # noqa: E402
-from shared.style.fast import load_network  # noqa: E402
+from shared.style.fast import load_network, resolve_precision  # noqa: E402
 from shared.style.gatys import (  # noqa: E402
     DEFAULT_CONTENT_LAYER,
     DEFAULT_STYLE_LAYERS,
@@ -97,17 +99,30 @@ def gatys_rate(content: np.ndarray, style: np.ndarray, size: int, iterations: in
     return iterations / (time.perf_counter() - started)
 
 
-def network_fps(name: str, shape: tuple[int, int], passes: int = 5, frames: int = 10) -> float:
-    network = load_network(name)
+def network_fps(
+    name: str,
+    shape: tuple[int, int],
+    precisions: tuple[str, ...],
+    passes: int = 5,
+    frames: int = 10,
+) -> dict[str, float]:
+    """Median frames per second of the network in each precision, their passes interleaved so
+    that a machine getting busier slows both alike; with two, their ratio (second / first)."""
+    networks = {p: load_network(name, precision=p) for p in precisions}  # type: ignore[arg-type]
     frame = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
-    network.stylize(frame, max_side=None)
-    rates = []
+    rates: dict[str, list[float]] = {p: [] for p in precisions}
+    for network in networks.values():
+        network.stylize(frame, max_side=None)  # tracing excluded
     for _ in range(passes):
-        started = time.perf_counter()
-        for _ in range(frames):
-            network.stylize(frame, max_side=None)
-        rates.append(frames / (time.perf_counter() - started))
-    return statistics.median(rates)
+        for precision, network in networks.items():
+            started = time.perf_counter()
+            for _ in range(frames):
+                network.stylize(frame, max_side=None)
+            rates[precision].append(frames / (time.perf_counter() - started))
+    report = {p: statistics.median(r) for p, r in rates.items()}
+    if len(precisions) == 2:
+        report["ratio"] = report[precisions[1]] / report[precisions[0]]
+    return report
 
 
 def arbitrary_speed(stylizer: ArbitraryStylizer, painting: np.ndarray, passes: int = 5) -> dict:
@@ -137,6 +152,9 @@ def arbitrary_speed(stylizer: ArbitraryStylizer, painting: np.ndarray, passes: i
     return report
 
 
+FAST_METHODS = ("network", "network_float32", "arbitrary")
+
+
 def ratios(run: dict) -> dict:
     """Each fast method's costs over Gatys': how far it is from the optimum it imitates."""
     gatys = run["gatys"]
@@ -145,7 +163,8 @@ def ratios(run: dict) -> dict:
             "style": run[method]["J_style"] / gatys["J_style"],
             "content": run[method]["J_content"] / gatys["J_content"],
         }
-        for method in ("network", "arbitrary")
+        for method in FAST_METHODS
+        if method in run
     }
 
 
@@ -197,12 +216,21 @@ def main() -> None:
         action="store_true",
         help="speed at 640x360 only: no Gatys rates, no 1920x1080 (a loaded machine)",
     )
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "float32", "bfloat16"),
+        default="auto",
+        help="the trained networks' compute type (auto: bfloat16 where the CPU has it natively)",
+    )
     args = parser.parse_args()
+    precision = resolve_precision(args.precision)
+    # The float32 network is measured beside a bfloat16 one: the reference of its cost and speed.
+    precisions = ("float32",) if precision == "float32" else ("float32", precision)
     pairs = [tuple(p.split("/")) for p in args.pairs] if args.pairs else None
     data = get_settings().shared_data / "style"
     args.out.mkdir(parents=True, exist_ok=True)
     extractor = feature_extractor([DEFAULT_CONTENT_LAYER, *DEFAULT_STYLE_LAYERS])
-    report: dict = {"machine": machine_info(), "runs": []}
+    report: dict = {"machine": machine_info(), "network_precision": precision, "runs": []}
     rows, histories = [], {}
     arbitrary = ArbitraryStylizer(work_side=None)  # paints at the content's own 256 px
     for content_name in CONTENTS:
@@ -217,7 +245,7 @@ def main() -> None:
                 style,
                 args.iterations,
             )
-            network = load_network(style_name)
+            network = load_network(style_name, precision=precision)
             network.stylize(content)  # tracing excluded
             started = time.perf_counter()
             fast = network.stylize(content)
@@ -237,6 +265,9 @@ def main() -> None:
                 },
                 "content_itself": measure(extractor, content, style, content),
             }
+            if precision != "float32":
+                reference = load_network(style_name, precision="float32").stylize(content)
+                run["network_float32"] = measure(extractor, content, style, reference)
             run["ratio_to_gatys"] = ratios(run)
             report["runs"].append(run)
             histories[f"{content_name} / {style_name}"] = result.history
@@ -268,12 +299,15 @@ def main() -> None:
             cost: statistics.median(r["ratio_to_gatys"][method][cost] for r in report["runs"])
             for cost in ("style", "content")
         }
-        for method in ("network", "arbitrary")
+        for method in FAST_METHODS
+        if method in report["runs"][0]
     }
     report["arbitrary_speed"] = arbitrary_speed(ArbitraryStylizer(), style)
     sizes = ((640, 360),) if args.frame_speed_only else ((640, 360), (1920, 1080))
     report["network_fps"] = {
-        f"{name} {w}x{h}": network_fps(name, (h, w)) for name in STYLES for w, h in sizes
+        f"{name} {w}x{h}": network_fps(name, (h, w), precisions)
+        for name in STYLES
+        for w, h in sizes
     }
     (args.out / "report.json").write_text(json.dumps(report, indent=2))
     keys = ("gatys_iterations_per_s", "network_fps", "arbitrary_speed", "median_ratio_to_gatys")

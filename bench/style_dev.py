@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.streaming import shared_data_dir  # noqa: E402
+from bench.machine import shared_data_dir  # noqa: E402
 from bench.style import cached_gatys, measure  # noqa: E402
 from shared.settings import get_settings  # noqa: E402
 from shared.style.fast import load_network  # noqa: E402

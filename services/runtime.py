@@ -181,6 +181,7 @@ def _stylizer(settings: Settings, registry: CameraRegistry) -> BatchWorker:
         max_frame_pixels(),
         settings.face.models_dir,
         settings.style.painting_side,
+        precision=settings.style.precision,
     )
     return StylizerWorker(
         registry,

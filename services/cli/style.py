@@ -96,7 +96,8 @@ def cmd_stylize(args: argparse.Namespace, settings: Settings) -> None:
     elif args.network is not None:
         from shared.style.fast import load_network
 
-        image = load_network(args.network, settings.style.networks_dir).stylize(content)
+        style = settings.style
+        image = load_network(args.network, style.networks_dir, style.precision).stylize(content)
     else:
         style = cv2.cvtColor(decode_image(read_bytes(args.style)), cv2.COLOR_BGR2RGB)
         image = _gatys(content, style, args, settings)

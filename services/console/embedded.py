@@ -46,6 +46,8 @@ def start_embedded_console(
         model_queue=settings.api.model_queue,
         snapshots=create_snapshot_store(settings),
         console=console,
+        painting_side=settings.style.painting_side,
+        style_precision=settings.style.precision,
     )
     console.start(stop)
     server, _thread, port = serve_in_thread(app, settings.api.host, settings.console.port)

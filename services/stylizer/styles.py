@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from shared.style.arbitrary import ArbitraryStylizer, StyleVectorCache
+from shared.style.catalog import Precision
 from shared.style.fast import StyleNetwork, load_network
 from shared.style.paintings import PaintingError, PaintingStore, check_painting, is_painting
 
@@ -47,8 +48,10 @@ class StyleLoader:
         models_dir: Path | None = None,
         work_side: int | None = None,
         arbitrary: Callable[[], ArbitraryStylizer] | None = None,
+        precision: Precision = "auto",
     ) -> None:
         self.networks_dir = networks_dir
+        self.precision = precision
         self.paintings = paintings
         self.max_pixels = max_pixels
         self._make_arbitrary = arbitrary or (lambda: ArbitraryStylizer(models_dir, work_side))
@@ -57,7 +60,7 @@ class StyleLoader:
 
     def __call__(self, name: str) -> StyleNetwork | PaintingStyle:
         if not is_painting(name):
-            return load_network(name, self.networks_dir)
+            return load_network(name, self.networks_dir, self.precision)
         data = self.paintings.get(name)  # PaintingError when unknown or damaged
         try:
             rgb = check_painting(data, self.max_pixels)

@@ -8,6 +8,10 @@ camera is switched to a style, so a typo is refused at once instead of leaving a
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
+
+Precision = Literal["auto", "float32", "bfloat16"]
+"""Compute type a network paints in (shared/style/fast.py ``resolve_precision``)."""
 
 NETWORKS_DIR = Path(__file__).parent / "networks"
 """The committed, project-trained networks (model cards in docs/style.md)."""

@@ -34,7 +34,14 @@ import numpy as np
 import tensorflow as tf
 
 from shared.style import costs
-from shared.style.fast import Architecture, build_network, load_network, save_network
+from shared.style.fast import (
+    Architecture,
+    assign_weights,
+    build_network,
+    load_network,
+    save_network,
+    weights_of,
+)
 from shared.style.gatys import DEFAULT_STYLE_LAYERS
 from shared.style.vgg import feature_extractor
 
@@ -201,11 +208,10 @@ def train(
     """Train one style network; writes checkpoints, ``NAME.curve.jsonl`` and the final network."""
     tf.keras.utils.set_random_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    network = (
-        build_network(config.architecture)
-        if config.resume_from is None
-        else load_network(config.resume_from.stem, config.resume_from.parent).model
-    )
+    network = build_network(config.architecture)
+    if config.resume_from is not None:  # its weights, in this run's architecture (e.g. padding)
+        previous = load_network(config.resume_from.stem, config.resume_from.parent, "float32")
+        assign_weights(network, weights_of(previous.model), str(config.resume_from))
     loss = PerceptualLoss(config, models_dir)
     optimizer = tf.keras.optimizers.Adam(config.learning_rate)
     batches = random_crops(
