@@ -52,7 +52,7 @@ def test_a_damaged_weights_file_is_refused(tmp_path: Path) -> None:
         load_network("starry_night", tmp_path)
 
 
-@pytest.mark.parametrize("shape", [(360, 640), (361, 643), (50, 30)])
+@pytest.mark.parametrize("shape", [(360, 640), (361, 643), (50, 30), (4, 5)])
 def test_any_frame_size_comes_back_the_same_size(shape: tuple[int, int]) -> None:
     frame = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
     painted = load_network("starry_night").stylize(frame)

@@ -14,9 +14,10 @@ normalisation) but sized for a 2-core CPU:
 
 The network is fully convolutional: any frame size works. Frames whose sides are not multiples of
 8 are padded by reflection and cropped back. On CPUs with bfloat16 instructions (AVX512-BF16,
-AMX) the convolutions run in bfloat16 (``precision="auto"``): about 1.45x the frames per second
-of float32, within a grey level of its output on average (docs/style.md, "Speed"); the instance
-norms' statistics stay in float32. Weights live in small ``.npz`` files (float16 on disk),
+AMX) the layers compute in bfloat16 (``precision="auto"``): 1.5-1.8x the frames per second of
+float32, within a grey level of its output on average; the instance norms' statistics stay in
+float32, and for one frame they take the fused batch-norm kernel (docs/style.md, "Speed of the
+networks"). Weights live in small ``.npz`` files (float16 on disk),
 committed under ``shared/style/networks/`` with a model card in ``docs/style.md``; a sha256 of every
 file is checked on load so a truncated or swapped file fails loudly.
 """
@@ -214,8 +215,10 @@ def resolve_precision(
 
 
 def padded_shape(height: int, width: int) -> tuple[int, int]:
-    """The smallest multiple-of-8 shape that holds a frame."""
-    return -(-height // MULTIPLE) * MULTIPLE, -(-width // MULTIPLE) * MULTIPLE
+    """The smallest multiple-of-8 shape that holds a frame, at least 16 px a side: a reflection
+    needs two positions at 1/8 resolution."""
+    side = lambda size: max(2 * MULTIPLE, -(-size // MULTIPLE) * MULTIPLE)  # noqa: E731
+    return side(height), side(width)
 
 
 class StyleNetwork:
