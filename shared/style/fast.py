@@ -24,6 +24,7 @@ file is checked on load so a truncated or swapped file fails loudly.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from collections.abc import Mapping
@@ -136,7 +137,7 @@ def _conv(x, filters: int, kernel: int, stride: int, name: str, dtype: str, padd
     the same alignment (a stride-2 window starts on the first pixel); with ``padding="reflect"``
     the margin is the picture reflected instead of zeros."""
     if padding == "reflect":
-        total = kernel - stride if stride > 1 else kernel - 1  # "same" for even sizes
+        total = kernel - stride  # what "same" pads in all, sizes being multiples of the stride
         x = ReflectionPadding(total // 2, total - total // 2, name=f"{name}_pad", dtype=dtype)(x)
     conv = tf.keras.layers.Conv2D(
         filters,
@@ -225,7 +226,11 @@ class StyleNetwork:
     """A trained feed-forward style network, ready to paint RGB uint8 frames of any size."""
 
     def __init__(
-        self, name: str, model: tf.keras.Model, card: Mapping, precision: str = "float32"
+        self,
+        name: str,
+        model: tf.keras.Model,
+        card: Mapping,
+        precision: Literal["float32", "bfloat16"] = "float32",
     ) -> None:
         self.name = name
         self.model = model
@@ -287,25 +292,30 @@ def load_network(
 ) -> StyleNetwork:
     """Build the network ``name`` and load its checked weights; ``StyleNetworkError`` otherwise.
 
-    ``precision``: the compute type painting runs in (``build_network``); training resumes from
-    a float32 network."""
+    ``precision``: the compute type painting runs in (``build_network``)."""
+    card, weights = read_network(name, directory)
+    compute = resolve_precision(precision)
+    model = build_network(Architecture.from_json(card["architecture"]), precision=compute)
+    assign_weights(model, weights, str(directory / f"{name}.npz"))
+    return StyleNetwork(name, model, card, compute)
+
+
+def read_network(name: str, directory: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """The card and the weights of ``name``, the weights checked against the card's sha256;
+    ``StyleNetworkError`` when either is missing or they disagree."""
     card_path, weights_path = directory / f"{name}.json", directory / f"{name}.npz"
     if not card_path.exists() or not weights_path.exists():
         known = ", ".join(available_networks(directory)) or "none"
         raise StyleNetworkError(f"no style network {name!r} in {directory} (available: {known})")
     card = json.loads(card_path.read_text())
     data = weights_path.read_bytes()
-    if sha256_file(weights_path) != card.get("sha256"):
+    if hashlib.sha256(data).hexdigest() != card.get("sha256"):
         raise StyleNetworkError(
             f"{weights_path} does not match the sha256 in {card_path.name}: the file is damaged "
             "or was replaced; restore it from git or retrain it"
         )
-    compute = resolve_precision(precision)
-    model = build_network(Architecture.from_json(card["architecture"]), precision=compute)
     with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-        stored = {key: archive[key] for key in archive.files}
-    assign_weights(model, stored, str(weights_path))
-    return StyleNetwork(name, model, card, compute)
+        return card, {key: archive[key] for key in archive.files}
 
 
 def assign_weights(model: tf.keras.Model, weights: Mapping[str, np.ndarray], origin: str) -> None:

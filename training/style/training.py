@@ -38,9 +38,8 @@ from shared.style.fast import (
     Architecture,
     assign_weights,
     build_network,
-    load_network,
+    read_network,
     save_network,
-    weights_of,
 )
 from shared.style.gatys import DEFAULT_STYLE_LAYERS
 from shared.style.vgg import feature_extractor
@@ -210,8 +209,8 @@ def train(
     rng = np.random.default_rng(config.seed)
     network = build_network(config.architecture)
     if config.resume_from is not None:  # its weights, in this run's architecture (e.g. padding)
-        previous = load_network(config.resume_from.stem, config.resume_from.parent, "float32")
-        assign_weights(network, weights_of(previous.model), str(config.resume_from))
+        _, weights = read_network(config.resume_from.stem, config.resume_from.parent)
+        assign_weights(network, weights, str(config.resume_from))
     loss = PerceptualLoss(config, models_dir)
     optimizer = tf.keras.optimizers.Adam(config.learning_rate)
     batches = random_crops(
