@@ -246,3 +246,19 @@ def test_a_recapture_model_gets_each_frames_cues_and_skips_faces_without_them() 
     no_cues = worker.process_batch([faces(seq, 3) for seq in range(WINDOW)])
     assert no_cues == [[]] * WINDOW  # an older detector's faces: not judged, counted
     assert worker.tracks.get(("cam", 3)) is None
+
+    def with_raw_cues(seq: int, track: int, cues: list[float]) -> Message:
+        message = FacesMessage.from_message(faces(seq, track))
+        face = message.faces[0].model_copy(update={"recapture": cues})
+        message = message.model_copy(update={"faces": [face]})
+        return Message(Topics.FACES, message.to_bytes(), "cam", message.headers())
+
+    other_set = [with_raw_cues(seq, 4, [1.0] * (len(CUES) - 1)) for seq in range(WINDOW)]
+    assert worker.process_batch(other_set) == [[]] * WINDOW  # another version's cue set
+    assert worker.tracks.get(("cam", 4)) is None
+    broken = [float("nan")] + [0.0] * (len(CUES) - 1)
+    [error, fine] = worker.process_batch(
+        [with_raw_cues(0, 5, broken), with_raw_cues(1, 6, [0.0] * len(CUES))]
+    )
+    assert isinstance(error, ValueError) and fine == []  # dead-lettered alone
+    assert worker.tracks.get(("cam", 5)) is None and ("cam", 6) in worker.tracks

@@ -62,6 +62,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     recapture.add_argument("--cues", nargs="+", default=None, help="only these cues' means")
     recapture.add_argument("--real-only", action="store_true", help="no synthetic attacks")
     recapture.add_argument(
+        "--moire", action="store_true", help="the one-sided moire rule, set on live windows"
+    )
+    recapture.add_argument(
         "--nested", action="store_true", help="loso: also pick the one cue inside every fold"
     )
     recapture.add_argument(

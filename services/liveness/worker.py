@@ -42,6 +42,7 @@ from shared.liveness.evidence import EvidencePolicy, TrackEvidence
 from shared.liveness.features import frame_features
 from shared.liveness.model import LivenessModel
 from shared.liveness.pixels import PIXEL_FRAMES, chip_centre
+from shared.liveness.recapture import CUES
 from shared.schemas import DetectedFace, FacesMessage, LivenessVerdict, Topics
 from shared.settings import LivenessSettings
 from shared.worker import BatchWorker, Outgoing
@@ -153,16 +154,28 @@ class LivenessWorker(BatchWorker):
             metrics.LIVENESS_FACES_SKIPPED.labels("no_chip").inc()  # the pixel model's chips
             return None
         if getattr(self.model, "needs_cues", False):
-            if not face.recapture:
-                metrics.LIVENESS_FACES_SKIPPED.labels("no_cues").inc()  # an older detector
-                return None
-            return context_from_b64(face.context_jpeg_b64), np.asarray(face.recapture, np.float32)
+            cues = self._cues(face)
+            return None if cues is None else (context_from_b64(face.context_jpeg_b64), cues)
         chip = (
             chip_centre(chip_from_b64(face.chip_jpeg_b64))
             if pixels and face.chip_jpeg_b64
             else None
         )
         return context_from_b64(face.context_jpeg_b64), chip
+
+    @staticmethod
+    def _cues(face: DetectedFace) -> np.ndarray | None:
+        """The face's recapture cues; None (counted) from a detector of another version, which
+        sends none or another set: judged on them, every window would mean something else."""
+        if len(face.recapture) != len(CUES):
+            metrics.LIVENESS_FACES_SKIPPED.labels(
+                "no_cues" if not face.recapture else "cue_set"
+            ).inc()
+            return None
+        cues = np.asarray(face.recapture, np.float32)
+        if not np.isfinite(cues).all():
+            raise ValueError("recapture cues not finite")  # this message dead-letters, alone
+        return cues
 
     def _add(
         self,

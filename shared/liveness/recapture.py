@@ -11,7 +11,13 @@ docs/liveness.md, not assumed to work):
   recaptured face lies in one plane with whatever is around it on the medium;
 - **colour**: a display's gamut and tone curve (saturation, clipped highlights, raised black),
   specular glare on glass (bright, colourless pixels);
-- **blockiness**: a replayed video was compressed once more, so 8x8 block edges show.
+- **blockiness**: a replayed video was compressed once more, so 8x8 block edges show;
+- **moire at the camera's own resolution**: a screen's pixel grid filmed close up beats with the
+  camera's sensor grid into stripes a few camera pixels apart (``monitor_replay_wolfhuo.mp4``
+  shows them across the whole face). Any resampling averages them away, so this one cue is
+  measured on a patch of the face at the frame's native pixels: how far the sharpest peak of
+  its spectrum stands above its neighbours. Skin, hair and eyes give broad spectra; a beat
+  between two pixel grids gives a narrow peak.
 
 Every cue is a ratio or a share, so it does not depend on the face's size in pixels or on the
 image's brightness. They are computed by the detector from the full-resolution frame around
@@ -39,6 +45,7 @@ CUES = (
     "chroma_spread",
     "context_dark_share",
     "blockiness",
+    "moire",
 )
 SPECTRUM_SIDE = 64
 """The face is resampled (area averaging) to this side for its spectrum: fixed frequency bands
@@ -47,6 +54,9 @@ MAX_SIDE = 160
 """Face and context regions larger than this are area-averaged down to it first: the cost per
 face stays bounded (about a millisecond) on any camera, and the cues compare faces at similar
 sampling whatever their size."""
+MOIRE_SIDES = (64, 32)
+"""Sides of the native-resolution face patch for ``moire``: the largest that fits in the face
+(a 64 px patch resolves a beat's peak better; faces under 64 px get 32)."""
 _EPS = 1e-6
 
 
@@ -109,6 +119,39 @@ def _blockiness(gray: np.ndarray) -> float:
     return float(np.log((on_x + on_y) / 2 + _EPS) - np.log(off + _EPS))
 
 
+def _moire_grid(side: int) -> tuple[np.ndarray, np.ndarray]:
+    """The patch's window and the band 0.2-0.95 Nyquist (where a beat lies; lower is the face's
+    own shape, the corner of the spectrum is noise), in ``fftshift`` order."""
+    f = np.fft.fftshift(np.fft.fftfreq(side))
+    radius = np.hypot(*np.meshgrid(f, f)) / 0.5
+    window = np.outer(np.hanning(side), np.hanning(side)).astype(np.float32)
+    return window, (radius >= 0.2) & (radius <= 0.95)
+
+
+_MOIRE = {side: _moire_grid(side) for side in MOIRE_SIDES}
+
+
+def moire_peak(frame_bgr: np.ndarray, box: Sequence[float]) -> float:
+    """The sharpest peak of the spectrum of a native-resolution patch of the face (centred a
+    little below the eyes, kept inside the frame), over the median of its 5x5 neighbourhood in
+    the log spectrum. The patch is high-passed first (minus a blur of sigma 2), so the face's
+    shading does not leak into the band."""
+    x, y, w, h = box
+    side = next((s for s in MOIRE_SIDES if min(w, h) >= s), MOIRE_SIDES[-1])
+    height, width = frame_bgr.shape[:2]
+    if height < side or width < side:
+        return 0.0
+    x0 = int(np.clip(x + w / 2 - side / 2, 0, width - side))
+    y0 = int(np.clip(y + 0.55 * h - side / 2, 0, height - side))
+    patch = frame_bgr[y0 : y0 + side, x0 : x0 + side]
+    patch = cv2.cvtColor(patch, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    patch -= cv2.GaussianBlur(patch, (0, 0), 2.0)
+    window, band = _MOIRE[side]
+    log_power = np.log(np.abs(np.fft.fftshift(np.fft.fft2(patch * window))) ** 2 + _EPS)
+    log_power = log_power.astype(np.float32)
+    return float((log_power - cv2.medianBlur(log_power, 5))[band].max())
+
+
 def frame_cues(frame_bgr: np.ndarray, box: Sequence[float]) -> np.ndarray:
     """(len(CUES),) float32: the recapture cues of the face in ``box`` (x, y, w, h) of the frame."""
     fx0, fy0, fx1, fy1 = _clip_box(box, 0.8, frame_bgr.shape)
@@ -145,6 +188,7 @@ def frame_cues(frame_bgr: np.ndarray, box: Sequence[float]) -> np.ndarray:
             np.log(ycrcb[:, 1].std() + ycrcb[:, 2].std() + 1.0),
             dark,
             _blockiness(blocks),
+            moire_peak(frame_bgr, box),
         ],
         np.float32,
     )

@@ -9,6 +9,13 @@ leave-one-source-out, docs/liveness.md).
 
 P(live) = sigmoid(a * logit + b) with (a, b) fitted on out-of-fold windows (each window scored
 by a model that never saw its source), so P = 0.5 is the operating point chosen on those.
+
+**Moire, one-sided** (optional, ``moire_ceiling``): a screen's grid beating with the camera's
+shows as a sharp spectral peak (``recapture.moire_peak``); a live face never does, but most
+screens filmed from further away do not either, so a *low* value says nothing. A learned weight
+would read it both ways (and five real recaptures are too few to learn it), so it is a rule set
+from live windows alone: above the highest window mean of every live training source plus
+``MOIRE_MARGIN``, each unit lowers the log-odds by ``MOIRE_SLOPE``; below, nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +33,13 @@ from shared.model_cache import npz_bytes, sha256_file, write_atomically
 RECAPTURE_WEIGHTS = Path(__file__).parent / "weights" / "liveness_recapture.npz"
 MOTION_CLIP = 10.0
 """The motion model's log-odds are clipped to this: one sure window must not swamp the cues."""
+MOIRE_COLUMN = CUES.index("moire")
+"""The window mean of ``moire`` in ``window_features``."""
+MOIRE_MARGIN = 0.15
+"""Above the live windows' highest moire mean (peak units: log power over its neighbours), so a
+live camera a little sharper than those trained on is not taken for a screen."""
+MOIRE_SLOPE = 20.0
+"""Log-odds per unit above the ceiling: 0.25 above it outweighs any other evidence (5)."""
 
 
 def window_features(cues: np.ndarray, motion_log_odds: np.ndarray) -> np.ndarray:
@@ -58,31 +72,68 @@ def fit_weighted_logistic(
 class RecaptureModel:
     """Standardisation, logistic weights and calibration: window features -> P(live)."""
 
-    def __init__(self, mean, scale, weights, card: dict, calibration=(1.0, 0.0)):
+    def __init__(
+        self,
+        mean,
+        scale,
+        weights,
+        card: dict,
+        calibration=(1.0, 0.0),
+        moire_ceiling: float | None = None,
+    ):
         self.mean = np.asarray(mean, np.float64)
         self.scale = np.asarray(scale, np.float64)
         self.weights = np.asarray(weights, np.float64)
         self.card = card
         self.calibration = calibration
+        self.moire_ceiling = moire_ceiling
 
     @classmethod
-    def fit(cls, x: np.ndarray, live: np.ndarray, weight: np.ndarray, l2: float, card: dict):
+    def fit(
+        cls,
+        features: np.ndarray,
+        live: np.ndarray,
+        weight: np.ndarray,
+        l2: float,
+        card: dict,
+        moire: bool = False,
+    ):
+        """On full window features: the logistic on the card's ``columns`` (all if None) and,
+        with ``moire``, the ceiling from the live windows."""
+        columns = card.get("columns")
+        x = features if columns is None else features[:, columns]
         mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
         w = fit_weighted_logistic((x - mean) / scale, live.astype(float), weight, l2)
-        return cls(mean, scale, w, card)
+        ceiling = float(features[live, MOIRE_COLUMN].max()) + MOIRE_MARGIN if moire else None
+        return cls(mean, scale, w, card, moire_ceiling=ceiling)
 
-    def logits(self, features: np.ndarray) -> np.ndarray:
-        """(B, 2 * len(CUES) + 1) window features -> (B,) log-odds, on the card's ``columns``
-        (a model fitted on a subset of the features) or on all of them."""
+    def linear_logits(self, features: np.ndarray) -> np.ndarray:
+        """(B, 2 * len(CUES) + 1) window features -> (B,) the logistic's log-odds, on the card's
+        ``columns`` (a model fitted on a subset of the features) or on all of them."""
         features = np.asarray(features, np.float64)
         if self.card.get("columns") is not None and features.shape[1] != len(self.mean):
             features = features[:, self.card["columns"]]
         z = (features - self.mean) / self.scale
         return z @ self.weights[:-1] + self.weights[-1]
 
+    def moire_penalty(self, features: np.ndarray) -> np.ndarray:
+        """(B,) log-odds the moire rule takes away: 0 at or below the ceiling, or without it."""
+        features = np.asarray(features, np.float64)
+        if self.moire_ceiling is None:
+            return np.zeros(len(features))
+        if features.shape[1] != 2 * len(CUES) + 1:
+            raise ValueError("the moire rule reads full window features")
+        return MOIRE_SLOPE * np.maximum(0.0, features[:, MOIRE_COLUMN] - self.moire_ceiling)
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """The window's score before calibration: the logistic less the moire rule's share."""
+        return self.linear_logits(features) - self.moire_penalty(features)
+
     def probability_live(self, features: np.ndarray) -> np.ndarray:
+        """The calibration scales the logistic only; the rule's log-odds are absolute."""
         a, b = self.calibration
-        return 1.0 / (1.0 + np.exp(-(a * self.logits(features) + b)))
+        log_odds = a * self.linear_logits(features) + b - self.moire_penalty(features)
+        return 1.0 / (1.0 + np.exp(-log_odds))
 
     def save(self, path: Path = RECAPTURE_WEIGHTS) -> None:
         arrays = {
@@ -91,9 +142,17 @@ class RecaptureModel:
             "logistic/weights": self.weights,
             "calibration/ab": np.array(self.calibration, np.float64),
         }
+        if self.moire_ceiling is not None:
+            arrays["moire/ceiling"] = np.array(self.moire_ceiling, np.float64)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(path, npz_bytes(arrays))
         card = {**self.card, "cues": list(CUES), "sha256": sha256_file(path)}
+        if self.moire_ceiling is not None:
+            card["moire"] = {
+                "ceiling": self.moire_ceiling,
+                "margin": MOIRE_MARGIN,
+                "slope": MOIRE_SLOPE,
+            }
         write_atomically(path.with_suffix(".json"), json.dumps(card, indent=2).encode() + b"\n")
 
 
@@ -116,6 +175,7 @@ def load_recapture_model(path: Path = RECAPTURE_WEIGHTS) -> RecaptureModel:
         stored["logistic/weights"],
         card,
         (float(a), float(b)),
+        float(stored["moire/ceiling"]) if "moire/ceiling" in stored else None,
     )
 
 

@@ -30,9 +30,9 @@ from shared.liveness.recapture import frame_cues
 from training.liveness import attacks, training
 from training.liveness.metrics import LIVE
 
-CACHE = Path.home() / ".cache" / "facestream" / "liveness-tracks-2"
+CACHE = Path.home() / ".cache" / "facestream" / "liveness-tracks-3"
 """Derived data, never committed; it holds face chips (biometric data), so it stays on this
-machine (``-2``: tracks with recapture cues, issue 19)."""
+machine (``-3``: tracks with the recapture cues of issue 19, ``moire`` among them)."""
 MIN_TRACK = 16
 
 

@@ -5,8 +5,8 @@
     nice -n 10 .venv/bin/facestream liveness-model recapture train [--out PATH]
     nice -n 10 .venv/bin/facestream liveness-model recapture evaluate [--report FILE]
 
-(``--cues NAME ...`` and ``--real-only`` choose a design; the committed one:
-``--l2 30 --cues chroma_spread --real-only``.)
+(``--cues NAME ...``, ``--real-only`` and ``--moire`` choose a design; the committed one:
+``--l2 30 --cues chroma_spread --real-only --moire``.)
 
 Every source of ``dataset.SOURCES`` except the real evaluation pair belongs to a **group**: a
 recording and everything made from it (a person's live video, their real replay, the synthetic
@@ -60,6 +60,7 @@ def attack_type(source: str, label: str) -> str:
 @dataclass
 class Windows:
     features: np.ndarray
+    """(N, 2 * len(CUES) + 1): every window feature; a design reads its ``Design.columns``."""
     labels: list[str]
     sources: list[str]
 
@@ -111,11 +112,22 @@ def sample_weights(windows: Windows) -> np.ndarray:
     return weight * len(weight) / weight.sum()
 
 
-def fit(windows: Windows, l2: float, card: dict | None = None):
+@dataclass(frozen=True)
+class Design:
+    """What a recapture model is fitted on: feature columns (None: all), the L2 weight, and
+    whether the one-sided moire rule is on."""
+
+    columns: list[int] | None
+    l2: float
+    moire: bool = False
+
+
+def fit(windows: Windows, design: Design, card: dict | None = None):
     from shared.liveness.recapture_model import RecaptureModel
 
+    card = {**(card or {}), "columns": design.columns}
     return RecaptureModel.fit(
-        windows.features, windows.live, sample_weights(windows), l2, card or {}
+        windows.features, windows.live, sample_weights(windows), design.l2, card, design.moire
     )
 
 
@@ -123,22 +135,36 @@ def group_of(source: str) -> str:
     return next(g for g, members in GROUPS.items() if source in members)
 
 
-def fold_models(windows: Windows, l2: float) -> dict:
+def fold_models(windows: Windows, design: Design) -> dict:
     """One model per source group present, each trained without that group."""
     groups = np.array([group_of(s) for s in windows.sources])
-    return {g: fit(windows.subset(groups != g), l2) for g in GROUPS if (groups == g).any()}
+    return {g: fit(windows.subset(groups != g), design) for g in GROUPS if (groups == g).any()}
 
 
-def out_of_fold(windows: Windows, l2: float, models: dict | None = None) -> np.ndarray:
+def out_of_fold(
+    windows: Windows, design: Design, models: dict | None = None, linear: bool = False
+) -> np.ndarray:
     """Each window's log-odds from a model trained without its source group (``models``: the
-    ``fold_models`` already fitted on these windows)."""
-    models = models or fold_models(windows, l2)
+    ``fold_models`` already fitted on these windows; ``linear``: the logistic's alone, without
+    the moire rule, which calibration must not scale)."""
+    models = models or fold_models(windows, design)
     groups = np.array([group_of(s) for s in windows.sources])
     scores = np.zeros(len(groups))
     for group, model in models.items():
         held = groups == group
-        scores[held] = model.logits(windows.features[held])
+        score = model.linear_logits if linear else model.logits
+        scores[held] = score(windows.features[held])
     return scores
+
+
+def calibration(scores: np.ndarray, windows: Windows) -> tuple[float, float]:
+    """(a, b): a Platt slope on out-of-fold logistic log-odds, the intercept placing P = 0.5
+    at out-of-fold BPCER 5%."""
+    from training.calibration import fit_logistic
+
+    scores = np.clip(scores, -10, 10)
+    a, _ = fit_logistic(scores, windows.live, balanced=True)
+    return a, -a * live_threshold(scores, windows)
 
 
 def live_threshold(scores: np.ndarray, windows: Windows, bpcer: float = 0.05) -> float:
@@ -180,11 +206,12 @@ def ranking(scores: np.ndarray, windows: Windows) -> dict:
     }
 
 
-def loso(windows: Windows, l2: float) -> dict:
-    scores = out_of_fold(windows, l2)
+def loso(windows: Windows, design: Design) -> dict:
+    scores = out_of_fold(windows, design)
     at = live_threshold(scores, windows)
     return {
-        "l2": l2,
+        "l2": design.l2,
+        "moire": design.moire,
         "threshold": at,
         "auc": ranking(scores, windows),
         **rates(windows, scores >= at),
@@ -216,39 +243,34 @@ def nested_pick(windows: Windows, l2: float) -> dict:
         held = groups == group
         best = max(range(len(CUES)), key=lambda j: abs(source_pair_auc(windows, ~held, j) - 0.5))
         picks[group] = CUES[best]
-        part = Windows(windows.features[:, [best, 2 * len(CUES)]], windows.labels, windows.sources)
-        scores[held] = fit(part.subset(~held), l2).logits(part.features[held])
+        design = Design([best, 2 * len(CUES)], l2)
+        scores[held] = fit(windows.subset(~held), design).logits(windows.features[held])
     at = live_threshold(scores, windows)
     return {"picks": picks, "auc": ranking(scores, windows), **rates(windows, scores >= at)}
 
 
-def out_of_fold_tracks(
-    tracks, motion_model, columns: list[int] | None, real_only: bool, l2: float, policy
-) -> dict:
+def out_of_fold_tracks(tracks, motion_model, design: Design, real_only: bool, policy) -> dict:
     """Per source, the tracks named and spoofed under the evidence policy (the service's hop),
     each track judged by a model fitted without its source group and calibrated like the
     committed one (on every out-of-fold window); beside them, the motion model's own verdicts.
     What a user sees (a name, a spoof) rather than windows."""
     from shared.liveness.evidence import track_states
-    from training.calibration import fit_logistic
 
-    windows = select(track_windows(tracks, motion_model), columns, real_only)
-    models = fold_models(windows, l2)
-    scores = np.clip(out_of_fold(windows, l2, models), -10, 10)
-    a, _ = fit_logistic(scores, windows.live, balanced=True)
-    at = live_threshold(scores, windows)
+    windows = select(track_windows(tracks, motion_model), real_only)
+    models = fold_models(windows, design)
+    calibrated = calibration(out_of_fold(windows, design, models, linear=True), windows)
     for model in models.values():
-        model.calibration = (a, -a * at)  # as ``calibrate`` sets the committed model's
+        model.calibration = calibrated  # as ``calibrate`` sets the committed model's
     report: dict = {}
     for track in tracks:
         every = track_windows([track], motion_model, hop_ends=True)
         if track.source not in windows.sources or not every.labels:
             continue
         model = models[group_of(track.source)]
-        design = model.probability_live(select(every, columns, False).features)
+        judged = model.probability_live(every.features)
         motion = 1 / (1 + np.exp(-every.features[:, -1]))  # the motion model's calibrated log-odds
         row = report.setdefault(track.source, {"label": track.label, "tracks": 0})
-        for name, probabilities in (("", design), ("motion_", motion)):
+        for name, probabilities in (("", judged), ("motion_", motion)):
             states = track_states(policy, probabilities.tolist())
             row[f"{name}named"] = row.get(f"{name}named", 0) + ("live" in states)
             row[f"{name}spoof"] = row.get(f"{name}spoof", 0) + ("attack" in states)
@@ -264,15 +286,11 @@ def load_windows(splits: set[str], motion_model) -> Windows:
     return track_windows(tracks, motion_model)
 
 
-def calibrate(model, windows: Windows, l2: float) -> None:
-    """Platt slope on out-of-fold log-odds, intercept placing P = 0.5 at out-of-fold BPCER 5%."""
-    from training.calibration import fit_logistic
-
-    scores = np.clip(out_of_fold(windows, l2), -10, 10)
-    a, _ = fit_logistic(scores, windows.live, balanced=True)
-    at = live_threshold(scores, windows)
-    model.calibration = (a, -a * at)
-    model.card["calibration"] = {"a": a, "b": -a * at, "on": "out-of-fold windows, BPCER 5%"}
+def calibrate(model, windows: Windows, design: Design) -> None:
+    """``calibration`` of the model on every window's out-of-fold logistic log-odds."""
+    a, b = calibration(out_of_fold(windows, design, linear=True), windows)
+    model.calibration = (a, b)
+    model.card["calibration"] = {"a": a, "b": b, "on": "out-of-fold windows, BPCER 5%"}
 
 
 def _track_outcomes(model, motion_model, tracks, policy) -> list[dict]:
@@ -351,14 +369,12 @@ def columns_of(cues: list[str] | None) -> list[int] | None:
     return [CUES.index(name) for name in cues] + [2 * len(CUES)]
 
 
-def select(windows: Windows, columns: list[int] | None, real_only: bool) -> Windows:
-    """The design's windows: only its columns; ``real_only``: live and real recaptures only
-    (synthetic attacks left out, for cues whose synthetic direction is wrong: docs/liveness.md)."""
-    if real_only:
-        windows = windows.subset(np.array([t in (LIVE, "real-recapture") for t in windows.types]))
-    if columns is None:
+def select(windows: Windows, real_only: bool) -> Windows:
+    """``real_only``: live and real recaptures only (synthetic attacks left out, for cues whose
+    synthetic direction is wrong: docs/liveness.md)."""
+    if not real_only:
         return windows
-    return Windows(windows.features[:, columns], windows.labels, windows.sources)
+    return windows.subset(np.array([t in (LIVE, "real-recapture") for t in windows.types]))
 
 
 def run(args: argparse.Namespace, settings) -> None:
@@ -373,16 +389,12 @@ def run(args: argparse.Namespace, settings) -> None:
         report = evaluate(model, motion_model, settings.liveness.policy("evaluate"))
     else:
         columns = columns_of(args.cues)
-        windows = select(
-            load_windows({"train", "dev", "test"}, motion_model), columns, args.real_only
-        )
+        designs = [Design(columns, l2, args.moire) for l2 in args.l2]
+        windows = select(load_windows({"train", "dev", "test"}, motion_model), args.real_only)
         if args.step == "loso":
-            report = {f"l2 {l2}": loso(windows, l2) for l2 in args.l2}
+            report = {f"l2 {d.l2}": loso(windows, d) for d in designs}
             if args.nested:
-                everything = select(
-                    load_windows({"train", "dev", "test"}, motion_model), None, args.real_only
-                )
-                report["nested pick of one cue"] = nested_pick(everything, args.l2[0])
+                report["nested pick of one cue"] = nested_pick(windows, args.l2[0])
             if args.tracks:
                 from training.liveness.pixel_training import load_split
 
@@ -390,32 +402,32 @@ def run(args: argparse.Namespace, settings) -> None:
                 report["tracks out of fold"] = out_of_fold_tracks(
                     tracks,
                     motion_model,
-                    columns,
+                    designs[0],
                     args.real_only,
-                    args.l2[0],
                     settings.liveness.policy("loso"),
                 )
             if args.ablate:
-                l2, cues = args.l2[0], windows.features.shape[1] - 1
-                parts: tuple[tuple[str, slice | list[int]], ...] = (
-                    ("cues only", slice(0, cues)),
-                    ("motion only", [cues]),
-                )
-                for name, kept in parts:
-                    part = Windows(windows.features[:, kept], windows.labels, windows.sources)
-                    report[name] = loso(part, l2)
+                motion = windows.features.shape[1] - 1
+                cues = [c for c in columns or range(motion) if c != motion]
+                for name, kept in (("cues only", cues), ("motion only", [motion])):
+                    report[name] = loso(windows, Design(kept, args.l2[0], args.moire))
         else:
-            l2 = args.l2[0]
-            card = {"l2": l2, "sources": sorted(set(windows.sources)), "columns": columns}
-            card["design"] = {"cues": args.cues or "all", "real_only": args.real_only}
-            model = fit(windows, l2, card)
-            calibrate(model, windows, l2)
-            model.card["loso"] = loso(windows, l2)
+            design = designs[0]
+            card = {"l2": design.l2, "sources": sorted(set(windows.sources))}
+            card["design"] = {
+                "cues": args.cues or "all",
+                "real_only": args.real_only,
+                "moire": args.moire,
+            }
+            model = fit(windows, design, card)
+            calibrate(model, windows, design)
+            model.card["loso"] = loso(windows, design)
             model.card["motion_sha256"] = motion_model.card.get("sha256")
             model.card["command"] = (
-                f"nice -n 10 .venv/bin/facestream liveness-model recapture train --l2 {l2}"
+                f"nice -n 10 .venv/bin/facestream liveness-model recapture train --l2 {design.l2}"
                 + (f" --cues {' '.join(args.cues)}" if args.cues else "")
                 + (" --real-only" if args.real_only else "")
+                + (" --moire" if args.moire else "")
             )
             model.card["windows"] = len(windows.labels)
             model.save(args.out or RECAPTURE_WEIGHTS)
