@@ -58,18 +58,24 @@ CONTENTS = ("tubingen", "golden_gate", "hoovertowernight")
 STYLES = ("starry_night", "great_wave", "the_scream", "shipwreck")
 
 
+STYLE_TARGET = "own proportions, per position"
+"""How Gatys' S was shown (``costs.per_position``): a cached result made otherwise is redone."""
+
+
 def measure(extractor, content: np.ndarray, style: np.ndarray, image: np.ndarray) -> dict:
-    """J_content and J_style of ``image`` with the Gatys layers (style resized to its shape)."""
-    style = cv2.resize(style, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_AREA)
+    """J_content and J_style of ``image`` with the Gatys layers (the painting at the image's
+    longest side, its own proportions, compared per position: ``costs.per_position``)."""
+    style = resize_longest(style, max(image.shape[:2]))
     f = {
         k: extractor(tf.constant(v[None].astype(np.float32)))
         for k, v in {"C": content, "S": style, "G": image}.items()
     }
+    a_S = costs.per_position(f["S"], f["G"], list(DEFAULT_STYLE_LAYERS))  # noqa: N806
     return {
         "J_content": float(
             costs.content_cost(f["C"][DEFAULT_CONTENT_LAYER], f["G"][DEFAULT_CONTENT_LAYER])
         ),
-        "J_style": float(costs.style_cost(f["S"], f["G"], DEFAULT_STYLE_LAYERS)),
+        "J_style": float(costs.style_cost(a_S, f["G"], DEFAULT_STYLE_LAYERS)),
     }
 
 
@@ -80,13 +86,19 @@ def cached_gatys(stem: Path, content: np.ndarray, style: np.ndarray, iterations:
     image_path, record_path = stem.with_suffix(".png"), stem.with_suffix(".json")
     if image_path.exists() and record_path.exists():
         record = json.loads(record_path.read_text())
-        image = cv2.cvtColor(cv2.imread(str(image_path)), cv2.COLOR_BGR2RGB)
-        return StyleResult(image, [CostRecord(*r) for r in record["history"]]), record["seconds"]
+        if record.get("style_target") == STYLE_TARGET:  # older runs squeezed the painting
+            image = cv2.cvtColor(cv2.imread(str(image_path)), cv2.COLOR_BGR2RGB)
+            history = [CostRecord(*r) for r in record["history"]]
+            return StyleResult(image, history), record["seconds"]
     started = time.perf_counter()
     result = stylize(content, style, GatysConfig(iterations=iterations))
     seconds = time.perf_counter() - started
     cv2.imwrite(str(image_path), cv2.cvtColor(result.image, cv2.COLOR_RGB2BGR))
-    record = {"seconds": seconds, "history": [list(r) for r in result.history]}
+    record = {
+        "seconds": seconds,
+        "history": [list(r) for r in result.history],
+        "style_target": STYLE_TARGET,
+    }
     record_path.write_text(json.dumps(record))
     return result, seconds
 

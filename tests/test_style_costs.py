@@ -140,3 +140,15 @@ def test_costs_are_differentiable() -> None:
 
     numeric = (j_of(bumped) - j_of(B)) / eps
     assert grad[0, 0, 1, 2] == pytest.approx(numeric, rel=2e-2)
+
+
+def test_per_position_compares_a_painting_of_another_size_by_its_statistics() -> None:
+    """A painting twice as wide and tall with the same statistics per position (the activations
+    tiled 2x2) has four times the Gram sum; scaled per position it is the same target, so its
+    style cost against the original is zero, where unscaled it is not."""
+    rng = np.random.default_rng(0)
+    a = tf.constant(rng.random((1, 4, 4, 8)), tf.float32)
+    tiled = tf.tile(a, [1, 2, 2, 1])
+    scaled = costs.per_position({"l": tiled}, {"l": a}, ["l"])
+    assert float(costs.layer_style_cost(scaled["l"], a)) == pytest.approx(0.0, abs=1e-6)
+    assert float(costs.layer_style_cost(tiled, a)) > 1e-3

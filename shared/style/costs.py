@@ -12,11 +12,18 @@ comparable, so the layer weights lambda_l mean what they say.
 - total:    J(G) = alpha J_content + beta J_style (+ tv_weight * TV(G))
 - total variation (optional smoothness prior, not part of Gatys' J):
             TV(G) = sum |G[i+1, j] - G[i, j]| + sum |G[i, j+1] - G[i, j]|   (over pixels and channels)
+
+The Gram is a sum over positions, so S and G must be compared at the same number of positions.
+The painting is shown at G's longest side with its own proportions and its activations scaled by
+sqrt(n_G / n_S) (``per_position``), as Johnson's neural-style normalises Grams by positions,
+rather than squeezed to G's shape: squeezing makes the target depend on the content's aspect (a
+portrait painting behind a 16:9 frame has its strokes stretched 2.2 times), which no network
+trained once per painting can follow, and which is not the painting's style (docs/style.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import tensorflow as tf
 
@@ -41,6 +48,22 @@ def gram_matrix(activation: tf.Tensor) -> tf.Tensor:
     n_H, n_W, n_C = _dims(activation)  # noqa: N806
     unrolled = tf.reshape(activation, (n_H * n_W, n_C))
     return tf.matmul(unrolled, unrolled, transpose_a=True)
+
+
+def per_position(
+    a_S: Mapping[str, tf.Tensor],  # noqa: N803
+    like: Mapping[str, tf.Tensor],
+    layers: Sequence[str],
+) -> dict[str, tf.Tensor]:
+    """The style activations of ``layers`` scaled by sqrt(positions in ``like`` / positions in
+    a_S): their Gram sums then count as many positions as G's, so an S of another size and shape
+    is compared per position."""
+    scaled = {}
+    for name in layers:
+        s_h, s_w, _ = _dims(a_S[name])
+        g_h, g_w, _ = _dims(like[name])
+        scaled[name] = a_S[name] * ((g_h * g_w) / (s_h * s_w)) ** 0.5
+    return scaled
 
 
 def layer_style_cost(a_S: tf.Tensor, a_G: tf.Tensor) -> tf.Tensor:  # noqa: N803

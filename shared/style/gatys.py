@@ -43,7 +43,8 @@ class GatysConfig:
     """Options of one stylization; layers follow Gatys et al., weights were tuned by eye (docs/style.md)."""
 
     size: int = 256
-    """Longest side of G in pixels; the content image is resized to it, the style image to G's shape."""
+    """Longest side of G in pixels; the content image and the painting (its own proportions) are
+    resized to it."""
     iterations: int = 200
     optimizer: Literal["adam", "lbfgs"] = "adam"
     learning_rate: float = 4.0
@@ -147,11 +148,7 @@ def stylize(
     """
     config = config or GatysConfig()
     content = resize_longest(_check_image("content_rgb", content_rgb), config.size)
-    style = cv2.resize(
-        _check_image("style_rgb", style_rgb),
-        (content.shape[1], content.shape[0]),
-        interpolation=cv2.INTER_AREA,
-    )
+    style = resize_longest(_check_image("style_rgb", style_rgb), config.size)
     layers = [config.content_layer, *config.style_layers]
     if extractor is None:
         extractor = feature_extractor(layers, models_dir)
@@ -159,9 +156,13 @@ def stylize(
     if missing:
         raise ValueError(f"the extractor does not expose layers {missing}")
 
-    a_C = extractor(tf.constant(content[None].astype(np.float32)))[config.content_layer]  # noqa: N806
-    a_S = extractor(tf.constant(style[None].astype(np.float32)))  # noqa: N806
-    a_S = {name: a_S[name] for name in config.style_layers}  # noqa: N806
+    of_content = extractor(tf.constant(content[None].astype(np.float32)))
+    a_C = of_content[config.content_layer]  # noqa: N806
+    a_S = costs.per_position(  # noqa: N806
+        extractor(tf.constant(style[None].astype(np.float32))),
+        of_content,
+        list(config.style_layers),
+    )
     weights = dict(config.style_layers)
 
     def costs_of(image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
