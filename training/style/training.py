@@ -168,10 +168,9 @@ class PerceptualLoss:
             size = (round(painting.shape[1] * scale), round(painting.shape[0] * scale))
         style = cv2.resize(painting, size, interpolation=cv2.INTER_AREA)
         features = self.extractor(tf.constant(style[None].astype(np.float32)))
-        # costs.layer_style_cost compares Gram sums over positions: scaled to the crop's positions
-        # (sqrt on the activations), the painting's per-position statistics are matched
-        positions = config.crop**2 / (size[0] * size[1])
-        self.a_S = {name: features[name] * positions**0.5 for name in config.style_layers}
+        # Gram sums counted at a crop's positions, layer by layer: as Gatys and the report do
+        crop_like = self.extractor(tf.zeros((1, config.crop, config.crop, 3)))
+        self.a_S = costs.per_position(features, crop_like, list(config.style_layers))
 
     def __call__(self, content: tf.Tensor, generated: tf.Tensor) -> tuple[tf.Tensor, ...]:
         """Batch means of (J, J_content, J_style, TV)."""
