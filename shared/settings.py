@@ -276,8 +276,10 @@ class LivenessSettings(BaseModel):
     """Evidence policy (shared/liveness/evidence.py): windows a track needs before it is live."""
     live_bound: float = Field(3.0, gt=0)
     """Summed window log-odds (against ``threshold``) that make a track live."""
-    attack_bound: float = Field(3.0, gt=0)
-    """Summed (once live: CUSUM) window log-odds at or below minus this make a track an attack."""
+    attack_bound: float = Field(6.0, gt=0)
+    """Summed (once live: CUSUM) window log-odds at or below minus this make a track an attack;
+    above ``attack_clip``, so no single window spoofs (a live face on a camera whose colours the
+    model never saw scores near the threshold: bench.liveness_cameras)."""
     live_clip: float = Field(1.5, gt=0)
     """The most one window adds towards live; below ``live_bound``, so one window never names."""
     attack_clip: float = Field(4.0, gt=0)

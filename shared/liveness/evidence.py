@@ -45,8 +45,9 @@ class EvidencePolicy:
     """Windows a track needs before it can be judged live (3 windows: 32 frames at hop 8)."""
     live_bound: float = 3.0
     """Summed log-odds that make a track live (log 19 ~ 2.94)."""
-    attack_bound: float = 3.0
-    """Summed (or, once live, CUSUM) log-odds at or below minus this make it an attack."""
+    attack_bound: float = 6.0
+    """Summed (or, once live, CUSUM) log-odds at or below minus this make it an attack: above
+    ``attack_clip``, so no single window spoofs a track either."""
     live_clip: float = 1.5
     """The most one window can add towards live: below ``live_bound``, so one is never enough."""
     attack_clip: float = 4.0
