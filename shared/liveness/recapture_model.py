@@ -175,7 +175,7 @@ def load_recapture_model(path: Path = RECAPTURE_WEIGHTS) -> RecaptureModel:
         stored["logistic/weights"],
         card,
         (float(a), float(b)),
-        float(stored["moire/ceiling"]) if "moire/ceiling" in stored else None,
+        float(stored["moire/ceiling"].item()) if "moire/ceiling" in stored else None,
     )
 
 
