@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import time
 from pathlib import Path
 
@@ -47,13 +46,12 @@ QUANTILES = (0.5, 0.9, 0.99)
 
 def lfw_cues(data: Path, faces: int, seed: int) -> tuple[np.ndarray, list[str]]:
     """(N, len(CUES)) cues of the largest face in ``faces`` seeded LFW photos, and their files."""
+    from bench.detectors import lfw_sample
     from shared.face.detection import MtcnnDetector
 
-    paths = sorted((data / "faces" / "lfw-deepfunneled").glob("*/*.jpg"))
-    random.Random(seed).shuffle(paths)
     detector = MtcnnDetector()
     rows, names = [], []
-    for path in paths[:faces]:
+    for path in lfw_sample(data, faces, seed):
         image = cv2.imread(str(path))
         found = detector.detect(image) if image is not None else []
         if found:

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.liveness.evidence import EvidencePolicy
 from shared.style.catalog import NETWORKS_DIR, Precision
 
 
@@ -265,25 +266,20 @@ class LivenessSettings(BaseModel):
     """The detector sends each face's recapture cues (shared/liveness/recapture.py, a few
     milliseconds per measured face), which the recapture model needs. Unset: sent exactly when
     ``weights`` is a recapture model, so the detector and the liveness service cannot disagree."""
-    threshold: float = Field(0.5, gt=0, lt=1)
+    threshold: float = Field(EvidencePolicy.threshold, gt=0, lt=1)
     """A window's P(live) that is no evidence either way: windows above it count towards live,
     below it towards an attack (the evidence policy sums them)."""
     hop: int = Field(8, ge=1)
     """Frames between two windows of a track: a verdict every ``hop`` frames once it has a window."""
     track_timeout_s: float = 2.0
     """A track not seen for this long is forgotten."""
-    min_windows: int = Field(3, ge=1)
-    """Evidence policy (shared/liveness/evidence.py): windows a track needs before it is live."""
-    live_bound: float = Field(3.0, gt=0)
-    """Summed window log-odds (against ``threshold``) that make a track live."""
-    attack_bound: float = Field(6.0, gt=0)
-    """Summed (once live: CUSUM) window log-odds at or below minus this make a track an attack;
-    above ``attack_clip``, so no single window spoofs (a live face on a camera whose colours the
-    model never saw scores near the threshold: bench.liveness_cameras)."""
-    live_clip: float = Field(1.5, gt=0)
-    """The most one window adds towards live; below ``live_bound``, so one window never names."""
-    attack_clip: float = Field(4.0, gt=0)
-    """The most one window adds towards an attack."""
+    # The evidence policy (shared/liveness/evidence.py, where each bound is explained); its
+    # defaults are ``EvidencePolicy``'s, so the two cannot drift apart.
+    min_windows: int = Field(EvidencePolicy.min_windows, ge=1)
+    live_bound: float = Field(EvidencePolicy.live_bound, gt=0)
+    attack_bound: float = Field(EvidencePolicy.attack_bound, gt=0)
+    live_clip: float = Field(EvidencePolicy.live_clip, gt=0)
+    attack_clip: float = Field(EvidencePolicy.attack_clip, gt=0)
     cameras: dict[str, CameraLiveness] = {}
     """Per-camera overrides by camera id, e.g.
     ``FACESTREAM_LIVENESS__CAMERAS='{"lobby": {"mode": "off"}, "door": {"min_windows": 5}}'``."""
@@ -302,8 +298,6 @@ class LivenessSettings(BaseModel):
 
     def policy(self, camera_id: str):
         """The evidence policy for a camera: the global bounds with its overrides."""
-        from shared.liveness.evidence import EvidencePolicy
-
         override = self.for_camera(camera_id)
         return EvidencePolicy(
             threshold=self.threshold,
