@@ -1,5 +1,5 @@
-"""``facestream stylize|style-train|layers``: style transfer on one image, training a network,
-and what a network's layers learn. Training code is imported only when those commands run."""
+"""``facestream stylize|style-train|style-accelerated|layers``: style transfer on one image,
+training a network (here, or on a GPU machine), and what a network's layers learn. Training code is imported only when those commands run."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ import numpy as np
 from services.cli.common import CliError, progress_bar, read_bytes
 from shared.settings import Settings
 
-OWN_OPTIONS = {"layers": "training.style.visualize"}
+OWN_OPTIONS = {
+    "layers": "training.style.visualize",
+    "style-accelerated": "training.style.accelerated",
+}
 """Commands whose options their module parses (``main(argv)``): ``facestream layers --help``."""
 
 
@@ -68,6 +71,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         "another painting's network as a starting point",
     )
     train.set_defaults(handler=cmd_style_train)
+
+    accelerated = commands.add_parser(
+        "style-accelerated",
+        help="style training on a GPU machine (JAX): bundle here, train there, finish here",
+        add_help=False,
+    )
+    accelerated.add_argument("options", nargs="*", help="see `facestream style-accelerated --help`")
 
     layers = commands.add_parser(
         "layers",

@@ -1,0 +1,108 @@
+"""The accelerator's style training (JAX) computes what the TensorFlow network and J compute.
+
+``training.style.accelerated`` writes the network, VGG16 and Gatys' J again for a GPU machine
+without TensorFlow; a difference would train a network on another cost than the report measures,
+or hand back weights that paint differently here. These tests run the JAX code on the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from shared.style.catalog import NETWORKS_DIR
+from shared.style.fast import load_network, read_network
+from shared.style.vgg import load_weights
+from training.style import accelerated
+from training.style.training import PerceptualLoss, TrainingConfig, read_rgb
+
+
+@pytest.fixture
+def faces(shared_data: Path) -> np.ndarray:
+    """Two real photos as a (2, 64, 64, 3) float batch."""
+    paths = sorted((shared_data / "faces" / "lfw-deepfunneled").glob("*/*.jpg"))[:2]
+    return np.stack([cv2.resize(read_rgb(p), (64, 64)) for p in paths]).astype(np.float32)
+
+
+def _jax_params(name: str) -> dict:
+    _, weights = read_network(name, NETWORKS_DIR)
+    return {k: jnp.asarray(np.asarray(v, np.float32)) for k, v in weights.items()}
+
+
+def test_the_jax_network_paints_what_the_shipped_network_paints(faces: np.ndarray) -> None:
+    network = load_network("starry_night", precision="float32")
+    expected = network.model(tf.constant(faces), training=True).numpy()
+    painted = np.asarray(accelerated.stylize(_jax_params("starry_night"), jnp.asarray(faces)))
+    assert np.abs(painted - expected).max() < 0.05  # grey levels, of 0..255
+    assert np.abs(painted - faces).mean() > 10  # and it does paint
+
+
+def test_the_jax_cost_is_gatys_j_as_training_computes_it(
+    faces: np.ndarray, shared_data: Path
+) -> None:
+    painting = shared_data / "style" / "paintings" / "great_wave.jpg"
+    config = TrainingConfig(style_image=painting, name="parity", crop=64)
+    generated = load_network("great_wave", precision="float32").stylize_batch(
+        faces.astype(np.uint8)
+    )
+    expected = PerceptualLoss(config)(tf.constant(faces), tf.constant(generated, tf.float32))
+
+    vgg = {k: jnp.asarray(v) for k, v in load_weights().items()}
+    image = read_rgb(painting)
+    scale = 256 / max(image.shape[:2])
+    size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+    grams = accelerated.style_grams(
+        vgg, cv2.resize(image, size, interpolation=cv2.INTER_AREA), 64, accelerated.STYLE_LAYERS
+    )
+    found = accelerated.perceptual_loss(
+        vgg,
+        jnp.asarray(faces),
+        jnp.asarray(generated, jnp.float32),
+        grams,
+        config.alpha,
+        config.beta,
+        config.tv_weight,
+        config.content_layer,
+        accelerated.STYLE_LAYERS,
+    )
+    for name, ours, theirs in zip(
+        ("J", "J_content", "J_style", "TV"), found, expected, strict=True
+    ):
+        assert float(ours) == pytest.approx(float(theirs), rel=1e-4), name
+
+
+def test_a_run_hands_back_networks_that_load_here_with_their_card(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    paintings = [shared_data / "style" / "paintings" / "the_scream.jpg"]
+    bundle = tmp_path / "bundle.npz"
+    counts = accelerated.prepare_bundle(
+        shared_data, load_weights(), paintings, bundle, lfw_images=6
+    )
+    assert counts["content_squares"] > 6  # the faces and three squares per street frame
+    jobs = [
+        accelerated.Job("scream_a", "the_scream", "the_scream"),
+        accelerated.Job("scream_b", "the_scream", "the_scream", beta=80.0, learning_rate=5e-4),
+    ]
+    config = accelerated.RunConfig(crop=32, batch_size=1, seconds=0.5, checkpoints=2, log_every=2)
+    records = accelerated.train_jobs(
+        jobs, bundle, NETWORKS_DIR, tmp_path, config, log=lambda _: None
+    )
+    assert [r["checkpoint"] for r in records] == [1, 2] and records[1]["steps"] > records[0][
+        "steps"
+    ]
+
+    path = accelerated.finish(tmp_path, 2, "scream_b", NETWORKS_DIR, tmp_path / "out", "the_scream")
+    card = json.loads(path.with_suffix(".json").read_text())
+    shipped = json.loads((NETWORKS_DIR / "the_scream.json").read_text())
+    assert card["beta"] == 80.0 and card["steps"] == records[1]["steps"]
+    assert card["total_steps"] == shipped["total_steps"] + records[1]["steps"]
+    trained = load_network("the_scream", tmp_path / "out", precision="float32")
+    frame = np.full((32, 32, 3), 128, np.uint8)
+    assert not np.array_equal(trained.stylize(frame), load_network("the_scream").stylize(frame))

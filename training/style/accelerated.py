@@ -1,0 +1,621 @@
+"""Training the style networks on an accelerator: the same network, cost and data in JAX.
+
+Why: a step of ``training.style.training`` takes ~3.2 s on a 2-core CPU, so every network shipped
+before 2026-12-04 had seen 2,800 steps of 4 crops, a tenth of Johnson et al.'s 40,000 steps of 4.
+When a GPU machine is lent for a few minutes (it has JAX and no TensorFlow), this module trains
+several networks there at once, then hands their weights back in the project's ``.npz`` layout;
+``facestream style-accelerated finish`` gives them their cards here, and they are kept only if the
+dev frames say so (``bench.style_dev``), as every network is.
+
+Nothing here imports TensorFlow or the rest of the project (the GPU machine has neither): the
+network (``shared.style.fast.build_network``), VGG16's preprocessing and layers
+(``shared.style.vgg``) and Gatys' J (``shared.style.costs``, as ``training.style.training``
+averages it over a batch) are written again in ``jax.numpy``, in TensorFlow's NHWC/HWIO layouts
+so that the weights move without a transpose. ``tests/test_style_accelerated.py`` checks that
+both give the same painted image and the same J on the same batch, so the two cannot drift apart.
+
+Differences from the CPU recipe, all in how crops are drawn, none in J:
+
+- the content images travel as one bundle (``prepare_bundle``): squares of ``POOL_SIDE`` px (LFW
+  faces, the street-crowd frames as three squares each), JPEG-compressed to fit a device call;
+- crops are cut on the accelerator (``jax.image.scale_and_translate``, antialiased): a random
+  square of the pool image shrunk to a side of ``crop`` .. ``POOL_SIDE``, as the CPU recipe shrinks
+  the short side to ``crop`` .. 1.5 ``crop``, and mirrored half the time;
+- several networks (a painting each, or one painting under different weights) train in one
+  program, each on its own crops, each with its own Adam (Keras' update, epsilon 1e-7).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+POOL_SIDE = 288
+"""Side of the stored content squares: 1.5 x the 192 px crop, the CPU recipe's largest scale."""
+
+VGG_LAYERS: tuple[str, ...] = (
+    "block1_conv1",
+    "block1_conv2",
+    "block2_conv1",
+    "block2_conv2",
+    "block3_conv1",
+    "block3_conv2",
+    "block3_conv3",
+    "block4_conv1",
+    "block4_conv2",
+    "block4_conv3",
+    "block5_conv1",
+)
+"""VGG16's convolutions up to Gatys' deepest style layer: all that J needs."""
+
+STYLE_LAYERS = {f"block{i}_conv1": 0.2 for i in range(1, 6)}
+"""``shared.style.gatys.DEFAULT_STYLE_LAYERS`` (that module imports TensorFlow)."""
+CAFFE_BGR_MEAN = np.array([103.939, 116.779, 123.68], dtype=np.float32)
+DOWNSAMPLINGS = 3
+
+
+@dataclass(frozen=True)
+class Job:
+    """One network to train: where it starts and the weights of its J."""
+
+    name: str
+    painting: str
+    """A key of the bundle's paintings (the file's stem)."""
+    start: str
+    """The network (``NETWORKS_DIR/START.npz``) to continue from: networks learn to keep the
+    content first, on the CPU recipe's block2_conv2 phase (docs/style.md)."""
+    alpha: float = 2e5
+    beta: float = 40.0
+    tv_weight: float = 50.0
+    learning_rate: float = 1e-3
+
+
+# --- the bundle: everything the accelerator needs, made here, read there ------------------------
+
+
+def prepare_bundle(
+    shared_data: Path,
+    vgg_weights: Mapping[str, np.ndarray],
+    paintings: Sequence[Path],
+    output: Path,
+    lfw_images: int = 800,
+    seed: int = 0,
+    style_side: int = 256,
+    quality: int = 88,
+) -> dict[str, int]:
+    """Write ``output`` (an ``.npz``): VGG16's layers in float16, each painting at ``style_side``
+    (as ``training.style.training.PerceptualLoss`` resizes it) and the content squares as JPEG.
+    Returns counts for the log."""
+    import cv2
+
+    from training.style.training import content_images, read_rgb
+
+    arrays: dict[str, np.ndarray] = {}
+    for name in VGG_LAYERS:
+        arrays[f"vgg/{name}/kernel"] = np.asarray(vgg_weights[f"{name}/kernel"], np.float16)
+        arrays[f"vgg/{name}/bias"] = np.asarray(vgg_weights[f"{name}/bias"], np.float16)
+    for path in paintings:
+        image = read_rgb(path)
+        scale = style_side / max(image.shape[:2])
+        size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+        arrays[f"painting/{path.stem}"] = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    encoded = [
+        np.frombuffer(
+            cv2.imencode(
+                ".jpg", cv2.cvtColor(square, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+            )[1],
+            np.uint8,
+        )
+        for image in content_images(shared_data, lfw_images, seed)
+        for square in pool_squares(image)
+    ]
+    arrays["content/jpeg"] = np.concatenate(encoded)
+    arrays["content/ends"] = np.cumsum([len(e) for e in encoded]).astype(np.int64)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(output, **arrays)
+    return {"content_squares": len(encoded), "bytes": output.stat().st_size}
+
+
+def pool_squares(image: np.ndarray) -> list[np.ndarray]:
+    """``POOL_SIDE`` squares covering an RGB image: its short side shrunk (or grown) to
+    ``POOL_SIDE``, then squares at the start, middle and end of the long side (one if square)."""
+    import cv2
+
+    height, width = image.shape[:2]
+    scale = POOL_SIDE / min(height, width)
+    size = (max(POOL_SIDE, round(width * scale)), max(POOL_SIDE, round(height * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(image, size, interpolation=interpolation)
+    long_side = max(resized.shape[:2]) - POOL_SIDE
+    starts = (
+        sorted({0, long_side // 2, long_side}) if long_side > POOL_SIDE // 4 else [long_side // 2]
+    )
+    if resized.shape[0] >= resized.shape[1]:
+        return [resized[s : s + POOL_SIDE, :POOL_SIDE] for s in starts]
+    return [resized[:POOL_SIDE, s : s + POOL_SIDE] for s in starts]
+
+
+def read_bundle(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
+    """(VGG16 weights as float32, paintings, content squares (N, POOL_SIDE, POOL_SIDE, 3) uint8)."""
+    import cv2
+
+    with np.load(path, allow_pickle=False) as archive:
+        data = {key: archive[key] for key in archive.files}
+    vgg = {k[4:]: v.astype(np.float32) for k, v in data.items() if k.startswith("vgg/")}
+    paintings = {k[9:]: v for k, v in data.items() if k.startswith("painting/")}
+    jpeg, ends = data["content/jpeg"], data["content/ends"]
+    starts = np.concatenate([[0], ends[:-1]])
+    squares = [
+        cv2.cvtColor(cv2.imdecode(jpeg[s:e], cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        for s, e in zip(starts, ends, strict=True)
+    ]
+    return vgg, paintings, np.stack(squares)
+
+
+# --- the network and J in jax.numpy -------------------------------------------------------------
+
+
+def _conv(x, kernel, stride: int, reflect: bool):
+    """``shared.style.fast._conv``: "same" output size; a reflected margin or zeros."""
+    import jax
+
+    if reflect:
+        total = kernel.shape[0] - stride
+        edges = (total // 2, total - total // 2)
+        x = jax.numpy.pad(x, ((0, 0), edges, edges, (0, 0)), mode="reflect")
+    return jax.lax.conv_general_dilated(
+        x,
+        kernel,
+        (stride, stride),
+        "VALID" if reflect else "SAME",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
+
+
+def _instance_norm(x, scale, offset):
+    """``shared.style.fast.InstanceNormalization`` for a batch: each image's own moments."""
+    import jax
+    import jax.numpy as jnp
+
+    mean = jnp.mean(x, axis=(1, 2), keepdims=True)
+    variance = jnp.mean(jnp.square(x - mean), axis=(1, 2), keepdims=True)
+    gain = scale * jax.lax.rsqrt(variance + 1e-5)
+    return x * gain + (offset - mean * gain)
+
+
+def _conv_norm(params, x, name: str, stride: int, reflect: bool, relu: bool = True):
+    import jax
+
+    x = _conv(x, params[f"{name}_conv/kernel"], stride, reflect)
+    x = _instance_norm(x, params[f"{name}_norm/scale"], params[f"{name}_norm/offset"])
+    return jax.nn.relu(x) if relu else x
+
+
+def stylize(params: Mapping, rgb, residual_blocks: int = 4, reflect: bool = True):
+    """``shared.style.fast.build_network``'s forward pass: (B, H, W, 3) in [0, 255], H and W
+    multiples of 8 -> painted (B, H, W, 3) in [0, 255]."""
+    import jax
+    import jax.numpy as jnp
+
+    x = rgb / 127.5 - 1.0
+    x = _conv_norm(params, x, "in", 1, reflect)
+    for level in range(1, DOWNSAMPLINGS + 1):
+        x = _conv_norm(params, x, f"down{level}", 2, reflect)
+    for block in range(residual_blocks):
+        y = _conv_norm(params, x, f"res{block}a", 1, reflect)
+        x = x + _conv_norm(params, y, f"res{block}b", 1, reflect, relu=False)
+    for level in range(DOWNSAMPLINGS - 1, -1, -1):
+        x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+        x = _conv_norm(params, x, f"up{level}", 1, reflect and level > 0)
+    x = _conv(x, params["out_conv/kernel"], 1, False) + params["out_conv/bias"]
+    return jax.numpy.tanh(x) * 127.5 + 127.5
+
+
+def vgg_features(vgg: Mapping, rgb, layers: Sequence[str]) -> dict:
+    """``shared.style.vgg.FeatureExtractor``: ReLU activations of ``layers`` for RGB in [0, 255]."""
+    import jax
+
+    x = rgb[..., ::-1] - CAFFE_BGR_MEAN
+    deepest = max(VGG_LAYERS.index(name) for name in layers)
+    found = {}
+    for index, name in enumerate(VGG_LAYERS[: deepest + 1]):
+        if index and name.endswith("conv1"):
+            x = jax.lax.reduce_window(
+                x, -jax.numpy.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID"
+            )
+        x = jax.nn.relu(_conv(x, vgg[f"{name}/kernel"], 1, False) + vgg[f"{name}/bias"])
+        if name in layers:
+            found[name] = x
+    return found
+
+
+def gram(activation):
+    """Per image: (B, h, w, c) -> (B, c, c), sums over positions (``costs.gram_matrix``)."""
+    import jax.numpy as jnp
+
+    return jnp.einsum("bhwc,bhwd->bcd", activation, activation)
+
+
+def style_grams(vgg: Mapping, painting: np.ndarray, crop: int, layers: Sequence[str]) -> dict:
+    """The painting's Gram matrices counted at a crop's positions (``costs.per_position``)."""
+    import jax.numpy as jnp
+
+    features = vgg_features(vgg, jnp.asarray(painting[None], jnp.float32), layers)
+    crop_like = vgg_features(vgg, jnp.zeros((1, crop, crop, 3)), layers)
+    grams = {}
+    for name in layers:
+        positions_s = features[name].shape[1] * features[name].shape[2]
+        positions_g = crop_like[name].shape[1] * crop_like[name].shape[2]
+        grams[name] = gram(features[name])[0] * (positions_g / positions_s)
+    return grams
+
+
+def perceptual_loss(
+    vgg, content, generated, grams, alpha, beta, tv_weight, content_layer, style_layers
+):
+    """Batch means of (J, J_content, J_style, TV): ``training.style.training.PerceptualLoss``."""
+    import jax.numpy as jnp
+
+    a_C = vgg_features(vgg, content, [content_layer])[content_layer]  # noqa: N806
+    a_G = vgg_features(vgg, generated, [content_layer, *style_layers])  # noqa: N806
+    _, h, w, c = a_G[content_layer].shape
+    j_content = jnp.sum(jnp.square(a_C - a_G[content_layer]), axis=(1, 2, 3)) / (4.0 * h * w * c)
+    j_style = 0.0
+    for name, weight in style_layers.items():
+        _, h, w, c = a_G[name].shape
+        difference = grams[name][None] - gram(a_G[name])
+        j_style = j_style + weight * jnp.sum(jnp.square(difference), axis=(1, 2)) / float(
+            (2 * h * w * c) ** 2
+        )
+    tv = jnp.sum(jnp.abs(generated[:, 1:] - generated[:, :-1]), axis=(1, 2, 3)) + jnp.sum(
+        jnp.abs(generated[:, :, 1:] - generated[:, :, :-1]), axis=(1, 2, 3)
+    )
+    total = alpha * j_content + beta * j_style + tv_weight * tv
+    return tuple(jnp.mean(v) for v in (total, j_content, j_style, tv))
+
+
+# --- training --------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunConfig:
+    """How one device call trains its jobs (the same for all of them)."""
+
+    crop: int = 192
+    batch_size: int = 4
+    seconds: float = 300.0
+    """Wall-clock training budget (a device call is bounded): steps are counted, not fixed."""
+    checkpoints: int = 2
+    """Checkpoints at equal fractions of ``seconds``; the dev frames choose between them."""
+    content_layer: str = "block4_conv2"
+    seed: int = 0
+    decay_from: float = 0.5
+    """Fraction of ``seconds`` after which every learning rate falls linearly, to ``decay_to``
+    times itself at the end: the last steps settle instead of wandering with Adam's noise."""
+    decay_to: float = 0.1
+    log_every: int = 100
+    """Steps between a log line and a look at the clock (each waits for the accelerator)."""
+
+
+def random_crops(key, pool, count: int, crop: int):
+    """``count`` antialiased crops: a random pool square shrunk to ``crop`` .. ``POOL_SIDE``, a
+    random ``crop`` square of that, mirrored half the time."""
+    import jax
+    import jax.numpy as jnp
+
+    k_index, k_scale, k_top, k_left, k_flip = jax.random.split(key, 5)
+    index = jax.random.randint(k_index, (count,), 0, pool.shape[0])
+    side = jax.random.uniform(k_scale, (count,), minval=crop, maxval=POOL_SIDE)
+    top = jax.random.uniform(k_top, (count,)) * (side - crop)
+    left = jax.random.uniform(k_left, (count,)) * (side - crop)
+    flip = jax.random.bernoulli(k_flip, 0.5, (count,))
+
+    def one(image_index, image_side, crop_top, crop_left, mirrored):
+        image = pool[image_index].astype(jnp.float32)
+        scale = jnp.stack([image_side / POOL_SIDE, image_side / POOL_SIDE])
+        shift = jnp.stack([-crop_top, -crop_left])
+        cropped = jax.image.scale_and_translate(
+            image, (crop, crop, 3), (0, 1), scale, shift, "linear", antialias=True
+        )
+        return jnp.where(mirrored, cropped[:, ::-1], cropped)
+
+    return jax.vmap(one)(index, side, top, left, flip)
+
+
+def load_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as archive:
+        return {key: archive[key].astype(np.float32) for key in archive.files}
+
+
+def train_jobs(
+    jobs: Sequence[Job],
+    bundle: Path,
+    networks_dir: Path,
+    output_dir: Path,
+    config: RunConfig,
+    log=print,
+) -> list[dict]:
+    """Train every job at once for ``config.seconds``; write ``checkpoint-K.npz`` (all jobs'
+    weights as ``JOB/VARIABLE`` float16) at each checkpoint and ``run.json``."""
+    import jax
+    import jax.numpy as jnp
+
+    started = time.perf_counter()
+    vgg_np, paintings, pool_np = read_bundle(bundle)
+    log(f"bundle read: {pool_np.shape[0]} squares, devices {jax.devices()}")
+    vgg = {k: jnp.asarray(v) for k, v in vgg_np.items()}
+    pool = jnp.asarray(pool_np)
+    starts = [load_npz(networks_dir / f"{job.start}.npz") for job in jobs]
+    params = {k: jnp.stack([s[k] for s in starts]) for k in starts[0]}
+    grams = [style_grams(vgg, paintings[job.painting], config.crop, STYLE_LAYERS) for job in jobs]
+    grams = {name: jnp.stack([g[name] for g in grams]) for name in STYLE_LAYERS}
+    weights = {
+        field: jnp.asarray([getattr(job, field) for job in jobs], jnp.float32)
+        for field in ("alpha", "beta", "tv_weight", "learning_rate")
+    }
+    step = make_step(vgg, pool, config)
+    moments = (jax.tree.map(jnp.zeros_like, params), jax.tree.map(jnp.zeros_like, params))
+    key = jax.random.PRNGKey(config.seed)
+    curve: list[list[float]] = []
+    records: list[dict] = []
+    boundaries = [config.seconds * (k + 1) / config.checkpoints for k in range(config.checkpoints)]
+    count, elapsed = 0, 0.0
+    train_started = None
+    while boundaries:
+        key, sub = jax.random.split(key)
+        rates = weights["learning_rate"] * learning_rate_scale(elapsed / config.seconds, config)
+        params, moments, values = step(
+            params, moments, count + 1, sub, grams, {**weights, "learning_rate": rates}
+        )
+        count += 1
+        if train_started is None:
+            values[0].block_until_ready()
+            train_started = time.perf_counter()
+            log(f"compiled in {train_started - started:.1f} s")
+        if count % config.log_every == 0:
+            curve.append([count, *np.asarray(jnp.stack(values)).T.tolist()])
+        if train_started is not None:
+            elapsed = time.perf_counter() - train_started
+        if count % config.log_every == 0:
+            log(f"step {count} {elapsed:.1f} s J {np.asarray(values[0]).round(-3).tolist()}")
+            if elapsed >= boundaries[0]:
+                boundaries.pop(0)
+                index = config.checkpoints - len(boundaries)
+                save_checkpoint(output_dir, f"checkpoint-{index}", jobs, params)
+                records.append({"checkpoint": index, "steps": count, "seconds": round(elapsed, 1)})
+    summary = {
+        "jobs": [asdict(job) for job in jobs],
+        "config": asdict(config),
+        "devices": [f"{d.device_kind} ({d})" for d in jax.devices()],
+        "checkpoints": records,
+        "curve": curve,
+        "content_squares": int(pool_np.shape[0]),
+    }
+    (output_dir / "run.json").write_text(json.dumps(summary))
+    return records
+
+
+def learning_rate_scale(progress: float, config: RunConfig) -> float:
+    """1 until ``decay_from``, then linearly down to ``decay_to`` at the end of the budget."""
+    if progress <= config.decay_from:
+        return 1.0
+    fraction = min(1.0, (progress - config.decay_from) / (1.0 - config.decay_from))
+    return 1.0 + fraction * (config.decay_to - 1.0)
+
+
+def make_step(vgg, pool, config: RunConfig):
+    """One jitted step of every network: crops, J, gradients and Keras' Adam update."""
+    import jax
+    import jax.numpy as jnp
+
+    def loss_one(params, content, grams, alpha, beta, tv_weight):
+        generated = stylize(params, content)
+        values = perceptual_loss(
+            vgg,
+            content,
+            generated,
+            grams,
+            alpha,
+            beta,
+            tv_weight,
+            config.content_layer,
+            STYLE_LAYERS,
+        )
+        return values[0], jnp.stack(values)
+
+    grad_one = jax.grad(loss_one, has_aux=True)
+
+    def train_one(params, m, v, t, key, grams, alpha, beta, tv_weight, lr):
+        content = random_crops(key, pool, config.batch_size, config.crop)
+        grads, values = grad_one(params, content, grams, alpha, beta, tv_weight)
+        b1, b2, eps = 0.9, 0.999, 1e-7
+        m = jax.tree.map(lambda m_, g: b1 * m_ + (1 - b1) * g, m, grads)
+        v = jax.tree.map(lambda v_, g: b2 * v_ + (1 - b2) * g * g, v, grads)
+        rate = lr * jnp.sqrt(1 - b2**t) / (1 - b1**t)
+        params = jax.tree.map(lambda p, m_, v_: p - rate * m_ / (jnp.sqrt(v_) + eps), params, m, v)
+        return params, m, v, values
+
+    @jax.jit
+    def step(params, moments, t, key, grams, weights):
+        m, v = moments
+        keys = jax.random.split(key, weights["alpha"].shape[0])
+        params, m, v, values = jax.vmap(train_one, in_axes=(0, 0, 0, None, 0, 0, 0, 0, 0, 0))(
+            params,
+            m,
+            v,
+            t,
+            keys,
+            grams,
+            weights["alpha"],
+            weights["beta"],
+            weights["tv_weight"],
+            weights["learning_rate"],
+        )
+        return params, (m, v), tuple(values.T)
+
+    return step
+
+
+def save_checkpoint(
+    directory: Path, stem: str, jobs: Sequence[Job], params: Mapping, per_file: int = 4
+) -> None:
+    """``STEM-G.npz``: the weights of ``per_file`` jobs each, as ``JOB/VARIABLE`` float16 (a device
+    call returns files of at most 16 MiB; a network is 2.8 MB)."""
+    for group, first in enumerate(range(0, len(jobs), per_file)):
+        arrays = {
+            f"{job.name}/{name}": np.asarray(value[first + i]).astype(np.float16)
+            for name, value in params.items()
+            for i, job in enumerate(jobs[first : first + per_file])
+        }
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        (directory / f"{stem}-{group}.npz").write_bytes(buffer.getvalue())
+
+
+def finish(
+    run_dir: Path, checkpoint: int, job_name: str, networks_dir: Path, output_dir: Path, name: str
+) -> Path:
+    """Give one job's weights at ``checkpoint`` their network card, here (TensorFlow builds the
+    network, so a weight the architecture lacks fails now): ``OUTPUT_DIR/NAME.{npz,json}``."""
+    from shared.style.fast import Architecture, assign_weights, build_network, save_network
+    from training.style.training import _resumed_from
+
+    run = json.loads((run_dir / "run.json").read_text())
+    job = next(Job(**fields) for fields in run["jobs"] if fields["name"] == job_name)
+    index = [j["name"] for j in run["jobs"]].index(job_name)
+    record = next(r for r in run["checkpoints"] if r["checkpoint"] == checkpoint)
+    weights = {}
+    for path in sorted(run_dir.glob(f"checkpoint-{checkpoint}-*.npz")):
+        weights |= {
+            k.split("/", 1)[1]: v for k, v in load_npz(path).items() if k.startswith(f"{job_name}/")
+        }
+    start = networks_dir / f"{job.start}.npz"
+    start_card = json.loads(start.with_suffix(".json").read_text())
+    architecture = Architecture.from_json(start_card["architecture"])
+    model = build_network(architecture)
+    assign_weights(model, weights, f"{run_dir} {job_name}")
+    config = run["config"]
+    steps = record["steps"]
+    last = [row[1 + index] for row in run["curve"] if steps - 500 < row[0] <= steps]
+    resumed = _resumed_from(start)
+    card = {
+        **{k: start_card[k] for k in ("method", "style_image", "held_out")},
+        "content_data": f"{run['content_squares']} squares of {POOL_SIDE} px (an LFW "
+        "deep-funneled sample and three squares per frame of street_crowd_1080p.mp4), random "
+        "crops cut on the accelerator",
+        "name": name,
+        "trained_on": f"{', '.join(run['devices'])} (training.style.accelerated, JAX), "
+        f"{len(run['jobs'])} networks at once",
+        "crop": config["crop"],
+        "batch_size": config["batch_size"],
+        "steps": steps,
+        "total_steps": steps + (resumed["total_steps"] if resumed else 0),
+        "learning_rate": job.learning_rate,
+        "learning_rate_schedule": f"constant to {config['decay_from']:.0%} of {config['seconds']} s, "
+        f"then linearly to {config['decay_to']} x",
+        "alpha": job.alpha,
+        "beta": job.beta,
+        "tv_weight": job.tv_weight,
+        "style_layers": STYLE_LAYERS,
+        "content_layer": config["content_layer"],
+        "style_side": 256,
+        "seed": config["seed"],
+        "resumed_from": resumed,
+        "train_seconds": record["seconds"],
+        "final_J_mean_last_500": float(np.mean([v[0] for v in last])),
+        "final_J_content_mean_last_500": float(np.mean([v[1] for v in last])),
+        "final_J_style_mean_last_500": float(np.mean([v[2] for v in last])),
+    }
+    return save_network(model, architecture, card, output_dir, name)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``facestream style-accelerated bundle|train|finish``; on the GPU machine, which has no
+    facestream install: ``python3 -m training.style.accelerated train ...``."""
+    parser = argparse.ArgumentParser(
+        prog="facestream style-accelerated", description=__doc__.splitlines()[0]
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    bundle = commands.add_parser("bundle", help="here: write the bundle a device call carries")
+    bundle.add_argument("output", type=Path)
+    bundle.add_argument("--lfw-images", type=int, default=800)
+    bundle.add_argument("--quality", type=int, default=88, help="JPEG quality of the squares")
+    bundle.add_argument("--seed", type=int, default=0)
+    train = commands.add_parser("train", help="there: train the jobs at once, timed")
+    train.add_argument("bundle", type=Path)
+    train.add_argument("jobs", type=Path, help="JSON list of Job fields")
+    train.add_argument("--networks-dir", type=Path, default=Path("shared/style/networks"))
+    train.add_argument("--output-dir", type=Path, required=True)
+    train.add_argument("--seconds", type=float, default=300.0)
+    train.add_argument("--checkpoints", type=int, default=2)
+    train.add_argument("--batch-size", type=int, default=4)
+    train.add_argument("--crop", type=int, default=192)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--log-every", type=int, default=100)
+    finish_ = commands.add_parser("finish", help="here: a job's checkpoint as a carded network")
+    finish_.add_argument("run_dir", type=Path, help="what the device call handed back")
+    finish_.add_argument("checkpoint", type=int)
+    finish_.add_argument("job")
+    finish_.add_argument("name", help="the network's name (its files' stem)")
+    finish_.add_argument("--start-dir", type=Path, default=Path("shared/style/networks"))
+    finish_.add_argument("--output-dir", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if args.command == "bundle":
+        _bundle(args)
+    elif args.command == "train":
+        _train(args)
+    else:
+        path = finish(
+            args.run_dir, args.checkpoint, args.job, args.start_dir, args.output_dir, args.name
+        )
+        print(f"wrote {path}")
+
+
+def _bundle(args: argparse.Namespace) -> None:
+    from shared.settings import get_settings
+    from shared.style.vgg import load_weights
+
+    settings = get_settings()
+    paintings = sorted((settings.shared_data / "style" / "paintings").glob("*.jpg"))
+    counts = prepare_bundle(
+        settings.shared_data,
+        load_weights(settings.face.models_dir),
+        paintings,
+        args.output,
+        args.lfw_images,
+        args.seed,
+        quality=args.quality,
+    )
+    print(f"wrote {args.output}: {counts}")
+
+
+def _train(args: argparse.Namespace) -> None:
+    jobs = [Job(**fields) for fields in json.loads(args.jobs.read_text())]
+    config = RunConfig(
+        args.crop,
+        args.batch_size,
+        args.seconds,
+        args.checkpoints,
+        seed=args.seed,
+        log_every=args.log_every,
+    )
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    train_jobs(
+        jobs,
+        args.bundle,
+        args.networks_dir,
+        args.output_dir,
+        config,
+        log=lambda line: print(line, flush=True),
+    )
+
+
+if __name__ == "__main__":
+    main()
