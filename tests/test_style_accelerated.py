@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import cv2
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -106,3 +107,23 @@ def test_a_run_hands_back_networks_that_load_here_with_their_card(
     trained = load_network("the_scream", tmp_path / "out", precision="float32")
     frame = np.full((32, 32, 3), 128, np.uint8)
     assert not np.array_equal(trained.stylize(frame), load_network("the_scream").stylize(frame))
+
+
+def test_the_learning_rate_holds_then_falls_to_its_floor() -> None:
+    config = accelerated.RunConfig(decay_from=0.5, decay_to=0.1)
+    rates = [accelerated.learning_rate_scale(p, config) for p in (0.0, 0.5, 0.75, 1.0, 1.2)]
+    assert rates == pytest.approx([1.0, 1.0, 0.55, 0.1, 0.1])
+
+
+def test_crops_are_cut_from_the_pool_at_random_scales_and_mirrored() -> None:
+    """A pool of one left-to-right ramp: every crop is a ramp again (left dark, right bright, or
+    mirrored), at slopes between the pool's own and 1.5 times it (shrunk to 192..288 px)."""
+    ramp = np.tile(np.linspace(0, 255, accelerated.POOL_SIDE), (accelerated.POOL_SIDE, 1))
+    pool = jnp.asarray(np.repeat(ramp[None, :, :, None], 3, axis=3).astype(np.uint8))
+    crops = np.asarray(accelerated.random_crops(jax.random.PRNGKey(0), pool, 64, 192))
+    assert crops.shape == (64, 192, 192, 3)
+    rows = crops[:, 96, :, 0]
+    slopes = (rows[:, 150] - rows[:, 40]) / 110  # grey levels per pixel, away from the edges
+    own = 255 / (accelerated.POOL_SIDE - 1)
+    assert np.all(np.abs(slopes) >= own * 0.98) and np.all(np.abs(slopes) <= own * 1.5 * 1.02)
+    assert 10 < np.sum(slopes < 0) < 54  # about half mirrored

@@ -7,22 +7,25 @@ several networks there at once, then hands their weights back in the project's `
 ``facestream style-accelerated finish`` gives them their cards here, and they are kept only if the
 dev frames say so (``bench.style_dev``), as every network is.
 
-Nothing here imports TensorFlow or the rest of the project (the GPU machine has neither): the
-network (``shared.style.fast.build_network``), VGG16's preprocessing and layers
-(``shared.style.vgg``) and Gatys' J (``shared.style.costs``, as ``training.style.training``
-averages it over a batch) are written again in ``jax.numpy``, in TensorFlow's NHWC/HWIO layouts
-so that the weights move without a transpose. ``tests/test_style_accelerated.py`` checks that
-both give the same painted image and the same J on the same batch, so the two cannot drift apart.
+Nothing here imports TensorFlow, which the GPU machine lacks (``shared.style.vgg``, whose layer
+names and mean it takes, needs only numpy). The network (``shared.style.fast.build_network``),
+VGG16's preprocessing and layers and Gatys' J (``shared.style.costs``, averaged over a batch as
+``training.style.training`` does) are written again in ``jax.numpy``, in TensorFlow's NHWC/HWIO
+layouts so that the weights move without a transpose. ``tests/test_style_accelerated.py`` checks
+that both give the same painted image and the same J on the same batch, so the two cannot drift
+apart.
 
-Differences from the CPU recipe, all in how crops are drawn, none in J:
+Differences from the CPU recipe, none in J:
 
-- the content images travel as one bundle (``prepare_bundle``): squares of ``POOL_SIDE`` px (LFW
-  faces, the street-crowd frames as three squares each), JPEG-compressed to fit a device call;
+- the content images travel as one bundle (``prepare_bundle``): squares of ``POOL_SIDE`` px (800
+  LFW faces, the street-crowd frames as three squares each), JPEG-compressed to fit a device call;
 - crops are cut on the accelerator (``jax.image.scale_and_translate``, antialiased): a random
   square of the pool image shrunk to a side of ``crop`` .. ``POOL_SIDE``, as the CPU recipe shrinks
   the short side to ``crop`` .. 1.5 ``crop``, and mirrored half the time;
 - several networks (a painting each, or one painting under different weights) train in one
-  program, each on its own crops, each with its own Adam (Keras' update, epsilon 1e-7).
+  program, each on its own crops, each with its own Adam (Keras' update, epsilon 1e-7);
+- a run is bounded by time, not steps, and its learning rates fall over its second half
+  (``RunConfig.decay_from``).
 """
 
 from __future__ import annotations
@@ -37,27 +40,16 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.style.vgg import CAFFE_BGR_MEAN, CONV_LAYERS
+
 POOL_SIDE = 288
 """Side of the stored content squares: 1.5 x the 192 px crop, the CPU recipe's largest scale."""
 
-VGG_LAYERS: tuple[str, ...] = (
-    "block1_conv1",
-    "block1_conv2",
-    "block2_conv1",
-    "block2_conv2",
-    "block3_conv1",
-    "block3_conv2",
-    "block3_conv3",
-    "block4_conv1",
-    "block4_conv2",
-    "block4_conv3",
-    "block5_conv1",
-)
+VGG_LAYERS = CONV_LAYERS[: CONV_LAYERS.index("block5_conv1") + 1]
 """VGG16's convolutions up to Gatys' deepest style layer: all that J needs."""
 
 STYLE_LAYERS = {f"block{i}_conv1": 0.2 for i in range(1, 6)}
 """``shared.style.gatys.DEFAULT_STYLE_LAYERS`` (that module imports TensorFlow)."""
-CAFFE_BGR_MEAN = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 DOWNSAMPLINGS = 3
 
 
