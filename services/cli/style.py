@@ -1,5 +1,6 @@
 """``facestream stylize|style-train|style-accelerated|layers``: style transfer on one image,
-training a network (here, or on a GPU machine), and what a network's layers learn. Training code is imported only when those commands run."""
+training a network (here, or on a GPU machine), and what a network's layers learn. Training
+code is imported only when those commands run."""
 
 from __future__ import annotations
 
