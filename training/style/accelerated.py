@@ -334,8 +334,8 @@ def train_jobs(
     config: RunConfig,
     log=print,
 ) -> list[dict]:
-    """Train every job at once for ``config.seconds``; write ``checkpoint-K.npz`` (all jobs'
-    weights as ``JOB/VARIABLE`` float16) at each checkpoint and ``run.json``."""
+    """Train every job at once for ``config.seconds``; write ``checkpoint-K-G.npz`` at each
+    checkpoint (``save_checkpoint``) and ``run.json`` (jobs, config, device, loss curve)."""
     import jax
     import jax.numpy as jnp
 
@@ -358,8 +358,7 @@ def train_jobs(
     curve: list[list[float]] = []
     records: list[dict] = []
     boundaries = [config.seconds * (k + 1) / config.checkpoints for k in range(config.checkpoints)]
-    count, elapsed = 0, 0.0
-    train_started = None
+    count, elapsed, train_started = 0, 0.0, 0.0
     while boundaries:
         key, sub = jax.random.split(key)
         rates = weights["learning_rate"] * learning_rate_scale(elapsed / config.seconds, config)
@@ -367,21 +366,20 @@ def train_jobs(
             params, moments, count + 1, sub, grams, {**weights, "learning_rate": rates}
         )
         count += 1
-        if train_started is None:
+        if count == 1:  # the first step compiles; the budget counts from its end
             values[0].block_until_ready()
             train_started = time.perf_counter()
             log(f"compiled in {train_started - started:.1f} s")
-        if count % config.log_every == 0:
-            curve.append([count, *np.asarray(jnp.stack(values)).T.tolist()])
-        if train_started is not None:
-            elapsed = time.perf_counter() - train_started
-        if count % config.log_every == 0:
-            log(f"step {count} {elapsed:.1f} s J {np.asarray(values[0]).round(-3).tolist()}")
-            if elapsed >= boundaries[0]:
-                boundaries.pop(0)
-                index = config.checkpoints - len(boundaries)
-                save_checkpoint(output_dir, f"checkpoint-{index}", jobs, params)
-                records.append({"checkpoint": index, "steps": count, "seconds": round(elapsed, 1)})
+        elapsed = time.perf_counter() - train_started
+        if count % config.log_every:
+            continue
+        curve.append([count, *np.asarray(jnp.stack(values)).T.tolist()])
+        log(f"step {count} {elapsed:.1f} s J {np.asarray(values[0]).round(-3).tolist()}")
+        if elapsed >= boundaries[0]:
+            boundaries.pop(0)
+            index = config.checkpoints - len(boundaries)
+            save_checkpoint(output_dir, f"checkpoint-{index}", jobs, params)
+            records.append({"checkpoint": index, "steps": count, "seconds": round(elapsed, 1)})
     summary = {
         "jobs": [asdict(job) for job in jobs],
         "config": asdict(config),
