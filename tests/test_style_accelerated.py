@@ -19,9 +19,10 @@ import tensorflow as tf
 
 from shared.style.catalog import NETWORKS_DIR
 from shared.style.fast import load_network, read_network
+from shared.style.gatys import DEFAULT_STYLE_LAYERS
 from shared.style.vgg import load_weights
 from training.style import accelerated
-from training.style.training import PerceptualLoss, TrainingConfig, read_rgb
+from training.style.training import PerceptualLoss, TrainingConfig, painting_at, read_rgb
 
 
 @pytest.fixture
@@ -54,12 +55,10 @@ def test_the_jax_cost_is_gatys_j_as_training_computes_it(
     )
     expected = PerceptualLoss(config)(tf.constant(faces), tf.constant(generated, tf.float32))
 
+    assert accelerated.STYLE_LAYERS == DEFAULT_STYLE_LAYERS == config.style_layers
     vgg = {k: jnp.asarray(v) for k, v in load_weights().items()}
-    image = read_rgb(painting)
-    scale = 256 / max(image.shape[:2])
-    size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
     grams = accelerated.style_grams(
-        vgg, cv2.resize(image, size, interpolation=cv2.INTER_AREA), 64, accelerated.STYLE_LAYERS
+        vgg, painting_at(painting, config.style_side), 64, accelerated.STYLE_LAYERS
     )
     found = accelerated.perceptual_loss(
         vgg,

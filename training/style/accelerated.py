@@ -31,7 +31,6 @@ Differences from the CPU recipe, none in J:
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -40,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.model_cache import npz_bytes, write_atomically
 from shared.style.vgg import CAFFE_BGR_MEAN, CONV_LAYERS
 
 POOL_SIDE = 288
@@ -83,21 +83,18 @@ def prepare_bundle(
     quality: int = 88,
 ) -> dict[str, int]:
     """Write ``output`` (an ``.npz``): VGG16's layers in float16, each painting at ``style_side``
-    (as ``training.style.training.PerceptualLoss`` resizes it) and the content squares as JPEG.
+    (``training.style.training.painting_at``, as ``PerceptualLoss`` sees it) and the content squares as JPEG.
     Returns counts for the log."""
     import cv2
 
-    from training.style.training import content_images, read_rgb
+    from training.style.training import content_images, painting_at
 
     arrays: dict[str, np.ndarray] = {}
     for name in VGG_LAYERS:
         arrays[f"vgg/{name}/kernel"] = np.asarray(vgg_weights[f"{name}/kernel"], np.float16)
         arrays[f"vgg/{name}/bias"] = np.asarray(vgg_weights[f"{name}/bias"], np.float16)
     for path in paintings:
-        image = read_rgb(path)
-        scale = style_side / max(image.shape[:2])
-        size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
-        arrays[f"painting/{path.stem}"] = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        arrays[f"painting/{path.stem}"] = painting_at(path, style_side)
     encoded = [
         np.frombuffer(
             cv2.imencode(
@@ -110,8 +107,7 @@ def prepare_bundle(
     ]
     arrays["content/jpeg"] = np.concatenate(encoded)
     arrays["content/ends"] = np.cumsum([len(e) for e in encoded]).astype(np.int64)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(output, **arrays)
+    write_atomically(output, npz_bytes(arrays))
     return {"content_squares": len(encoded), "bytes": output.stat().st_size}
 
 
@@ -464,9 +460,7 @@ def save_checkpoint(
             for name, value in params.items()
             for i, job in enumerate(jobs[first : first + per_file])
         }
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        (directory / f"{stem}-{group}.npz").write_bytes(buffer.getvalue())
+        write_atomically(directory / f"{stem}-{group}.npz", npz_bytes(arrays))
 
 
 def finish(
@@ -475,11 +469,11 @@ def finish(
     """Give one job's weights at ``checkpoint`` their network card, here (TensorFlow builds the
     network, so a weight the architecture lacks fails now): ``OUTPUT_DIR/NAME.{npz,json}``."""
     from shared.style.fast import Architecture, assign_weights, build_network, save_network
-    from training.style.training import _resumed_from
+    from training.style.training import resumed_from
 
     run = json.loads((run_dir / "run.json").read_text())
-    job = next(Job(**fields) for fields in run["jobs"] if fields["name"] == job_name)
-    index = [j["name"] for j in run["jobs"]].index(job_name)
+    index = [fields["name"] for fields in run["jobs"]].index(job_name)
+    job = Job(**run["jobs"][index])
     record = next(r for r in run["checkpoints"] if r["checkpoint"] == checkpoint)
     weights = {}
     for path in sorted(run_dir.glob(f"checkpoint-{checkpoint}-*.npz")):
@@ -494,7 +488,7 @@ def finish(
     config = run["config"]
     steps = record["steps"]
     last = [row[1 + index] for row in run["curve"] if steps - 500 < row[0] <= steps]
-    resumed = _resumed_from(start)
+    resumed = resumed_from(start)
     card = {
         **{k: start_card[k] for k in ("method", "style_image", "held_out")},
         "content_data": f"{run['content_squares']} squares of {POOL_SIDE} px (an LFW "

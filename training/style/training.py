@@ -102,6 +102,15 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def painting_at(path: Path, side: int) -> np.ndarray:
+    """The painting (RGB) with its longest side at ``side`` px, its own proportions kept: the
+    scale at which its Gram matrices are the training target."""
+    painting = read_rgb(path)
+    scale = side / max(painting.shape[:2])
+    size = (round(painting.shape[1] * scale), round(painting.shape[0] * scale))
+    return cv2.resize(painting, size, interpolation=cv2.INTER_AREA)
+
+
 def video_frames(path: Path, every: int = 1, max_side: int = 960) -> list[np.ndarray]:
     """RGB frames of a video, every ``every``-th, shrunk so the longest side is <= ``max_side``."""
     capture = cv2.VideoCapture(str(path))
@@ -160,13 +169,14 @@ class PerceptualLoss:
         self.config = config
         layers = [config.content_layer, *config.style_layers]
         self.extractor = feature_extractor(layers, models_dir)
-        painting = read_rgb(config.style_image)
         if config.style_side is None:
-            size = (config.crop, config.crop)
+            style = cv2.resize(
+                read_rgb(config.style_image),
+                (config.crop, config.crop),
+                interpolation=cv2.INTER_AREA,
+            )
         else:
-            scale = config.style_side / max(painting.shape[:2])
-            size = (round(painting.shape[1] * scale), round(painting.shape[0] * scale))
-        style = cv2.resize(painting, size, interpolation=cv2.INTER_AREA)
+            style = painting_at(config.style_image, config.style_side)
         features = self.extractor(tf.constant(style[None].astype(np.float32)))
         # Gram sums counted at a crop's positions, layer by layer: as Gatys and the report do
         crop_like = self.extractor(tf.zeros((1, config.crop, config.crop, 3)))
@@ -252,7 +262,7 @@ def train(
 def card(config: TrainingConfig, history: Sequence[StepRecord]) -> dict:
     """What the network's ``.json`` records about how it was made (its model card's facts)."""
     last = history[-50:]
-    resumed = _resumed_from(config.resume_from)
+    resumed = resumed_from(config.resume_from)
     return {
         "name": config.name,
         "method": "Johnson et al. 2016 feed-forward network trained on Gatys' J (shared.style.costs)",
@@ -280,7 +290,7 @@ def card(config: TrainingConfig, history: Sequence[StepRecord]) -> dict:
     }
 
 
-def _resumed_from(path: Path | None) -> dict | None:
+def resumed_from(path: Path | None) -> dict | None:
     """The starting network's name, steps and own start, so a card adds up a chain of runs."""
     if path is None:
         return None
