@@ -2,13 +2,14 @@
 
     .venv/bin/python -m bench.style_dev PAINTING NETWORK.npz [NETWORK.npz ...] [--out DIR]
 
-The dev set is three frames of the Hamilton clip (30, 120, 230, at 256 px on the longest side),
-which no network is trained on and ``bench.style``'s report never shows. For each, Gatys'
+The dev set is eight frames at 256 px on the longest side (``DEV_FRAMES``): three of the
+Hamilton clip and one of each live webcam video in ``liveness-train/``. No network is trained on
+them and ``bench.style``'s report never shows them. For each, Gatys'
 optimisation (200 Adam steps, the CLI's defaults; cached under ``--out`` like ``bench.style``'s)
 is the reference; each network given (a checkpoint or a card's ``.npz``, trained on PAINTING)
 stylizes the frame, and both are measured with the same J_content and J_style. It prints the
 median over the frames of each network's ratio to Gatys (J_style / J_style(Gatys), J_content /
-J_content(Gatys)) with the three ratios, and writes the three stylized frames side by side as
+J_content(Gatys)) with every frame's ratio, and writes the stylized frames side by side as
 ``dev_NETWORK.png``. docs/style.md's retraining table was made with it.
 """
 
@@ -31,24 +32,42 @@ from shared.style.gatys import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, resi
 from shared.style.vgg import feature_extractor  # noqa: E402
 from training.style.training import read_rgb  # noqa: E402
 
-DEV_CLIP = "video/hamilton_clip_640x360.mp4"
-DEV_FRAMES = (30, 120, 230)
+DEV_FRAMES = (
+    ("hamilton", "video/hamilton_clip_640x360.mp4", 30),
+    ("hamilton", "video/hamilton_clip_640x360.mp4", 120),
+    ("hamilton", "video/hamilton_clip_640x360.mp4", 230),
+    ("apfol", "liveness-train/live_apfol.webm", 175),
+    ("krzysiek", "liveness-train/live_krzysiek354.webm", 60),
+    ("person2", "liveness-train/live_person2.mp4", 56),
+    ("sivakumar", "liveness-train/live_sivakumar1982.mp4", 200),
+    ("wolfhuo", "liveness-train/live_wolfhuo.mp4", 65),
+)
+"""(name, clip under the data folder, frame index): the stage clip and five webcams' rooms, eight
+cameras' colours and lighting; none is style-training content."""
 SIDE = 256
 GATYS_ITERATIONS = 200
 
 
 def dev_frames(data: Path) -> list[np.ndarray]:
-    """The dev frames, RGB, at ``SIDE`` px on the longest side."""
-    capture = cv2.VideoCapture(str(data / DEV_CLIP))
+    """The dev frames, RGB, at ``SIDE`` px on the longest side. Read in order, not sought:
+    OpenCV cannot count a WebM's frames here (``live_krzysiek354.webm`` reads as -1.5e17)."""
     frames = []
-    for index in DEV_FRAMES:
-        capture.set(cv2.CAP_PROP_POS_FRAMES, index)
-        ok, bgr = capture.read()
-        if not ok:
-            raise RuntimeError(f"{DEV_CLIP} has no frame {index}")
+    for _, clip, index in DEV_FRAMES:
+        capture = cv2.VideoCapture(str(data / clip))
+        for _ in range(index + 1):
+            ok, bgr = capture.read()
+            if not ok:
+                raise RuntimeError(f"{clip} has no frame {index}")
+        capture.release()
         frames.append(resize_longest(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), SIDE))
-    capture.release()
     return frames
+
+
+def boxed(image: np.ndarray) -> np.ndarray:
+    """``image`` on a white ``SIDE`` square (the frames differ in proportions), for the sheet."""
+    box = np.full((SIDE, SIDE, 3), 255, np.uint8)
+    box[: image.shape[0], : image.shape[1]] = image
+    return box
 
 
 def main() -> None:
@@ -63,8 +82,8 @@ def main() -> None:
     frames = dev_frames(data)
     extractor = feature_extractor([DEFAULT_CONTENT_LAYER, *DEFAULT_STYLE_LAYERS])
     references = []
-    for index, frame in zip(DEV_FRAMES, frames, strict=True):
-        stem = args.out / f"gatys_hamilton{index}_{args.painting}_{GATYS_ITERATIONS}"
+    for (name, _, index), frame in zip(DEV_FRAMES, frames, strict=True):
+        stem = args.out / f"gatys_{name}{index}_{args.painting}_{GATYS_ITERATIONS}"
         result, _ = cached_gatys(stem, frame, style, GATYS_ITERATIONS)
         references.append(measure(extractor, frame, style, result.image))
     for path in args.networks:
@@ -83,7 +102,7 @@ def main() -> None:
             f"({', '.join(f'{r:.2f}' for r in content_ratios)})",
             flush=True,
         )
-        sheet = cv2.cvtColor(np.concatenate(images, axis=1), cv2.COLOR_RGB2BGR)
+        sheet = cv2.cvtColor(np.concatenate([boxed(i) for i in images], axis=1), cv2.COLOR_RGB2BGR)
         cv2.imwrite(str(args.out / f"dev_{path.stem}.png"), sheet)
 
 

@@ -469,7 +469,7 @@ def finish(
     """Give one job's weights at ``checkpoint`` their network card, here (TensorFlow builds the
     network, so a weight the architecture lacks fails now): ``OUTPUT_DIR/NAME.{npz,json}``."""
     from shared.style.fast import Architecture, assign_weights, build_network, save_network
-    from training.style.training import resumed_from
+    from training.style.training import HELD_OUT, resumed_from
 
     run = json.loads((run_dir / "run.json").read_text())
     index = [fields["name"] for fields in run["jobs"]].index(job_name)
@@ -490,7 +490,8 @@ def finish(
     last = [row[1 + index] for row in run["curve"] if steps - 500 < row[0] <= steps]
     resumed = resumed_from(start)
     card = {
-        **{k: start_card[k] for k in ("method", "style_image", "held_out")},
+        **{k: start_card[k] for k in ("method", "style_image")},
+        "held_out": HELD_OUT,
         "content_data": f"{run['content_squares']} squares of {POOL_SIDE} px (an LFW "
         "deep-funneled sample and three squares per frame of street_crowd_1080p.mp4), random "
         "crops cut on the accelerator",

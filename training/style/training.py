@@ -132,6 +132,13 @@ def video_frames(path: Path, every: int = 1, max_side: int = 960) -> list[np.nda
     return frames
 
 
+HELD_OUT = (
+    "style/content photos (bench.style's report) and the dev frames (bench.style_dev: "
+    "hamilton_clip_640x360.mp4 and the liveness-train live videos)"
+)
+"""What a network never trains on, as its card says: the report's photos and the dev set."""
+
+
 def content_images(shared_data: Path, lfw_images: int, seed: int) -> list[np.ndarray]:
     """The training content: a seeded LFW sample and every street-crowd frame (RGB uint8)."""
     lfw = sorted((shared_data / "faces" / "lfw-deepfunneled").glob("*/*.jpg"))
@@ -269,7 +276,7 @@ def card(config: TrainingConfig, history: Sequence[StepRecord]) -> dict:
         "style_image": config.style_image.name,
         "content_data": f"{config.lfw_images} LFW deep-funneled images (seeded sample) and the "
         "frames of street_crowd_1080p.mp4, random square crops",
-        "held_out": "style/content photos and hamilton_clip_640x360.mp4",
+        "held_out": HELD_OUT,
         "crop": config.crop,
         "batch_size": config.batch_size,
         "steps": len(history),
