@@ -2,9 +2,11 @@
 
     .venv/bin/python -m bench.style_dev PAINTING NETWORK.npz [NETWORK.npz ...] [--out DIR]
 
-The dev set is eight frames at 256 px on the longest side (``DEV_FRAMES``): three of the
-Hamilton clip and one of each live webcam video in ``liveness-train/``. No network is trained on
-them and ``bench.style``'s report never shows them. For each, Gatys'
+The dev set is twelve pictures at 256 px on the longest side: eight frames (``DEV_FRAMES``),
+three of the Hamilton clip and one of each live webcam video in ``liveness-train/``, and the four
+``dev`` landscape photos of ``training.style.landscapes`` (skies, water, a hill), since every pair
+the report still missed was a sky. No network is trained on them and ``bench.style``'s report
+never shows them. For each, Gatys'
 optimisation (200 Adam steps, the CLI's defaults; cached under ``--out`` like ``bench.style``'s)
 is the reference; each network given (a checkpoint or a card's ``.npz``, trained on PAINTING)
 stylizes the frame, and both are measured with the same J_content and J_style. It prints the
@@ -30,6 +32,7 @@ from shared.settings import get_settings  # noqa: E402
 from shared.style.fast import load_network  # noqa: E402
 from shared.style.gatys import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, resize_longest  # noqa: E402
 from shared.style.vgg import feature_extractor  # noqa: E402
+from training.style.landscapes import photo_paths  # noqa: E402
 from training.style.training import read_rgb  # noqa: E402
 
 DEV_FRAMES = (
@@ -63,6 +66,16 @@ def dev_frames(data: Path) -> list[np.ndarray]:
     return frames
 
 
+def dev_set(data: Path, models_dir: Path | None = None) -> list[tuple[str, np.ndarray]]:
+    """(label, RGB picture at ``SIDE`` px) for the frames, then the dev landscape photos."""
+    labels = [f"{name}{index}" for name, _, index in DEV_FRAMES]
+    frames = list(zip(labels, dev_frames(data), strict=True))
+    photos = [
+        (path.stem, resize_longest(read_rgb(path), SIDE)) for path in photo_paths("dev", models_dir)
+    ]
+    return frames + photos
+
+
 def boxed(image: np.ndarray) -> np.ndarray:
     """``image`` on a white ``SIDE`` square (the frames differ in proportions), for the sheet."""
     box = np.full((SIDE, SIDE, 3), 255, np.uint8)
@@ -79,11 +92,12 @@ def main() -> None:
     data = shared_data_dir(get_settings())
     args.out.mkdir(parents=True, exist_ok=True)
     style = read_rgb(data / "style" / "paintings" / f"{args.painting}.jpg")
-    frames = dev_frames(data)
+    labelled = dev_set(data, get_settings().face.models_dir)
+    frames = [frame for _, frame in labelled]
     extractor = feature_extractor([DEFAULT_CONTENT_LAYER, *DEFAULT_STYLE_LAYERS])
     references = []
-    for (name, _, index), frame in zip(DEV_FRAMES, frames, strict=True):
-        stem = args.out / f"gatys_{name}{index}_{args.painting}_{GATYS_ITERATIONS}"
+    for label, frame in labelled:
+        stem = args.out / f"gatys_{label}_{args.painting}_{GATYS_ITERATIONS}"
         result, _ = cached_gatys(stem, frame, style, GATYS_ITERATIONS)
         references.append(measure(extractor, frame, style, result.image))
     for path in args.networks:
@@ -95,11 +109,16 @@ def main() -> None:
             style_ratios.append(costs["J_style"] / reference["J_style"])
             content_ratios.append(costs["J_content"] / reference["J_content"])
             images.append(image)
+        frames_end = len(DEV_FRAMES)
         print(
-            f"{path.stem}: J_style {np.median(style_ratios):.1f}x Gatys "
+            f"{path.stem}: J_style {np.median(style_ratios):.2f}x Gatys "
             f"({', '.join(f'{r:.1f}' for r in style_ratios)}), "
             f"J_content {np.median(content_ratios):.2f}x "
-            f"({', '.join(f'{r:.2f}' for r in content_ratios)})",
+            f"({', '.join(f'{r:.2f}' for r in content_ratios)}); "
+            f"frames {np.median(style_ratios[:frames_end]):.1f}x / "
+            f"{np.median(content_ratios[:frames_end]):.2f}x, landscapes "
+            f"{np.median(style_ratios[frames_end:]):.1f}x / "
+            f"{np.median(content_ratios[frames_end:]):.2f}x",
             flush=True,
         )
         sheet = cv2.cvtColor(np.concatenate([boxed(i) for i in images], axis=1), cv2.COLOR_RGB2BGR)

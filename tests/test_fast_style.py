@@ -24,7 +24,7 @@ from shared.style.fast import (
 )
 from shared.style.gatys import DEFAULT_STYLE_LAYERS
 from shared.style.vgg import feature_extractor
-from training.style.training import TrainingConfig, read_rgb, train
+from training.style.training import TrainingConfig, crop_weights, random_crops, read_rgb, train
 
 SHIPPED = ("starry_night", "great_wave", "the_scream", "shipwreck")
 
@@ -206,15 +206,28 @@ def test_training_lowers_j_and_writes_a_loadable_network(shared_data: Path, tmp_
         batch_size=2,
         steps=3,
         lfw_images=16,
+        landscape_share=0.5,
         resume_from=tmp_path / "scream-test.npz",
     )
     more = train(resumed, shared_data, tmp_path)  # starts where the first run stopped
     assert more[0].total < 0.5 * np.mean([r.total for r in history[:3]])
     card = load_network("scream-resumed", tmp_path).card
     assert card["steps"] == 3 and card["total_steps"] == 15 and card["resumed_from"]["steps"] == 12
+    assert "50% of crops from the landscape training photos (picosdeeuropa" in card["content_data"]
     # the weights moved into this run's architecture: the same layers, reflection padding
     assert network.card["architecture"]["padding"] == "zeros"
     assert card["architecture"]["padding"] == "reflect"
+
+
+def test_each_group_of_content_gets_its_share_of_the_crops() -> None:
+    """Six landscape photos among thousands of faces would be 0.2% of crops if images were drawn
+    uniformly; weighted, they get the share asked for."""
+    faces = [np.zeros((64, 64, 3), np.uint8)] * 98
+    landscapes = [np.full((64, 64, 3), 255, np.uint8)] * 2
+    weights = crop_weights((len(faces), len(landscapes)), (0.7, 0.3))
+    assert weights.sum() == pytest.approx(1.0)
+    batch = next(random_crops(faces + landscapes, 32, 2000, np.random.default_rng(0), weights))
+    assert (batch.mean(axis=(1, 2, 3)) > 128).mean() == pytest.approx(0.3, abs=0.03)
 
 
 @pytest.mark.data

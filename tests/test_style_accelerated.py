@@ -107,6 +107,11 @@ def test_a_run_hands_back_networks_that_load_here_with_their_card(
     frame = np.full((32, 32, 3), 128, np.uint8)
     assert not np.array_equal(trained.stylize(frame), load_network("the_scream").stylize(frame))
 
+    # Finishing against the run's own result as the start (as after copying it into place)
+    # would chain the card to its successor: refused.
+    with pytest.raises(ValueError, match="not the network scream_b started from"):
+        accelerated.finish(tmp_path, 2, "scream_b", tmp_path / "out", tmp_path / "again", "x")
+
 
 def test_the_learning_rate_holds_then_falls_to_its_floor() -> None:
     config = accelerated.RunConfig(decay_from=0.5, decay_to=0.1)

@@ -4,21 +4,42 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
-from bench.style_dev import DEV_FRAMES, SIDE, dev_frames
+from bench.style_dev import DEV_FRAMES, SIDE, dev_set
+from training.style.landscapes import PHOTOS, photo_paths
 
 
 @pytest.mark.data
-def test_the_dev_frames_are_distinct_pictures_from_clips_the_networks_never_train_on(
-    shared_data: Path,
-) -> None:
-    """Every dev frame decodes at SIDE px on its longest side (a WebM whose frame count OpenCV
-    cannot read included), no two are alike, and none comes from the training's street clip."""
-    frames = dev_frames(shared_data)
-    assert len(frames) == len(DEV_FRAMES) == 8
-    assert all(max(f.shape[:2]) == SIDE and f.dtype == np.uint8 for f in frames)
-    means = [f.reshape(-1, 3).mean(0) for f in frames]
-    assert min(np.abs(a - b).max() for i, a in enumerate(means) for b in means[i + 1 :]) > 1.0
+def test_the_dev_set_is_distinct_pictures_the_networks_never_train_on(shared_data: Path) -> None:
+    """Every dev picture decodes at SIDE px on its longest side (a WebM whose frame count OpenCV
+    cannot read included); no two look alike, as 16x16 grey thumbnails (a duplicated, misread or
+    near-duplicate frame would); none comes from the training's street clip or landscapes."""
+    labelled = dev_set(shared_data)
+    dev_photos = [p for p in PHOTOS if p.split == "dev"]
+    assert len(labelled) == len(DEV_FRAMES) + len(dev_photos) == 12
+    assert all(max(f.shape[:2]) == SIDE and f.dtype == np.uint8 for _, f in labelled)
+    thumbs = [
+        cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (16, 16), interpolation=cv2.INTER_AREA)
+        for _, f in labelled
+    ]
+    differences = [
+        np.abs(a.astype(float) - b).mean() for i, a in enumerate(thumbs) for b in thumbs[i + 1 :]
+    ]
+    assert min(differences) > 10.0  # grey levels; adjacent Hamilton frames differ by ~3
     assert not any("street_crowd" in clip for _, clip, _ in DEV_FRAMES)
+    training = {p.sha256 for p in PHOTOS if p.split == "train"}
+    assert training and not training & {p.sha256 for p in dev_photos}
+
+
+def test_an_altered_landscape_photo_is_refused(tmp_path: Path) -> None:
+    """A cached photo that is not the pinned file (truncated, replaced) is an error naming the
+    fix, never silently trained or measured on."""
+    folder = tmp_path / "landscapes"
+    folder.mkdir()
+    for photo in PHOTOS:
+        (folder / f"{photo.name}.jpg").write_bytes(b"not the photo")
+    with pytest.raises(FileNotFoundError, match="training.style.landscapes"):
+        photo_paths("dev", tmp_path)

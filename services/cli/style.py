@@ -53,6 +53,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--beta", type=float, default=40.0, help="style weight")
     train.add_argument("--tv-weight", type=float, default=50.0)
     train.add_argument("--lfw-images", type=int, default=3000)
+    train.add_argument(
+        "--landscape-share",
+        type=float,
+        default=0.0,
+        help="share of crops from the landscape training photos (python -m "
+        "training.style.landscapes fetches them)",
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument(
         "--style-side",
@@ -163,6 +170,7 @@ def cmd_style_train(args: argparse.Namespace, settings: Settings) -> None:
         beta=args.beta,
         tv_weight=args.tv_weight,
         lfw_images=args.lfw_images,
+        landscape_share=args.landscape_share,
         seed=args.seed,
         content_layer=args.content_layer,
         style_side=args.style_side or None,

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.model_cache import npz_bytes, write_atomically
+from shared.model_cache import npz_bytes, sha256_file, write_atomically
 from shared.style.vgg import CAFFE_BGR_MEAN, CONV_LAYERS
 
 POOL_SIDE = 288
@@ -331,7 +331,8 @@ def train_jobs(
     log=print,
 ) -> list[dict]:
     """Train every job at once for ``config.seconds``; write ``checkpoint-K-G.npz`` at each
-    checkpoint (``save_checkpoint``) and ``run.json`` (jobs, config, device, loss curve)."""
+    checkpoint (``save_checkpoint``) and ``run.json`` (jobs, config, device, loss curve, and each
+    start network's SHA-256, which ``finish`` checks before it writes a card)."""
     import jax
     import jax.numpy as jnp
 
@@ -340,7 +341,8 @@ def train_jobs(
     log(f"bundle read: {pool_np.shape[0]} squares, devices {jax.devices()}")
     vgg = {k: jnp.asarray(v) for k, v in vgg_np.items()}
     pool = jnp.asarray(pool_np)
-    starts = [load_npz(networks_dir / f"{job.start}.npz") for job in jobs]
+    start_paths = {job.start: networks_dir / f"{job.start}.npz" for job in jobs}
+    starts = [load_npz(start_paths[job.start]) for job in jobs]
     params = {k: jnp.stack([s[k] for s in starts]) for k in starts[0]}
     grams = [style_grams(vgg, paintings[job.painting], config.crop, STYLE_LAYERS) for job in jobs]
     grams = {name: jnp.stack([g[name] for g in grams]) for name in STYLE_LAYERS}
@@ -383,6 +385,7 @@ def train_jobs(
         "checkpoints": records,
         "curve": curve,
         "content_squares": int(pool_np.shape[0]),
+        "start_sha256": {name: sha256_file(path) for name, path in start_paths.items()},
     }
     (output_dir / "run.json").write_text(json.dumps(summary))
     return records
@@ -467,7 +470,12 @@ def finish(
     run_dir: Path, checkpoint: int, job_name: str, networks_dir: Path, output_dir: Path, name: str
 ) -> Path:
     """Give one job's weights at ``checkpoint`` their network card, here (TensorFlow builds the
-    network, so a weight the architecture lacks fails now): ``OUTPUT_DIR/NAME.{npz,json}``."""
+    network, so a weight the architecture lacks fails now): ``OUTPUT_DIR/NAME.{npz,json}``.
+
+    The card's ``resumed_from`` chain is read from the start network in ``networks_dir``, so that
+    network must be the one the run started from: once a run's results are copied into
+    ``shared/style/networks``, a later ``finish`` would otherwise chain a card to its own
+    successor. Runs made before the hash was recorded are not checked."""
     from shared.style.fast import Architecture, assign_weights, build_network, save_network
     from training.style.training import HELD_OUT, resumed_from
 
@@ -481,6 +489,12 @@ def finish(
             k.split("/", 1)[1]: v for k, v in load_npz(path).items() if k.startswith(f"{job_name}/")
         }
     start = networks_dir / f"{job.start}.npz"
+    recorded = run.get("start_sha256", {}).get(job.start)
+    if recorded is not None and sha256_file(start) != recorded:
+        raise ValueError(
+            f"{start} is not the network {job_name} started from (its SHA-256 differs from "
+            f"{run_dir}/run.json's): pass --start-dir with the networks the run started from"
+        )
     start_card = json.loads(start.with_suffix(".json").read_text())
     architecture = Architecture.from_json(start_card["architecture"])
     model = build_network(architecture)

@@ -43,6 +43,7 @@ from shared.style.fast import (
 )
 from shared.style.gatys import DEFAULT_STYLE_LAYERS
 from shared.style.vgg import feature_extractor
+from training.style.landscapes import PHOTOS, photo_paths
 
 
 @dataclass
@@ -77,6 +78,9 @@ class TrainingConfig:
     architecture: Architecture = Architecture()
     lfw_images: int = 3000
     """How many LFW images (a seeded sample) join the street-crowd frames as content."""
+    landscape_share: float = 0.0
+    """The share of crops cut from the landscape training photos (``landscapes.py``: skies,
+    water, hills, which faces and a street lack); 0 trains on faces and the street alone."""
     seed: int = 0
     checkpoint_every: int = 250
     resume_from: Path | None = None
@@ -133,8 +137,9 @@ def video_frames(path: Path, every: int = 1, max_side: int = 960) -> list[np.nda
 
 
 HELD_OUT = (
-    "style/content photos (bench.style's report) and the dev frames (bench.style_dev: "
-    "hamilton_clip_640x360.mp4 and the liveness-train live videos)"
+    "style/content photos (bench.style's report) and the dev set (bench.style_dev: "
+    "hamilton_clip_640x360.mp4, the liveness-train live videos and the dev landscape photos "
+    f"{', '.join(p.name for p in PHOTOS if p.split == 'dev')})"
 )
 """What a network never trains on, as its card says: the report's photos and the dev set."""
 
@@ -151,13 +156,34 @@ def content_images(shared_data: Path, lfw_images: int, seed: int) -> list[np.nda
     return images
 
 
+def landscape_images(max_side: int = 960, models_dir: Path | None = None) -> list[np.ndarray]:
+    """The landscape training photos (RGB), shrunk to ``max_side``: crops take the short side at
+    ``crop``..1.5 ``crop`` px anyway, so the wallpapers' full resolution would only cost memory."""
+    images = []
+    for path in photo_paths("train", models_dir):
+        image = read_rgb(path)
+        scale = min(1.0, max_side / max(image.shape[:2]))
+        images.append(cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA))
+    return images
+
+
+def crop_weights(counts: Sequence[int], shares: Sequence[float]) -> np.ndarray:
+    """Per-image sampling probabilities: group k's images share ``shares[k]`` of the crops."""
+    return np.concatenate([np.full(n, share / n) for n, share in zip(counts, shares, strict=True)])
+
+
 def random_crops(
-    images: Sequence[np.ndarray], crop: int, batch_size: int, rng: np.random.Generator
+    images: Sequence[np.ndarray],
+    crop: int,
+    batch_size: int,
+    rng: np.random.Generator,
+    weights: np.ndarray | None = None,
 ) -> Iterator[np.ndarray]:
-    """Endless batches of square crops: random image, random scale (short side crop..1.5 crop)."""
+    """Endless batches of square crops: random image (by ``weights``, uniform if None), random
+    scale (short side crop..1.5 crop), mirrored half the time."""
     while True:
         batch = []
-        for index in rng.integers(0, len(images), batch_size):
+        for index in rng.choice(len(images), batch_size, p=weights):
             image = images[index]
             short = min(image.shape[:2])
             scale = rng.uniform(crop, 1.5 * crop) / short
@@ -229,12 +255,14 @@ def train(
         assign_weights(network, weights, str(config.resume_from))
     loss = PerceptualLoss(config, models_dir)
     optimizer = tf.keras.optimizers.Adam(config.learning_rate)
-    batches = random_crops(
-        content_images(shared_data, config.lfw_images, config.seed),
-        config.crop,
-        config.batch_size,
-        rng,
-    )
+    images = content_images(shared_data, config.lfw_images, config.seed)
+    probabilities = None
+    if config.landscape_share > 0:
+        landscapes = landscape_images(models_dir=models_dir)
+        shares = (1 - config.landscape_share, config.landscape_share)
+        probabilities = crop_weights((len(images), len(landscapes)), shares)
+        images += landscapes
+    batches = random_crops(images, config.crop, config.batch_size, rng, probabilities)
 
     @tf.function
     def step(content: tf.Tensor) -> tuple[tf.Tensor, ...]:
@@ -275,7 +303,13 @@ def card(config: TrainingConfig, history: Sequence[StepRecord]) -> dict:
         "method": "Johnson et al. 2016 feed-forward network trained on Gatys' J (shared.style.costs)",
         "style_image": config.style_image.name,
         "content_data": f"{config.lfw_images} LFW deep-funneled images (seeded sample) and the "
-        "frames of street_crowd_1080p.mp4, random square crops",
+        "frames of street_crowd_1080p.mp4, random square crops"
+        + (
+            f"; {config.landscape_share:.0%} of crops from the landscape training photos "
+            f"({', '.join(p.name for p in PHOTOS if p.split == 'train')}; training.style.landscapes)"
+            if config.landscape_share > 0
+            else ""
+        ),
         "held_out": HELD_OUT,
         "crop": config.crop,
         "batch_size": config.batch_size,

