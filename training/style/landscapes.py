@@ -171,19 +171,16 @@ def _intact(path: Path, digest: str) -> bool:
 
 
 def _download(package: str, version: str, folder: Path) -> Path:
-    result = subprocess.run(
-        ["apt-get", "download", f"{package}={version}"],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    """``apt-get download``; on a machine whose package lists were never fetched (or cleaned, as
+    in container images) the first try fails, so the lists are updated once and it is retried."""
+    command = ["apt-get", "download", f"{package}={version}"]
+    result = subprocess.run(command, cwd=folder, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, check=False)
+        result = subprocess.run(command, cwd=folder, capture_output=True, text=True, check=False)
     debs = list(folder.glob(f"{package}_*.deb"))
     if result.returncode != 0 or len(debs) != 1:
-        raise RuntimeError(
-            f"apt-get download {package}={version} failed (run apt-get update first?): "
-            f"{result.stderr.strip()}"
-        )
+        raise RuntimeError(f"apt-get download {package}={version} failed: {result.stderr.strip()}")
     return debs[0]
 
 
