@@ -135,7 +135,7 @@ def photo_paths(split: str, models_dir: Path | None = None) -> list[Path]:
         if photo.split != split:
             continue
         path = folder / f"{photo.name}.jpg"
-        if not path.is_file() or sha256_file(path) != photo.sha256:
+        if not _intact(path, photo.sha256):
             raise FileNotFoundError(
                 f"{path} is missing or altered: run `python -m training.style.landscapes`"
             )

@@ -115,6 +115,14 @@ def painting_at(path: Path, side: int) -> np.ndarray:
     return cv2.resize(painting, size, interpolation=cv2.INTER_AREA)
 
 
+def shrunk(image: np.ndarray, max_side: int) -> np.ndarray:
+    """``image`` with its longest side at most ``max_side`` (never enlarged)."""
+    scale = min(1.0, max_side / max(image.shape[:2]))
+    if scale == 1.0:
+        return image
+    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+
+
 def video_frames(path: Path, every: int = 1, max_side: int = 960) -> list[np.ndarray]:
     """RGB frames of a video, every ``every``-th, shrunk so the longest side is <= ``max_side``."""
     capture = cv2.VideoCapture(str(path))
@@ -125,10 +133,7 @@ def video_frames(path: Path, every: int = 1, max_side: int = 960) -> list[np.nda
         if not ok:
             break
         if index % every == 0:
-            scale = min(1.0, max_side / max(bgr.shape[:2]))
-            if scale < 1.0:
-                bgr = cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-            frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            frames.append(cv2.cvtColor(shrunk(bgr, max_side), cv2.COLOR_BGR2RGB))
         index += 1
     capture.release()
     if not frames:
@@ -159,12 +164,7 @@ def content_images(shared_data: Path, lfw_images: int, seed: int) -> list[np.nda
 def landscape_images(max_side: int = 960, models_dir: Path | None = None) -> list[np.ndarray]:
     """The landscape training photos (RGB), shrunk to ``max_side``: crops take the short side at
     ``crop``..1.5 ``crop`` px anyway, so the wallpapers' full resolution would only cost memory."""
-    images = []
-    for path in photo_paths("train", models_dir):
-        image = read_rgb(path)
-        scale = min(1.0, max_side / max(image.shape[:2]))
-        images.append(cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA))
-    return images
+    return [shrunk(read_rgb(path), max_side) for path in photo_paths("train", models_dir)]
 
 
 def crop_weights(counts: Sequence[int], shares: Sequence[float]) -> np.ndarray:
