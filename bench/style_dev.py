@@ -2,10 +2,10 @@
 
     .venv/bin/python -m bench.style_dev PAINTING NETWORK.npz [NETWORK.npz ...] [--out DIR]
 
-The dev set is twelve pictures at 256 px on the longest side: eight frames (``DEV_FRAMES``),
-three of the Hamilton clip and one of each live webcam video in ``liveness-train/``, and the four
-``dev`` landscape photos of ``training.style.landscapes`` (skies, water, a hill), since every pair
-the report still missed was a sky. No network is trained on them and ``bench.style``'s report
+The dev set is thirteen pictures at 256 px on the longest side: eight frames (``DEV_FRAMES``),
+three of the Hamilton clip and one of each live webcam video in ``liveness-train/``, and the five
+``dev`` landscape photos of ``training.style.landscapes`` (skies, two of them dark, water, a
+hill), since every pair the report still missed was a sky. No network is trained on them and ``bench.style``'s report
 never shows them. For each, Gatys'
 optimisation (200 Adam steps, the CLI's defaults; cached under ``--out`` like ``bench.style``'s)
 is the reference; each network given (a checkpoint or a card's ``.npz``, trained on PAINTING)

@@ -3,8 +3,10 @@
 Why: every pair the style report still misses is a sky (docs/style.md), and neither the training
 content (LFW faces, a street) nor the first dev frames (a stage, rooms) show much of one. The only
 photographs with skies on the reachable registries are wallpapers in Debian's archive: Ubuntu's
-16.04 contest winners (``lomiri-wallpapers-16.04``, CC BY / CC BY-SA / CC0) and MATE's nature
-set (``mate-backgrounds``, GPL-2+). ``fetch`` runs ``apt-get download`` for the pinned versions,
+16.04 contest winners (``lomiri-wallpapers-16.04``, CC BY / CC BY-SA / CC0) and one of 20.04's
+(``lomiri-wallpapers-20.04``, CC BY-SA 3.0), MATE's nature set (``mate-backgrounds``, GPL-2+)
+and KDE Plasma's photographs (``plasma-workspace-wallpapers``, LGPL-3; the dusk and night skies,
+since a dark sky is the report's worst case). ``fetch`` runs ``apt-get download`` for the pinned versions,
 checks each package's SHA-256, unpacks it and keeps only the photos below, each hash-checked, in
 the model cache (``install.sh`` calls it). No package is installed.
 
@@ -32,6 +34,14 @@ PACKAGES = {
         "1.26.0-1",
         "7bf4c2209f34b4f61ba6d24c8b58c28b361e82e4b943aae6d42c030169af9e04",
     ),
+    "lomiri-wallpapers-20.04": (
+        "20.04.0-2",
+        "d44e89b8473aafe64a5b678f014862dc31335aaaf18665c544d985d854f1a709",
+    ),
+    "plasma-workspace-wallpapers": (
+        "4:5.27.5-2",
+        "32cd18b71c8c938a18b3b351f217c02ac590e323caa3cf322fbb875ce8892f8b",
+    ),
 }
 """Debian package -> (pinned version, SHA-256 of its .deb)."""
 
@@ -49,6 +59,7 @@ class Photo:
 
 _LOMIRI = "usr/share/backgrounds/"
 _MATE = "usr/share/backgrounds/mate/nature/"
+_PLASMA = "usr/share/wallpapers/{}/contents/images/1920x1080.jpg"
 PHOTOS = (
     Photo(
         "bridge",
@@ -76,6 +87,13 @@ PHOTOS = (
         "mate-backgrounds",
         _MATE + "Storm.jpg",
         "77ca53077831d3237f73393a91fc879158abc046d852941c26e90de336356957",
+        "dev",
+    ),
+    Photo(
+        "darkest_hour",
+        "plasma-workspace-wallpapers",
+        _PLASMA.format("DarkestHour"),
+        "8e3703fae3a3c217b1fc2b399b706cd3720584268d071ba153e4809daa55f1ce",
         "dev",
     ),
     Photo(
@@ -118,6 +136,41 @@ PHOTOS = (
         "lomiri-wallpapers-16.04",
         _LOMIRI + "friends_by_Aitzol_Berasategi.jpg",
         "cc40e313c74e421edffe3403def413c16878ce14661cce7ec5915baeab35538d",
+        "train",
+    ),
+    Photo(
+        "infinite_sea",
+        "lomiri-wallpapers-20.04",
+        _LOMIRI + "Infinite-Sea_by_Aury88.jpg",
+        "9319dfb3651833881339a8d9b769b99efaf474969e6cd58e427eb2524aca8e8a",
+        "train",
+    ),
+    Photo(
+        "summer_1am",
+        "plasma-workspace-wallpapers",
+        _PLASMA.format("summer_1am"),
+        "c868b50789591dd42910153c768053f1ba0a98cb36bbfc2b7a96a1045d0477f8",
+        "train",
+    ),
+    Photo(
+        "evening_glow",
+        "plasma-workspace-wallpapers",
+        _PLASMA.format("EveningGlow"),
+        "586682dcb362b9f620068f10138f87d0d3649939aef238adc5807cb951976a7a",
+        "train",
+    ),
+    Photo(
+        "kite",
+        "plasma-workspace-wallpapers",
+        _PLASMA.format("Kite"),
+        "bdca288ce296a981e80659c021cf707caddc702c0c8d4247e60bd618476d47f8",
+        "train",
+    ),
+    Photo(
+        "cold_ripple",
+        "plasma-workspace-wallpapers",
+        _PLASMA.format("ColdRipple"),
+        "05bef6722fc0ed81292cceb3ed026c38d17e510f3c84be7d68610c2b1a723c3f",
         "train",
     ),
 )
