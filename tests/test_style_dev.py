@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bench.style_dev import DEV_FRAMES, SIDE, dev_set
-from training.style.landscapes import PHOTOS, photo_paths
+from training.style.landscapes import PHOTOS, photo_paths, photos
 
 
 @pytest.mark.data
@@ -18,7 +18,7 @@ def test_the_dev_set_is_distinct_pictures_the_networks_never_train_on(shared_dat
     cannot read included); no two look alike, as 16x16 grey thumbnails (a duplicated, misread or
     near-duplicate frame would); none comes from the training's street clip or landscapes."""
     labelled = dev_set(shared_data)
-    dev_photos = [p for p in PHOTOS if p.split == "dev"]
+    dev_photos = photos("dev")
     assert len(labelled) == len(DEV_FRAMES) + len(dev_photos) == 13
     assert all(max(f.shape[:2]) == SIDE and f.dtype == np.uint8 for _, f in labelled)
     thumbs = [
@@ -30,7 +30,7 @@ def test_the_dev_set_is_distinct_pictures_the_networks_never_train_on(shared_dat
     ]
     assert min(differences) > 10.0  # grey levels; adjacent Hamilton frames differ by ~3
     assert not any("street_crowd" in clip for _, clip, _ in DEV_FRAMES)
-    training = {p.sha256 for p in PHOTOS if p.split == "train"}
+    training = {p.sha256 for p in photos("train")}
     assert training and not training & {p.sha256 for p in dev_photos}
 
 

@@ -176,6 +176,11 @@ PHOTOS = (
 )
 
 
+def photos(split: str) -> list[Photo]:
+    """The photos of ``split`` (``dev`` or ``train``), in their fixed order."""
+    return [photo for photo in PHOTOS if photo.split == split]
+
+
 def landscapes_dir(models_dir: Path | None = None) -> Path:
     return (models_dir or default_models_dir()) / "landscapes"
 
@@ -184,9 +189,7 @@ def photo_paths(split: str, models_dir: Path | None = None) -> list[Path]:
     """The cached photos of ``split``; a missing or altered one is an error naming the fix."""
     folder = landscapes_dir(models_dir)
     paths = []
-    for photo in PHOTOS:
-        if photo.split != split:
-            continue
+    for photo in photos(split):
         path = folder / f"{photo.name}.jpg"
         if not _intact(path, photo.sha256):
             raise FileNotFoundError(

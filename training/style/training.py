@@ -43,7 +43,7 @@ from shared.style.fast import (
 )
 from shared.style.gatys import DEFAULT_STYLE_LAYERS
 from shared.style.vgg import feature_extractor
-from training.style.landscapes import PHOTOS, photo_paths
+from training.style.landscapes import photo_paths, photos
 
 
 @dataclass
@@ -144,7 +144,7 @@ def video_frames(path: Path, every: int = 1, max_side: int = 960) -> list[np.nda
 HELD_OUT = (
     "style/content photos (bench.style's report) and the dev set (bench.style_dev: "
     "hamilton_clip_640x360.mp4, the liveness-train live videos and the dev landscape photos "
-    f"{', '.join(p.name for p in PHOTOS if p.split == 'dev')})"
+    f"{', '.join(p.name for p in photos('dev'))})"
 )
 """What a network never trains on, as its card says: the report's photos and the dev set."""
 
@@ -306,7 +306,7 @@ def card(config: TrainingConfig, history: Sequence[StepRecord]) -> dict:
         "frames of street_crowd_1080p.mp4, random square crops"
         + (
             f"; {config.landscape_share:.0%} of crops from the landscape training photos "
-            f"({', '.join(p.name for p in PHOTOS if p.split == 'train')}; training.style.landscapes)"
+            f"({', '.join(p.name for p in photos('train'))}; training.style.landscapes)"
             if config.landscape_share > 0
             else ""
         ),
