@@ -12,7 +12,7 @@ is the reference; each network given (a checkpoint or a card's ``.npz``, trained
 stylizes the frame, and both are measured with the same J_content and J_style. It prints the
 median over the frames of each network's ratio to Gatys (J_style / J_style(Gatys), J_content /
 J_content(Gatys)) with every frame's ratio, and writes the stylized frames side by side as
-``dev_NETWORK.png``. docs/style.md's retraining table was made with it.
+``dev_NETWORK.png``. The tables of docs/style-training.md were made with it.
 """
 
 from __future__ import annotations
