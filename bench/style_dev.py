@@ -5,14 +5,14 @@
 The dev set is thirteen pictures at 256 px on the longest side: eight frames (``DEV_FRAMES``),
 three of the Hamilton clip and one of each live webcam video in ``liveness-train/``, and the five
 ``dev`` landscape photos of ``training.style.landscapes`` (skies, two of them dark, water, a
-hill), since every pair the report still missed was a sky. No network is trained on them and ``bench.style``'s report
-never shows them. For each, Gatys'
-optimisation (200 Adam steps, the CLI's defaults; cached under ``--out`` like ``bench.style``'s)
-is the reference; each network given (a checkpoint or a card's ``.npz``, trained on PAINTING)
-stylizes the frame, and both are measured with the same J_content and J_style. It prints the
-median over the frames of each network's ratio to Gatys (J_style / J_style(Gatys), J_content /
-J_content(Gatys)) with every frame's ratio, and writes the stylized frames side by side as
-``dev_NETWORK.png``. The tables of docs/style-training.md were made with it.
+hill), since every pair the report still missed was a sky. No network is trained on them and
+``bench.style``'s report never shows them. For each, Gatys' optimisation (200 Adam steps, the
+CLI's defaults; cached under ``--out`` like ``bench.style``'s) is the reference; each network
+given (a checkpoint or a card's ``.npz``, trained on PAINTING) stylizes the frame, and both are
+measured with the same J_content and J_style. It prints the median over the frames of each
+network's ratio to Gatys (J_style / J_style(Gatys), J_content / J_content(Gatys)) with every
+frame's ratio, and writes the stylized frames side by side as ``dev_NETWORK.png``. The tables
+of docs/style-training.md were made with it.
 """
 
 from __future__ import annotations

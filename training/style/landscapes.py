@@ -6,9 +6,9 @@ photographs with skies on the reachable registries are wallpapers in Debian's ar
 16.04 contest winners (``lomiri-wallpapers-16.04``, CC BY / CC BY-SA / CC0) and one of 20.04's
 (``lomiri-wallpapers-20.04``, CC BY-SA 3.0), MATE's nature set (``mate-backgrounds``, GPL-2+)
 and KDE Plasma's photographs (``plasma-workspace-wallpapers``, LGPL-3; the dusk and night skies,
-since a dark sky is the report's worst case). ``fetch`` runs ``apt-get download`` for the pinned versions,
-checks each package's SHA-256, unpacks it and keeps only the photos below, each hash-checked, in
-the model cache (``install.sh`` calls it). No package is installed.
+since a dark sky is the report's worst case). ``fetch`` runs ``apt-get download`` for the pinned
+versions, checks each package's SHA-256, unpacks it and keeps only the photos below, each
+hash-checked, in the model cache (``install.sh`` calls it). No package is installed.
 
 The photos are split once, by scene: ``dev`` ones only measure (``bench.style_dev``), ``train``
 ones only feed training crops (``--landscape-share``); both sides hold skies.

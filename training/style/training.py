@@ -60,8 +60,9 @@ class TrainingConfig:
     alpha: float = 2e5
     """Content weight at ``content_layer``. At block4_conv2, continued from a network that keeps the
     content: Gatys' own 1e5 gave J_content 1.86x Gatys' on the dev frames after 250 steps, 2e5
-    1.64x at nearly the same J_style (docs/style-training.md, "Gatys' content layer"). From random weights
-    at block2_conv2: 5e5 gave a sheet of texture after 200 steps, 1e6 kept the photo."""
+    1.64x at nearly the same J_style (docs/style-training.md, "Gatys' content layer"). From
+    random weights at block2_conv2: 5e5 gave a sheet of texture after 200 steps, 1e6 kept the
+    photo."""
     beta: float = 40.0
     tv_weight: float = 50.0
     """Smooths the high-frequency grid that nearest-neighbour upsampling leaves early in training."""
