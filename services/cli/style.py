@@ -52,6 +52,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--alpha", type=float, default=2e5, help="content weight")
     train.add_argument("--beta", type=float, default=40.0, help="style weight")
     train.add_argument("--tv-weight", type=float, default=50.0)
+    train.add_argument(
+        "--edge-weight",
+        type=float,
+        default=0.0,
+        help="weight of the edge-consistency term (no band along the frame's edge)",
+    )
+    train.add_argument("--edge-ring", type=int, default=16, help="its ring's width, pixels")
+    train.add_argument(
+        "--edge-margin", type=int, default=24, help="picture around the crop for it, pixels"
+    )
     train.add_argument("--lfw-images", type=int, default=3000)
     train.add_argument(
         "--landscape-share",
@@ -169,6 +179,9 @@ def cmd_style_train(args: argparse.Namespace, settings: Settings) -> None:
         alpha=args.alpha,
         beta=args.beta,
         tv_weight=args.tv_weight,
+        edge_weight=args.edge_weight,
+        edge_ring=args.edge_ring,
+        edge_margin=args.edge_margin,
         lfw_images=args.lfw_images,
         landscape_share=args.landscape_share,
         seed=args.seed,
@@ -182,7 +195,8 @@ def cmd_style_train(args: argparse.Namespace, settings: Settings) -> None:
         def progress(record: StepRecord) -> None:
             bar(
                 record.step,
-                f"J={record.total:.3e} J_content={record.content:.3e} J_style={record.style:.3e}",
+                f"J={record.total:.3e} J_content={record.content:.3e} J_style={record.style:.3e}"
+                f" edge={record.edge:.1f}",
             )
 
         train(config, settings.shared_data, output, progress, models_dir=settings.face.models_dir)

@@ -82,6 +82,21 @@ class TrainingConfig:
     landscape_share: float = 0.0
     """The share of crops cut from the landscape training photos (``landscapes.py``: skies,
     water, hills, which faces and a street lack); 0 trains on faces and the street alone."""
+    edge_weight: float = 0.0
+    """Weight of the edge-consistency term: the mean squared difference (grey levels) within
+    ``edge_ring`` px of a crop's edge between the network's output on the crop and its output on
+    the same crop seen with ``edge_margin`` px more picture around it. The style cost does not
+    mind where a colour is, so a network that can tell the frame's edge (its last convolutions'
+    zero padding, the mirror symmetry a reflection makes at 1/8 resolution) may paint a band
+    along it; this term asks the edge to be painted as it would be inside a larger frame. It
+    removed `the_scream`'s band but took back its style gain (docs/style-training.md, "The
+    eleventh phase"). 0 leaves it out and costs nothing."""
+    edge_ring: int = 16
+    """Width of the ring the edge term is measured on. Over the whole crop it mostly paid for
+    instance normalisation seeing other statistics, and left the band."""
+    edge_margin: int = 24
+    """Picture added on each side for the edge term: wider than the ring, a multiple of 8 so both
+    views' stride-2 grids align."""
     seed: int = 0
     checkpoint_every: int = 250
     resume_from: Path | None = None
@@ -98,6 +113,7 @@ class StepRecord:
     style: float
     tv: float
     seconds: float
+    edge: float = 0.0
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -179,21 +195,31 @@ def random_crops(
     batch_size: int,
     rng: np.random.Generator,
     weights: np.ndarray | None = None,
+    margin: int = 0,
 ) -> Iterator[np.ndarray]:
     """Endless batches of square crops: random image (by ``weights``, uniform if None), random
-    scale (short side crop..1.5 crop), mirrored half the time."""
+    scale (short side crop..1.5 crop), mirrored half the time; ``margin`` px more picture around
+    each (the short side at least crop + 2 margin), which the edge term needs."""
+    side = crop + 2 * margin
     while True:
         batch = []
         for index in rng.choice(len(images), batch_size, p=weights):
             image = images[index]
             short = min(image.shape[:2])
-            scale = rng.uniform(crop, 1.5 * crop) / short
+            scale = max(rng.uniform(crop, 1.5 * crop), side) / short
             resized = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-            top = rng.integers(0, resized.shape[0] - crop + 1)
-            left = rng.integers(0, resized.shape[1] - crop + 1)
-            patch = resized[top : top + crop, left : left + crop]
+            top = rng.integers(0, resized.shape[0] - side + 1)
+            left = rng.integers(0, resized.shape[1] - side + 1)
+            patch = resized[top : top + side, left : left + side]
             batch.append(patch[:, ::-1] if rng.random() < 0.5 else patch)
         yield np.stack(batch).astype(np.float32)
+
+
+def ring_mask(size: int, width: int) -> np.ndarray:
+    """(size, size) float32: 1 within ``width`` px of the edge, else 0."""
+    mask = np.ones((size, size), np.float32)
+    mask[width:-width, width:-width] = 0
+    return mask
 
 
 class PerceptualLoss:
@@ -263,15 +289,27 @@ def train(
         shares = (1 - config.landscape_share, config.landscape_share)
         probabilities = crop_weights((len(images), len(landscapes)), shares)
         images += landscapes
-    batches = random_crops(images, config.crop, config.batch_size, rng, probabilities)
+    margin = config.edge_margin if config.edge_weight > 0 else 0
+    batches = random_crops(images, config.crop, config.batch_size, rng, probabilities, margin)
+
+    ring = tf.constant(ring_mask(config.crop, config.edge_ring)[None, :, :, None])
 
     @tf.function
-    def step(content: tf.Tensor) -> tuple[tf.Tensor, ...]:
+    def step(seen: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        content = seen[:, margin : margin + config.crop, margin : margin + config.crop]
         with tf.GradientTape() as tape:
-            values = loss(content, network(content, training=True))
-        gradients = tape.gradient(values[0], network.trainable_variables)
+            generated = network(content, training=True)
+            total, *parts = loss(content, generated)
+            edge = tf.constant(0.0)
+            if margin:
+                whole = tf.stop_gradient(network(seen, training=True))
+                inside = whole[:, margin : margin + config.crop, margin : margin + config.crop]
+                squares = ring * tf.square(generated - inside)
+                edge = tf.reduce_sum(squares) / tf.reduce_sum(ring * tf.ones_like(squares))
+                total += config.edge_weight * edge
+        gradients = tape.gradient(total, network.trainable_variables)
         optimizer.apply_gradients(zip(gradients, network.trainable_variables, strict=True))
-        return values
+        return (total, *parts, edge)
 
     output_dir.mkdir(parents=True, exist_ok=True)
     curve_path = output_dir / f"{config.name}.curve.jsonl"
@@ -280,10 +318,9 @@ def train(
     with curve_path.open("w") as curve:
         for index in range(1, config.steps + 1):
             values = step(tf.constant(next(batches)))
-            total, content_cost, style_cost, tv = (float(v) for v in values)
-            record = StepRecord(
-                index, total, content_cost, style_cost, tv, time.perf_counter() - started
-            )
+            total, content_cost, style_cost, tv, edge = (float(v) for v in values)
+            seconds = time.perf_counter() - started
+            record = StepRecord(index, total, content_cost, style_cost, tv, seconds, edge)
             history.append(record)
             curve.write(json.dumps(asdict(record)) + "\n")
             if progress is not None:
@@ -320,6 +357,9 @@ def card(config: TrainingConfig, history: Sequence[StepRecord]) -> dict:
         "alpha": config.alpha,
         "beta": config.beta,
         "tv_weight": config.tv_weight,
+        "edge_weight": config.edge_weight,
+        "edge_ring": config.edge_ring if config.edge_weight > 0 else None,
+        "edge_margin": config.edge_margin if config.edge_weight > 0 else None,
         "style_layers": config.style_layers,
         "content_layer": config.content_layer,
         "style_side": config.style_side,
