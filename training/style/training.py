@@ -215,11 +215,17 @@ def random_crops(
         yield np.stack(batch).astype(np.float32)
 
 
-def ring_mask(size: int, width: int) -> np.ndarray:
-    """(size, size) float32: 1 within ``width`` px of the edge, else 0."""
+def ring_weights(size: int, width: int) -> tf.Tensor:
+    """(size, size) weights, equal within ``width`` px of the edge and summing to 1, else 0."""
     mask = np.ones((size, size), np.float32)
     mask[width:-width, width:-width] = 0
-    return mask
+    return tf.constant(mask / mask.sum())
+
+
+def edge_difference(painted: tf.Tensor, painted_wider: tf.Tensor, ring: tf.Tensor) -> tf.Tensor:
+    """The edge term: mean squared difference (grey levels) over ``ring``'s pixels, the batch and
+    the channels, between a crop painted alone and the same pixels of its wider view painted."""
+    return tf.reduce_sum(ring * tf.reduce_mean(tf.square(painted - painted_wider), axis=(0, 3)))
 
 
 class PerceptualLoss:
@@ -292,20 +298,19 @@ def train(
     margin = config.edge_margin if config.edge_weight > 0 else 0
     batches = random_crops(images, config.crop, config.batch_size, rng, probabilities, margin)
 
-    ring = tf.constant(ring_mask(config.crop, config.edge_ring)[None, :, :, None])
+    ring = ring_weights(config.crop, config.edge_ring)
+    inner = slice(margin, margin + config.crop)
 
     @tf.function
     def step(seen: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        content = seen[:, margin : margin + config.crop, margin : margin + config.crop]
+        content = seen[:, inner, inner]
         with tf.GradientTape() as tape:
             generated = network(content, training=True)
             total, *parts = loss(content, generated)
             edge = tf.constant(0.0)
-            if margin:
-                whole = tf.stop_gradient(network(seen, training=True))
-                inside = whole[:, margin : margin + config.crop, margin : margin + config.crop]
-                squares = ring * tf.square(generated - inside)
-                edge = tf.reduce_sum(squares) / tf.reduce_sum(ring * tf.ones_like(squares))
+            if margin:  # the wider view is the target, not trained through
+                wider = tf.stop_gradient(network(seen, training=True))
+                edge = edge_difference(generated, wider[:, inner, inner], ring)
                 total += config.edge_weight * edge
         gradients = tape.gradient(total, network.trainable_variables)
         optimizer.apply_gradients(zip(gradients, network.trainable_variables, strict=True))
