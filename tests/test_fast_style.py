@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from argparse import Namespace
 from pathlib import Path
 
 import cv2
@@ -17,13 +18,17 @@ from shared.style.fast import (
     Architecture,
     InstanceNormalization,
     StyleNetworkError,
+    assign_weights,
+    build_network,
     cpu_flags,
     load_network,
     padded_shape,
+    read_network,
     resolve_precision,
 )
 from shared.style.gatys import DEFAULT_STYLE_LAYERS
 from shared.style.vgg import feature_extractor
+from training.style.deepening import with_identity_blocks
 from training.style.training import TrainingConfig, crop_weights, random_crops, read_rgb, train
 
 SHIPPED = ("starry_night", "great_wave", "the_scream", "shipwreck")
@@ -217,6 +222,38 @@ def test_training_lowers_j_and_writes_a_loadable_network(shared_data: Path, tmp_
     # the weights moved into this run's architecture: the same layers, reflection padding
     assert network.card["architecture"]["padding"] == "zeros"
     assert card["architecture"]["padding"] == "reflect"
+
+
+def test_a_deeper_network_grown_from_a_shipped_one_paints_as_it_until_trained() -> None:
+    """A fifth residual block starts as the identity, so training a deeper network from a shipped
+    one starts from that network's painting, not from a broken one; the new block's convolutions
+    are not zero, so training reaches it."""
+    _, weights = read_network("shipwreck", NETWORKS_DIR)
+    shipped, deeper = build_network(), build_network(Architecture(residual_blocks=5))
+    assign_weights(shipped, weights, "shipped")
+    grown = with_identity_blocks(weights, 5)
+    assign_weights(deeper, grown, "grown")
+    frame = np.random.default_rng(0).uniform(0, 255, (1, 48, 64, 3)).astype(np.float32)
+    assert np.array_equal(shipped(frame).numpy(), deeper(frame).numpy())
+    assert (
+        np.abs(grown["res4a_conv/kernel"]).max() > 0
+        and np.abs(grown["res4b_conv/kernel"]).max() > 0
+    )
+    assert with_identity_blocks(weights, 4).keys() == weights.keys()
+    with pytest.raises(ValueError, match="has 4 residual blocks; cannot shrink it to 3"):
+        with_identity_blocks(weights, 3)
+
+
+def test_resuming_a_deeper_network_keeps_its_blocks_unless_told_otherwise(tmp_path: Path) -> None:
+    """An interrupted five-block run resumes as five blocks without the flag being repeated."""
+    from services.cli.style import _residual_blocks
+
+    (tmp_path / "deep.json").write_text(json.dumps({"architecture": {"residual_blocks": 5}}))
+    start = tmp_path / "deep.npz"
+    asked = lambda blocks, resume: Namespace(residual_blocks=blocks, resume_from=resume)  # noqa: E731
+    assert _residual_blocks(asked(None, start), 4) == 5
+    assert _residual_blocks(asked(6, start), 4) == 6
+    assert _residual_blocks(asked(None, None), 4) == 4
 
 
 @pytest.mark.data

@@ -22,6 +22,7 @@ from shared.style.fast import load_network, read_network
 from shared.style.gatys import DEFAULT_STYLE_LAYERS
 from shared.style.vgg import load_weights
 from training.style import accelerated
+from training.style.deepening import residual_blocks_in, with_identity_blocks
 from training.style.training import PerceptualLoss, TrainingConfig, painting_at, read_rgb
 
 
@@ -43,6 +44,14 @@ def test_the_jax_network_paints_what_the_shipped_network_paints(faces: np.ndarra
     painted = np.asarray(accelerated.stylize(_jax_params("starry_night"), jnp.asarray(faces)))
     assert np.abs(painted - expected).max() < 0.05  # grey levels, of 0..255
     assert np.abs(painted - faces).mean() > 10  # and it does paint
+
+
+def test_a_network_grown_a_block_deeper_paints_as_before_in_jax_too(faces: np.ndarray) -> None:
+    params = _jax_params("great_wave")
+    grown = {k: jnp.asarray(v) for k, v in with_identity_blocks(params, 5).items()}
+    assert residual_blocks_in(params) == 4 and residual_blocks_in(grown) == 5
+    before = accelerated.stylize(params, jnp.asarray(faces))
+    assert np.abs(np.asarray(accelerated.stylize(grown, jnp.asarray(faces)) - before)).max() == 0
 
 
 def test_the_jax_cost_is_gatys_j_as_training_computes_it(
@@ -86,11 +95,21 @@ def test_a_run_hands_back_networks_that_load_here_with_their_card(
         shared_data, load_weights(), paintings, bundle, lfw_images=6
     )
     assert counts["content_squares"] > 6  # the faces and three squares per street frame
-    jobs = [
-        accelerated.Job("scream_a", "the_scream", "the_scream"),
-        accelerated.Job("scream_b", "the_scream", "the_scream", beta=80.0, learning_rate=5e-4),
+    jobs = [  # both grown a fifth block: a run is one batch, so its jobs share the layout
+        accelerated.Job("scream_a", "the_scream", "the_scream", residual_blocks=5),
+        accelerated.Job(
+            "scream_b", "the_scream", "the_scream", beta=80.0, learning_rate=5e-4, residual_blocks=5
+        ),
     ]
     config = accelerated.RunConfig(crop=32, batch_size=1, seconds=0.5, checkpoints=2, log_every=2)
+    with pytest.raises(ValueError, match="one residual_blocks"):
+        accelerated.train_jobs(
+            [jobs[0], accelerated.Job("four", "the_scream", "the_scream")],
+            bundle,
+            NETWORKS_DIR,
+            tmp_path,
+            config,
+        )
     records = accelerated.train_jobs(
         jobs, bundle, NETWORKS_DIR, tmp_path, config, log=lambda _: None
     )
@@ -102,6 +121,7 @@ def test_a_run_hands_back_networks_that_load_here_with_their_card(
     card = json.loads(path.with_suffix(".json").read_text())
     shipped = json.loads((NETWORKS_DIR / "the_scream.json").read_text())
     assert card["beta"] == 80.0 and card["steps"] == records[1]["steps"]
+    assert card["architecture"]["residual_blocks"] == 5
     assert card["total_steps"] == shipped["total_steps"] + records[1]["steps"]
     trained = load_network("the_scream", tmp_path / "out", precision="float32")
     frame = np.full((32, 32, 3), 128, np.uint8)

@@ -5,6 +5,7 @@ code is imported only when those commands run."""
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--edge-ring", type=int, default=16, help="its ring's width, pixels")
     train.add_argument(
         "--edge-margin", type=int, default=24, help="picture around the crop for it, pixels"
+    )
+    train.add_argument(
+        "--residual-blocks",
+        type=int,
+        help="residual blocks (default: --resume-from's, else 4); more than it has start as "
+        "the identity",
     )
     train.add_argument("--lfw-images", type=int, default=3000)
     train.add_argument(
@@ -165,8 +172,20 @@ def _gatys(
     return result.image
 
 
+def _residual_blocks(args: argparse.Namespace, default: int) -> int:
+    """--residual-blocks, else the start network's (a checkpoint resumes as it was), else the
+    default layout's."""
+    if args.residual_blocks is not None:
+        return args.residual_blocks
+    if args.resume_from is None:
+        return default
+    card = json.loads(read_bytes(args.resume_from.with_suffix(".json")))
+    return int(card["architecture"]["residual_blocks"])
+
+
 def cmd_style_train(args: argparse.Namespace, settings: Settings) -> None:
     """Train a feed-forward style network on Gatys' J (Johnson et al.); see docs/style.md."""
+    from shared.style.fast import Architecture
     from training.style.training import StepRecord, TrainingConfig, train
 
     config = TrainingConfig(
@@ -188,6 +207,9 @@ def cmd_style_train(args: argparse.Namespace, settings: Settings) -> None:
         content_layer=args.content_layer,
         style_side=args.style_side or None,
         resume_from=args.resume_from,
+        architecture=Architecture(
+            residual_blocks=_residual_blocks(args, Architecture.residual_blocks)
+        ),
     )
     output = args.output_dir or settings.style.networks_dir
     with progress_bar(config.steps) as bar:

@@ -34,13 +34,14 @@ import argparse
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from shared.model_cache import npz_bytes, sha256_file, write_atomically
 from shared.style.vgg import CAFFE_BGR_MEAN, CONV_LAYERS
+from training.style.deepening import residual_blocks_in, with_identity_blocks
 
 POOL_SIDE = 288
 """Side of the stored content squares: 1.5 x the 192 px crop, the CPU recipe's largest scale."""
@@ -67,6 +68,9 @@ class Job:
     beta: float = 40.0
     tv_weight: float = 50.0
     learning_rate: float = 1e-3
+    residual_blocks: int | None = None
+    """More than the start network's grow it, each new block the identity (``deepening``); None
+    keeps the start's. The jobs of one run are one batch, so their networks must agree."""
 
 
 # --- the bundle: everything the accelerator needs, made here, read there ------------------------
@@ -186,9 +190,10 @@ def _conv_norm(params, x, name: str, stride: int, reflect: bool, relu: bool = Tr
     return jax.nn.relu(x) if relu else x
 
 
-def stylize(params: Mapping, rgb, residual_blocks: int = 4, reflect: bool = True):
+def stylize(params: Mapping, rgb, reflect: bool = True):
     """``shared.style.fast.build_network``'s forward pass: (B, H, W, 3) in [0, 255], H and W
-    multiples of 8 -> painted (B, H, W, 3) in [0, 255]."""
+    multiples of 8 -> painted (B, H, W, 3) in [0, 255]; as many residual blocks as ``params``
+    hold."""
     import jax
     import jax.numpy as jnp
 
@@ -196,7 +201,7 @@ def stylize(params: Mapping, rgb, residual_blocks: int = 4, reflect: bool = True
     x = _conv_norm(params, x, "in", 1, reflect)
     for level in range(1, DOWNSAMPLINGS + 1):
         x = _conv_norm(params, x, f"down{level}", 2, reflect)
-    for block in range(residual_blocks):
+    for block in range(residual_blocks_in(params)):
         y = _conv_norm(params, x, f"res{block}a", 1, reflect)
         x = x + _conv_norm(params, y, f"res{block}b", 1, reflect, relu=False)
     for level in range(DOWNSAMPLINGS - 1, -1, -1):
@@ -322,6 +327,12 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
         return {key: archive[key].astype(np.float32) for key in archive.files}
 
 
+def grown_start(path: Path, residual_blocks: int | None, seed: int) -> dict[str, np.ndarray]:
+    """A job's start network, grown to ``residual_blocks`` (None: as it is)."""
+    start = load_npz(path)
+    return with_identity_blocks(start, residual_blocks or residual_blocks_in(start), seed)
+
+
 def train_jobs(
     jobs: Sequence[Job],
     bundle: Path,
@@ -337,12 +348,14 @@ def train_jobs(
     import jax.numpy as jnp
 
     started = time.perf_counter()
+    start_paths = {job.start: networks_dir / f"{job.start}.npz" for job in jobs}
+    starts = [grown_start(start_paths[job.start], job.residual_blocks, config.seed) for job in jobs]
+    if len({frozenset(start) for start in starts}) > 1:
+        raise ValueError("the jobs of one run train as one batch: give them one residual_blocks")
     vgg_np, paintings, pool_np = read_bundle(bundle)
     log(f"bundle read: {pool_np.shape[0]} squares, devices {jax.devices()}")
     vgg = {k: jnp.asarray(v) for k, v in vgg_np.items()}
     pool = jnp.asarray(pool_np)
-    start_paths = {job.start: networks_dir / f"{job.start}.npz" for job in jobs}
-    starts = [load_npz(start_paths[job.start]) for job in jobs]
     params = {k: jnp.stack([s[k] for s in starts]) for k in starts[0]}
     grams = [style_grams(vgg, paintings[job.painting], config.crop, STYLE_LAYERS) for job in jobs]
     grams = {name: jnp.stack([g[name] for g in grams]) for name in STYLE_LAYERS}
@@ -496,7 +509,10 @@ def finish(
             f"{run_dir}/run.json's): pass --start-dir with the networks the run started from"
         )
     start_card = json.loads(start.with_suffix(".json").read_text())
-    architecture = Architecture.from_json(start_card["architecture"])
+    architecture = replace(  # blocks as trained: a job may have grown its start
+        Architecture.from_json(start_card["architecture"]),
+        residual_blocks=residual_blocks_in(weights),
+    )
     model = build_network(architecture)
     assign_weights(model, weights, f"{run_dir} {job_name}")
     config = run["config"]

@@ -43,6 +43,7 @@ from shared.style.fast import (
 )
 from shared.style.gatys import DEFAULT_STYLE_LAYERS
 from shared.style.vgg import feature_extractor
+from training.style.deepening import with_identity_blocks
 from training.style.landscapes import photo_paths, photos
 
 
@@ -102,7 +103,8 @@ class TrainingConfig:
     resume_from: Path | None = None
     """A saved network (``DIR/NAME.npz`` with its card) to continue from instead of random weights:
     a checkpoint of an interrupted run, or a shipped network trained further under new weights.
-    Adam's moments start afresh (they settle within a few dozen steps)."""
+    Adam's moments start afresh (they settle within a few dozen steps). Residual blocks that
+    ``architecture`` has beyond the saved network's start as the identity (``deepening``)."""
 
 
 @dataclass
@@ -285,7 +287,8 @@ def train(
     network = build_network(config.architecture)
     if config.resume_from is not None:  # its weights, in this run's architecture (e.g. padding)
         _, weights = read_network(config.resume_from.stem, config.resume_from.parent)
-        assign_weights(network, weights, str(config.resume_from))
+        grown = with_identity_blocks(weights, config.architecture.residual_blocks, config.seed)
+        assign_weights(network, grown, str(config.resume_from))
     loss = PerceptualLoss(config, models_dir)
     optimizer = tf.keras.optimizers.Adam(config.learning_rate)
     images = content_images(shared_data, config.lfw_images, config.seed)
