@@ -13,6 +13,12 @@ measured with the same J_content and J_style. It prints the median over the fram
 network's ratio to Gatys (J_style / J_style(Gatys), J_content / J_content(Gatys)) with every
 frame's ratio, and writes the stylized frames side by side as ``dev_NETWORK.png``. The tables
 of docs/style-training.md were made with it.
+
+**Faces:** on the frames where MTCNN finds a face (the webcam users, the stage's singers), also
+J_face, J_content over the face boxes alone (``training.style.training.face_content_cost``), as
+a ratio to Gatys' on the same boxes: a network that paints its painting's brightest motif over
+the face (the gold patch, docs/style-training.md) is far from Gatys there, however close it is
+over the whole frame.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 from bench.machine import shared_data_dir  # noqa: E402
 from bench.style import cached_gatys, measure  # noqa: E402
@@ -33,7 +40,7 @@ from shared.style.fast import load_network  # noqa: E402
 from shared.style.gatys import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, resize_longest  # noqa: E402
 from shared.style.vgg import feature_extractor  # noqa: E402
 from training.style.landscapes import photo_paths  # noqa: E402
-from training.style.training import read_rgb  # noqa: E402
+from training.style.training import face_content_cost, read_rgb  # noqa: E402
 
 DEV_FRAMES = (
     ("hamilton", "video/hamilton_clip_640x360.mp4", 30),
@@ -49,6 +56,8 @@ DEV_FRAMES = (
 cameras' colours and lighting; none is style-training content."""
 SIDE = 256
 GATYS_ITERATIONS = 200
+MIN_FACE_PX = 24
+"""Faces smaller than this at ``SIDE`` px cover under one position of block4_conv2's grid."""
 
 
 def dev_frames(data: Path) -> list[np.ndarray]:
@@ -76,6 +85,31 @@ def dev_set(data: Path, models_dir: Path | None = None) -> list[tuple[str, np.nd
     return frames + photos
 
 
+def face_masks(frames: list[np.ndarray]) -> list[np.ndarray | None]:
+    """Per frame, 1.0 inside every face MTCNN finds (at least ``MIN_FACE_PX``), or None."""
+    from shared.face.detection import create_detector
+
+    detector = create_detector("mtcnn", min_face_px=MIN_FACE_PX)
+    masks: list[np.ndarray | None] = []
+    for frame in frames:
+        faces = detector.detect(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        mask = np.zeros(frame.shape[:2], np.float32)
+        for face in faces:
+            x, y, w, h = (round(v) for v in face.box)
+            mask[max(y, 0) : y + h, max(x, 0) : x + w] = 1.0
+        masks.append(mask if faces else None)
+    return masks
+
+
+def face_cost(extractor, frame: np.ndarray, image: np.ndarray, mask: np.ndarray) -> float:
+    """J_content of ``image`` against ``frame`` over ``mask``'s faces alone."""
+    a_C, a_G = (  # noqa: N806
+        extractor(tf.constant(v[None].astype(np.float32)))[DEFAULT_CONTENT_LAYER]
+        for v in (frame, image)
+    )
+    return float(face_content_cost(a_C, a_G, tf.constant(mask[None, :, :, None])))
+
+
 def boxed(image: np.ndarray) -> np.ndarray:
     """``image`` on a white ``SIDE`` square (the frames differ in proportions), for the sheet."""
     box = np.full((SIDE, SIDE, 3), 255, np.uint8)
@@ -95,19 +129,25 @@ def main() -> None:
     labelled = dev_set(data, get_settings().face.models_dir)
     frames = [frame for _, frame in labelled]
     extractor = feature_extractor([DEFAULT_CONTENT_LAYER, *DEFAULT_STYLE_LAYERS])
+    masks = face_masks(frames)
     references = []
-    for label, frame in labelled:
+    for (label, frame), mask in zip(labelled, masks, strict=True):
         stem = args.out / f"gatys_{label}_{args.painting}_{GATYS_ITERATIONS}"
         result, _ = cached_gatys(stem, frame, style, GATYS_ITERATIONS)
-        references.append(measure(extractor, frame, style, result.image))
+        reference = measure(extractor, frame, style, result.image)
+        if mask is not None:
+            reference["J_face"] = face_cost(extractor, frame, result.image, mask)
+        references.append(reference)
     for path in args.networks:
         network = load_network(path.stem, path.parent)
-        style_ratios, content_ratios, images = [], [], []
-        for frame, reference in zip(frames, references, strict=True):
+        style_ratios, content_ratios, face_ratios, images = [], [], [], []
+        for frame, reference, mask in zip(frames, references, masks, strict=True):
             image = network.stylize(frame)
             costs = measure(extractor, frame, style, image)
             style_ratios.append(costs["J_style"] / reference["J_style"])
             content_ratios.append(costs["J_content"] / reference["J_content"])
+            if mask is not None:
+                face_ratios.append(face_cost(extractor, frame, image, mask) / reference["J_face"])
             images.append(image)
         frames_end = len(DEV_FRAMES)
         print(
@@ -118,7 +158,8 @@ def main() -> None:
             f"frames {np.median(style_ratios[:frames_end]):.1f}x / "
             f"{np.median(content_ratios[:frames_end]):.2f}x, landscapes "
             f"{np.median(style_ratios[frames_end:]):.1f}x / "
-            f"{np.median(content_ratios[frames_end:]):.2f}x",
+            f"{np.median(content_ratios[frames_end:]):.2f}x; faces (J_content on them) "
+            f"{np.median(face_ratios):.2f}x ({', '.join(f'{r:.2f}' for r in face_ratios)})",
             flush=True,
         )
         sheet = cv2.cvtColor(np.concatenate([boxed(i) for i in images], axis=1), cv2.COLOR_RGB2BGR)

@@ -59,6 +59,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         default=0.0,
         help="weight of the edge-consistency term (no band along the frame's edge)",
     )
+    train.add_argument(
+        "--face-weight",
+        type=float,
+        default=0.0,
+        help="extra content weight on the LFW crops' faces (no painting's motif over a face)",
+    )
     train.add_argument("--edge-ring", type=int, default=16, help="its ring's width, pixels")
     train.add_argument(
         "--edge-margin", type=int, default=24, help="picture around the crop for it, pixels"
@@ -201,6 +207,7 @@ def cmd_style_train(args: argparse.Namespace, settings: Settings) -> None:
         edge_weight=args.edge_weight,
         edge_ring=args.edge_ring,
         edge_margin=args.edge_margin,
+        face_weight=args.face_weight,
         lfw_images=args.lfw_images,
         landscape_share=args.landscape_share,
         seed=args.seed,
@@ -218,7 +225,7 @@ def cmd_style_train(args: argparse.Namespace, settings: Settings) -> None:
             bar(
                 record.step,
                 f"J={record.total:.3e} J_content={record.content:.3e} J_style={record.style:.3e}"
-                f" edge={record.edge:.1f}",
+                f" edge={record.edge:.1f} face={record.face:.3e}",
             )
 
         train(config, settings.shared_data, output, progress, models_dir=settings.face.models_dir)

@@ -24,7 +24,7 @@ CONTEXT_JPEG_QUALITY = 85
 FACE_FRACTION = 1 / CONTEXT_SPAN
 
 
-def _crop_transform(box: Sequence[float]) -> np.ndarray:
+def crop_transform(box: Sequence[float]) -> np.ndarray:
     """2x3 map from frame pixels to crop pixels: the box's centre to the crop's centre, scaled."""
     x, y, w, h = box
     side = CONTEXT_SPAN * max(w, h, 1.0)
@@ -41,7 +41,7 @@ def context_crop(image_bgr: np.ndarray, box: Sequence[float]) -> np.ndarray:
     gray = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY) if image_bgr.ndim == 3 else image_bgr
     return cv2.warpAffine(
         gray,
-        _crop_transform(box),
+        crop_transform(box),
         (CONTEXT_SIZE, CONTEXT_SIZE),
         flags=cv2.INTER_AREA
         if max(box[2], box[3]) * CONTEXT_SPAN > CONTEXT_SIZE

@@ -92,6 +92,12 @@ class TrainingConfig:
     along it; this term asks the edge to be painted as it would be inside a larger frame. It
     removed `the_scream`'s band but took back its style gain (docs/style-training.md, "The
     eleventh phase"). 0 leaves it out and costs nothing."""
+    face_weight: float = 0.0
+    """Extra content weight on the face of the LFW crops (``LFW_FACE_BOX``): the loss gains
+    ``alpha * face_weight * J_face``, J_content over the face's positions alone. The style cost
+    does not mind where a colour goes, and a face is the brightest, most central region of most
+    crops, so the networks painted each painting's brightest motif over it (a gold patch, an
+    orange band; docs/style-training.md, "The thirteenth phase"). 0 leaves it out."""
     edge_ring: int = 16
     """Width of the ring the edge term is measured on. Over the whole crop it mostly paid for
     instance normalisation seeing other statistics, and left the band."""
@@ -116,6 +122,7 @@ class StepRecord:
     tv: float
     seconds: float
     edge: float = 0.0
+    face: float = 0.0
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -168,16 +175,39 @@ HELD_OUT = (
 """What a network never trains on, as its card says: the report's photos and the dev set."""
 
 
-def content_images(shared_data: Path, lfw_images: int, seed: int) -> list[np.ndarray]:
-    """The training content: a seeded LFW sample and every street-crowd frame (RGB uint8)."""
+LFW_FACE_BOX = (77, 65, 92, 122)
+"""x, y, w, h of the face in an LFW deep-funneled image (250x250): MTCNN's median box over 80
+sampled images (10th-90th percentiles within 10 px of it). Deep funnelling aligns every face to
+about the same place, so the box needs no detector at training time."""
+
+
+def with_face_channel(image: np.ndarray, box: Sequence[int] | None) -> np.ndarray:
+    """RGB plus a fourth channel, 255 inside ``box`` (none: 0 everywhere). The crops then carry
+    where the face is through every resize, crop and mirror of ``random_crops``."""
+    face = np.zeros(image.shape[:2], np.uint8)
+    if box is not None:
+        x, y, w, h = box
+        face[y : y + h, x : x + w] = 255
+    return np.dstack([image, face])
+
+
+def content_images(
+    shared_data: Path, lfw_images: int, seed: int, face_channel: bool = False
+) -> list[np.ndarray]:
+    """The training content: a seeded LFW sample and every street-crowd frame (RGB uint8; with
+    ``face_channel``, the LFW faces marked in a fourth channel, ``with_face_channel``)."""
     lfw = sorted((shared_data / "faces" / "lfw-deepfunneled").glob("*/*.jpg"))
     if not lfw:
         raise FileNotFoundError(f"no LFW images under {shared_data}/faces/lfw-deepfunneled")
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(lfw), size=min(lfw_images, len(lfw)), replace=False)
-    images = [read_rgb(lfw[i]) for i in sorted(chosen)]
-    images += video_frames(shared_data / "video" / "street_crowd_1080p.mp4")
-    return images
+    faces = [read_rgb(lfw[i]) for i in sorted(chosen)]
+    street = video_frames(shared_data / "video" / "street_crowd_1080p.mp4")
+    if not face_channel:
+        return faces + street
+    return [with_face_channel(f, LFW_FACE_BOX) for f in faces] + [
+        with_face_channel(f, None) for f in street
+    ]
 
 
 def landscape_images(max_side: int = 960, models_dir: Path | None = None) -> list[np.ndarray]:
@@ -230,6 +260,15 @@ def edge_difference(painted: tf.Tensor, painted_wider: tf.Tensor, ring: tf.Tenso
     return tf.reduce_sum(ring * tf.reduce_mean(tf.square(painted - painted_wider), axis=(0, 3)))
 
 
+def face_content_cost(a_C: tf.Tensor, a_G: tf.Tensor, face: tf.Tensor) -> tf.Tensor:  # noqa: N803
+    """J_content over the face alone: the squared distance at the positions ``face`` (B, H, W, 1,
+    in [0, 1] at the crop's resolution) covers, scaled like ``costs.content_cost`` (a mean over
+    those positions and the channels, over 4); 0 for a batch without a face."""
+    weights = tf.image.resize(face, a_G.shape[1:3], method="area")
+    squared = tf.reduce_mean(tf.square(a_C - a_G), axis=-1, keepdims=True)
+    return tf.reduce_sum(weights * squared) / (4.0 * tf.maximum(tf.reduce_sum(weights), 1e-6))
+
+
 class PerceptualLoss:
     """J(G) of ``shared.style.costs`` for a batch of (C_b, G_b) pairs against one style image S."""
 
@@ -250,8 +289,11 @@ class PerceptualLoss:
         crop_like = self.extractor(tf.zeros((1, config.crop, config.crop, 3)))
         self.a_S = costs.per_position(features, crop_like, list(config.style_layers))
 
-    def __call__(self, content: tf.Tensor, generated: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        """Batch means of (J, J_content, J_style, TV)."""
+    def __call__(
+        self, content: tf.Tensor, generated: tf.Tensor, face: tf.Tensor | None = None
+    ) -> tuple[tf.Tensor, ...]:
+        """Batch means of (J, J_content, J_style, TV); given ``face`` (``face_content_cost``), J
+        also holds ``alpha * face_weight * J_face`` and J_face follows TV."""
         config = self.config
         a_C = self.extractor(content)[config.content_layer]  # noqa: N806
         a_G = self.extractor(generated)  # noqa: N806
@@ -268,7 +310,11 @@ class PerceptualLoss:
                 j_content, j_style, config.alpha, config.beta, tv, config.tv_weight
             )
             totals.append(tf.stack([total, j_content, j_style, tv]))
-        return tuple(tf.unstack(tf.reduce_mean(tf.stack(totals), axis=0)))
+        means = tf.unstack(tf.reduce_mean(tf.stack(totals), axis=0))
+        if face is None:
+            return tuple(means)
+        j_face = face_content_cost(a_C, a_G[config.content_layer], face)
+        return (means[0] + config.alpha * config.face_weight * j_face, *means[1:], j_face)
 
 
 Progress = Callable[[StepRecord], None]
@@ -291,10 +337,13 @@ def train(
         assign_weights(network, grown, str(config.resume_from))
     loss = PerceptualLoss(config, models_dir)
     optimizer = tf.keras.optimizers.Adam(config.learning_rate)
-    images = content_images(shared_data, config.lfw_images, config.seed)
+    faces = config.face_weight > 0
+    images = content_images(shared_data, config.lfw_images, config.seed, face_channel=faces)
     probabilities = None
     if config.landscape_share > 0:
         landscapes = landscape_images(models_dir=models_dir)
+        if faces:
+            landscapes = [with_face_channel(image, None) for image in landscapes]
         shares = (1 - config.landscape_share, config.landscape_share)
         probabilities = crop_weights((len(images), len(landscapes)), shares)
         images += landscapes
@@ -306,13 +355,17 @@ def train(
 
     @tf.function
     def step(seen: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        content = seen[:, inner, inner]
+        content = seen[:, inner, inner, :3]
         with tf.GradientTape() as tape:
             generated = network(content, training=True)
-            total, *parts = loss(content, generated)
+            if faces:
+                total, *parts = loss(content, generated, seen[:, inner, inner, 3:] / 255.0)
+            else:
+                total, *parts = loss(content, generated)
+                parts.append(tf.constant(0.0))
             edge = tf.constant(0.0)
             if margin:  # the wider view is the target, not trained through
-                wider = tf.stop_gradient(network(seen, training=True))
+                wider = tf.stop_gradient(network(seen[..., :3], training=True))
                 edge = edge_difference(generated, wider[:, inner, inner], ring)
                 total += config.edge_weight * edge
         gradients = tape.gradient(total, network.trainable_variables)
@@ -326,9 +379,9 @@ def train(
     with curve_path.open("w") as curve:
         for index in range(1, config.steps + 1):
             values = step(tf.constant(next(batches)))
-            total, content_cost, style_cost, tv, edge = (float(v) for v in values)
+            total, content_cost, style_cost, tv, face, edge = (float(v) for v in values)
             seconds = time.perf_counter() - started
-            record = StepRecord(index, total, content_cost, style_cost, tv, seconds, edge)
+            record = StepRecord(index, total, content_cost, style_cost, tv, seconds, edge, face)
             history.append(record)
             curve.write(json.dumps(asdict(record)) + "\n")
             if progress is not None:
@@ -368,6 +421,8 @@ def card(config: TrainingConfig, history: Sequence[StepRecord]) -> dict:
         "edge_weight": config.edge_weight,
         "edge_ring": config.edge_ring if config.edge_weight > 0 else None,
         "edge_margin": config.edge_margin if config.edge_weight > 0 else None,
+        "face_weight": config.face_weight,
+        "face_box": LFW_FACE_BOX if config.face_weight > 0 else None,
         "style_layers": config.style_layers,
         "content_layer": config.content_layer,
         "style_side": config.style_side,
