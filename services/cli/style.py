@@ -59,15 +59,15 @@ def register(commands: argparse._SubParsersAction) -> None:
         default=0.0,
         help="weight of the edge-consistency term (no band along the frame's edge)",
     )
+    train.add_argument("--edge-ring", type=int, default=16, help="its ring's width, pixels")
+    train.add_argument(
+        "--edge-margin", type=int, default=24, help="picture around the crop for it, pixels"
+    )
     train.add_argument(
         "--face-weight",
         type=float,
         default=0.0,
         help="extra content weight on the LFW crops' faces (no painting's motif over a face)",
-    )
-    train.add_argument("--edge-ring", type=int, default=16, help="its ring's width, pixels")
-    train.add_argument(
-        "--edge-margin", type=int, default=24, help="picture around the crop for it, pixels"
     )
     train.add_argument(
         "--residual-blocks",

@@ -92,18 +92,18 @@ class TrainingConfig:
     along it; this term asks the edge to be painted as it would be inside a larger frame. It
     removed `the_scream`'s band but took back its style gain (docs/style-training.md, "The
     eleventh phase"). 0 leaves it out and costs nothing."""
-    face_weight: float = 0.0
-    """Extra content weight on the face of the LFW crops (``LFW_FACE_BOX``): the loss gains
-    ``alpha * face_weight * J_face``, J_content over the face's positions alone. The style cost
-    does not mind where a colour goes, and a face is the brightest, most central region of most
-    crops, so the networks painted each painting's brightest motif over it (a gold patch, an
-    orange band; docs/style-training.md, "The thirteenth phase"). 0 leaves it out."""
     edge_ring: int = 16
     """Width of the ring the edge term is measured on. Over the whole crop it mostly paid for
     instance normalisation seeing other statistics, and left the band."""
     edge_margin: int = 24
     """Picture added on each side for the edge term: wider than the ring, a multiple of 8 so both
     views' stride-2 grids align."""
+    face_weight: float = 0.0
+    """Extra content weight on the face of the LFW crops (``LFW_FACE_BOX``): the loss gains
+    ``alpha * face_weight * J_face``, J_content over the face's positions alone. The style cost
+    does not mind where a colour goes, and a face is a bright region in the middle of most crops,
+    so the networks painted each painting's brightest motif over it (a gold patch, an
+    orange band; docs/style-training.md, "The thirteenth phase"). 0 leaves it out."""
     seed: int = 0
     checkpoint_every: int = 250
     resume_from: Path | None = None
