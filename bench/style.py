@@ -62,21 +62,34 @@ STYLE_TARGET = "own proportions, per position"
 """How Gatys' S was shown (``costs.per_position``): a cached result made otherwise is redone."""
 
 
-def measure(extractor, content: np.ndarray, style: np.ndarray, image: np.ndarray) -> dict:
+def measure(
+    extractor,
+    content: np.ndarray,
+    style: np.ndarray,
+    image: np.ndarray,
+    face: np.ndarray | None = None,
+) -> dict:
     """J_content and J_style of ``image`` with the Gatys layers (the painting at the image's
-    longest side, its own proportions, compared per position: ``costs.per_position``)."""
+    longest side, its own proportions, compared per position: ``costs.per_position``); given a
+    ``face`` mask ((H, W), 1 inside the faces), also J_face, J_content over the faces alone
+    (``training.style.training.face_content_cost``)."""
     style = resize_longest(style, max(image.shape[:2]))
     f = {
         k: extractor(tf.constant(v[None].astype(np.float32)))
         for k, v in {"C": content, "S": style, "G": image}.items()
     }
+    a_C, a_G = f["C"][DEFAULT_CONTENT_LAYER], f["G"][DEFAULT_CONTENT_LAYER]  # noqa: N806
     a_S = costs.per_position(f["S"], f["G"], list(DEFAULT_STYLE_LAYERS))  # noqa: N806
-    return {
-        "J_content": float(
-            costs.content_cost(f["C"][DEFAULT_CONTENT_LAYER], f["G"][DEFAULT_CONTENT_LAYER])
-        ),
+    figures = {
+        "J_content": float(costs.content_cost(a_C, a_G)),
         "J_style": float(costs.style_cost(a_S, f["G"], DEFAULT_STYLE_LAYERS)),
     }
+    if face is not None:
+        from training.style.training import face_content_cost
+
+        mask = tf.constant(face[None, :, :, None].astype(np.float32))
+        figures["J_face"] = float(face_content_cost(a_C, a_G, mask))
+    return figures
 
 
 def cached_gatys(stem: Path, content: np.ndarray, style: np.ndarray, iterations: int):

@@ -15,7 +15,7 @@ frame's ratio, and writes the stylized frames side by side as ``dev_NETWORK.png`
 of docs/style-training.md were made with it.
 
 **Faces:** on the frames where MTCNN finds a face (the webcam users, the stage's singers), also
-J_face, J_content over the face boxes alone (``training.style.training.face_content_cost``), as
+J_face, J_content over the face boxes alone (``bench.style.measure``), as
 a ratio to Gatys' on the same boxes: a network that paints its painting's brightest motif over
 the face (the gold patch, docs/style-training.md) is far from Gatys there, however close it is
 over the whole frame.
@@ -31,7 +31,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from bench.machine import shared_data_dir  # noqa: E402
 from bench.style import cached_gatys, measure  # noqa: E402
@@ -40,7 +39,7 @@ from shared.style.fast import load_network  # noqa: E402
 from shared.style.gatys import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, resize_longest  # noqa: E402
 from shared.style.vgg import feature_extractor  # noqa: E402
 from training.style.landscapes import photo_paths  # noqa: E402
-from training.style.training import face_content_cost, read_rgb  # noqa: E402
+from training.style.training import read_rgb  # noqa: E402
 
 DEV_FRAMES = (
     ("hamilton", "video/hamilton_clip_640x360.mp4", 30),
@@ -101,15 +100,6 @@ def face_masks(frames: list[np.ndarray]) -> list[np.ndarray | None]:
     return masks
 
 
-def face_cost(extractor, frame: np.ndarray, image: np.ndarray, mask: np.ndarray) -> float:
-    """J_content of ``image`` against ``frame`` over ``mask``'s faces alone."""
-    a_C, a_G = (  # noqa: N806
-        extractor(tf.constant(v[None].astype(np.float32)))[DEFAULT_CONTENT_LAYER]
-        for v in (frame, image)
-    )
-    return float(face_content_cost(a_C, a_G, tf.constant(mask[None, :, :, None])))
-
-
 def boxed(image: np.ndarray) -> np.ndarray:
     """``image`` on a white ``SIDE`` square (the frames differ in proportions), for the sheet."""
     box = np.full((SIDE, SIDE, 3), 255, np.uint8)
@@ -134,20 +124,17 @@ def main() -> None:
     for (label, frame), mask in zip(labelled, masks, strict=True):
         stem = args.out / f"gatys_{label}_{args.painting}_{GATYS_ITERATIONS}"
         result, _ = cached_gatys(stem, frame, style, GATYS_ITERATIONS)
-        reference = measure(extractor, frame, style, result.image)
-        if mask is not None:
-            reference["J_face"] = face_cost(extractor, frame, result.image, mask)
-        references.append(reference)
+        references.append(measure(extractor, frame, style, result.image, mask))
     for path in args.networks:
         network = load_network(path.stem, path.parent)
         style_ratios, content_ratios, face_ratios, images = [], [], [], []
         for frame, reference, mask in zip(frames, references, masks, strict=True):
             image = network.stylize(frame)
-            costs = measure(extractor, frame, style, image)
+            costs = measure(extractor, frame, style, image, mask)
             style_ratios.append(costs["J_style"] / reference["J_style"])
             content_ratios.append(costs["J_content"] / reference["J_content"])
             if mask is not None:
-                face_ratios.append(face_cost(extractor, frame, image, mask) / reference["J_face"])
+                face_ratios.append(costs["J_face"] / reference["J_face"])
             images.append(image)
         frames_end = len(DEV_FRAMES)
         print(
