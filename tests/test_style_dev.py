@@ -19,7 +19,7 @@ def test_the_dev_set_is_distinct_pictures_the_networks_never_train_on(shared_dat
     near-duplicate frame would); none comes from the training's street clip or landscapes."""
     labelled = dev_set(shared_data)
     dev_photos = photos("dev")
-    assert len(labelled) == len(DEV_FRAMES) + len(dev_photos) == 13
+    assert len(labelled) == len(DEV_FRAMES) + len(dev_photos) == 15
     assert all(max(f.shape[:2]) == SIDE and f.dtype == np.uint8 for _, f in labelled)
     thumbs = [
         cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (16, 16), interpolation=cv2.INTER_AREA)

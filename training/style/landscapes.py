@@ -1,4 +1,4 @@
-"""Landscape photos (skies, water, hills) for the style networks, from Debian's wallpaper packages.
+"""Landscape and town photos (skies, water, hills, buildings) for the style networks, from Debian.
 
 Why: every pair the style report still misses is a sky (docs/style.md), and neither the training
 content (LFW faces, a street) nor the first dev frames (a stage, rooms) show much of one. The only
@@ -6,7 +6,10 @@ photographs with skies on the reachable registries are wallpapers in Debian's ar
 16.04 contest winners (``lomiri-wallpapers-16.04``, CC BY / CC BY-SA / CC0) and one of 20.04's
 (``lomiri-wallpapers-20.04``, CC BY-SA 3.0), MATE's nature set (``mate-backgrounds``, GPL-2+)
 and KDE Plasma's photographs (``plasma-workspace-wallpapers``, LGPL-3; the dusk and night skies,
-since a dark sky is the report's worst case). ``fetch`` runs ``apt-get download`` for the pinned
+since a dark sky is the report's worst case). The one pair left after those is a town (Tübingen's
+sunlit houses, on which ``shipwreck`` paints its gold patch), and no content had shown a building:
+OpenCV's sample photos (``opencv-doc``, Debian's DFSG repack, Apache-2.0 / BSD-3-Clause) add
+facades, a brick lane, a town from the air, a stadium crowd and an animal. ``fetch`` runs ``apt-get download`` for the pinned
 versions, checks each package's SHA-256, unpacks it and keeps only the photos below, each
 hash-checked, in the model cache (``install.sh`` calls it). No package is installed.
 
@@ -42,6 +45,10 @@ PACKAGES = {
         "4:5.27.5-2",
         "32cd18b71c8c938a18b3b351f217c02ac590e323caa3cf322fbb875ce8892f8b",
     ),
+    "opencv-doc": (
+        "4.6.0+dfsg-12",
+        "4b12681df35878207ac7097dc66184b2ae552e4bf4ddd2af04a0f03ed0b8682a",
+    ),
 }
 """Debian package -> (pinned version, SHA-256 of its .deb)."""
 
@@ -60,6 +67,7 @@ class Photo:
 _LOMIRI = "usr/share/backgrounds/"
 _MATE = "usr/share/backgrounds/mate/nature/"
 _PLASMA = "usr/share/wallpapers/{}/contents/images/1920x1080.jpg"
+_OPENCV = "usr/share/doc/opencv-doc/examples/data/"
 PHOTOS = (
     Photo(
         "bridge",
@@ -94,6 +102,20 @@ PHOTOS = (
         "plasma-workspace-wallpapers",
         _PLASMA.format("DarkestHour"),
         "8e3703fae3a3c217b1fc2b399b706cd3720584268d071ba153e4809daa55f1ce",
+        "dev",
+    ),
+    Photo(
+        "building",
+        "opencv-doc",
+        _OPENCV + "building.jpg",
+        "742a1baad62ac82e91e718e77eedf7e85c2eddc4badfb8c87c6cbc86c45a8b07",
+        "dev",
+    ),
+    Photo(
+        "leuven",
+        "opencv-doc",
+        _OPENCV + "leuvenA.jpg",
+        "b2977cdbd9fb3f94dadd6f76cf586d145676deb8a22b5f0f42149d21c058c09f",
         "dev",
     ),
     Photo(
@@ -173,6 +195,41 @@ PHOTOS = (
         "05bef6722fc0ed81292cceb3ed026c38d17e510f3c84be7d68610c2b1a723c3f",
         "train",
     ),
+    Photo(
+        "home",
+        "opencv-doc",
+        _OPENCV + "home.jpg",
+        "23b8cf46a1965d0ec33459b875aed43187802834db49e0daa9fa2cc842e9d8d2",
+        "train",
+    ),
+    Photo(
+        "aerial_1",
+        "opencv-doc",
+        _OPENCV + "aero1.jpg",
+        "d9a69191f6e3642ea361bc3c62e677b2f40fe6534b78da540f4155e0734b59ef",
+        "train",
+    ),
+    Photo(
+        "aerial_3",
+        "opencv-doc",
+        _OPENCV + "aero3.jpg",
+        "1c407146f8762b3b14a7953ff9bc4c01ed64c467d7277122e769bf7e816017a4",
+        "train",
+    ),
+    Photo(
+        "stadium",
+        "opencv-doc",
+        _OPENCV + "messi5.jpg",
+        "1d570e49654e84c7a943918537bd9e5e1ef82920152e147c834006e235be97c9",
+        "train",
+    ),
+    Photo(
+        "squirrel",
+        "opencv-doc",
+        _OPENCV + "squirrel_cls.jpg",
+        "20bb6e8ae96918a36c9886b6d48e54eedeb3948591e1485c206bc1dc60c8dc8b",
+        "train",
+    ),
 )
 
 
@@ -242,7 +299,7 @@ def _download(package: str, version: str, folder: Path) -> Path:
 
 def main() -> int:
     paths = fetch()
-    print(f"{len(paths)} landscape photos in {landscapes_dir()}")
+    print(f"{len(paths)} landscape and town photos in {landscapes_dir()}")
     return 0
 
 

@@ -82,7 +82,8 @@ class TrainingConfig:
     """How many LFW images (a seeded sample) join the street-crowd frames as content."""
     landscape_share: float = 0.0
     """The share of crops cut from the landscape training photos (``landscapes.py``: skies,
-    water, hills, which faces and a street lack); 0 trains on faces and the street alone."""
+    water, hills and towns, which faces and a street lack); 0 trains on faces and the street
+    alone."""
     edge_weight: float = 0.0
     """Weight of the edge-consistency term: the mean squared difference (grey levels) within
     ``edge_ring`` px of a crop's edge between the network's output on the crop and its output on
