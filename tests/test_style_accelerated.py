@@ -23,7 +23,14 @@ from shared.style.gatys import DEFAULT_STYLE_LAYERS
 from shared.style.vgg import load_weights
 from training.style import accelerated
 from training.style.deepening import residual_blocks_in, with_identity_blocks
-from training.style.training import PerceptualLoss, TrainingConfig, painting_at, read_rgb
+from training.style.landscapes import photo_paths
+from training.style.training import (
+    LFW_FACE_BOX,
+    PerceptualLoss,
+    TrainingConfig,
+    painting_at,
+    read_rgb,
+)
 
 
 @pytest.fixture
@@ -58,11 +65,15 @@ def test_the_jax_cost_is_gatys_j_as_training_computes_it(
     faces: np.ndarray, shared_data: Path
 ) -> None:
     painting = shared_data / "style" / "paintings" / "great_wave.jpg"
-    config = TrainingConfig(style_image=painting, name="parity", crop=64)
+    config = TrainingConfig(style_image=painting, name="parity", crop=64, face_weight=2.0)
     generated = load_network("great_wave", precision="float32").stylize_batch(
         faces.astype(np.uint8)
     )
-    expected = PerceptualLoss(config)(tf.constant(faces), tf.constant(generated, tf.float32))
+    face = np.zeros((2, 64, 64, 1), np.float32)  # a face in one image, none in the other
+    face[0, 12:40, 20:44] = 1.0
+    expected = PerceptualLoss(config)(
+        tf.constant(faces), tf.constant(generated, tf.float32), tf.constant(face)
+    )
 
     assert accelerated.STYLE_LAYERS == DEFAULT_STYLE_LAYERS == config.style_layers
     vgg = {k: jnp.asarray(v) for k, v in load_weights().items()}
@@ -79,9 +90,11 @@ def test_the_jax_cost_is_gatys_j_as_training_computes_it(
         config.tv_weight,
         config.content_layer,
         accelerated.STYLE_LAYERS,
+        jnp.asarray(face),
+        config.face_weight,
     )
     for name, ours, theirs in zip(
-        ("J", "J_content", "J_style", "TV"), found, expected, strict=True
+        ("J", "J_content", "J_style", "TV", "J_face"), found, expected, strict=True
     ):
         assert float(ours) == pytest.approx(float(theirs), rel=1e-4), name
 
@@ -91,14 +104,34 @@ def test_a_run_hands_back_networks_that_load_here_with_their_card(
 ) -> None:
     paintings = [shared_data / "style" / "paintings" / "the_scream.jpg"]
     bundle = tmp_path / "bundle.npz"
+    landscape = read_rgb(photo_paths("train")[0])  # a 16:9 wallpaper: three squares
     counts = accelerated.prepare_bundle(
-        shared_data, load_weights(), paintings, bundle, lfw_images=6
+        shared_data, load_weights(), paintings, bundle, lfw_images=6, landscapes=[landscape]
     )
     assert counts["content_squares"] > 6  # the faces and three squares per street frame
+    assert counts["landscape_squares"] == 3
+    _, _, pool, landscapes = accelerated.read_bundle(bundle)
+    assert pool.shape[1:] == (accelerated.POOL_SIDE,) * 2 + (4,) and landscapes == 3
+    # The LFW squares carry the face box (the first six squares), scaled with the photo; the
+    # street's and the landscape's squares carry none.
+    x, y, w, h = LFW_FACE_BOX
+    scale = accelerated.POOL_SIDE / 250
+    mask = pool[0, :, :, 3] > 127
+    rows, cols = np.nonzero(mask)
+    assert abs(cols.mean() - (x + w / 2) * scale) < 1 and abs(rows.mean() - (y + h / 2) * scale) < 1
+    assert mask.sum() == pytest.approx(w * h * scale**2, rel=0.03)
+    assert pool[6:, :, :, 3].max() == 0
     jobs = [  # both grown a fifth block: a run is one batch, so its jobs share the layout
         accelerated.Job("scream_a", "the_scream", "the_scream", residual_blocks=5),
         accelerated.Job(
-            "scream_b", "the_scream", "the_scream", beta=80.0, learning_rate=5e-4, residual_blocks=5
+            "scream_b",
+            "the_scream",
+            "the_scream",
+            beta=80.0,
+            learning_rate=5e-4,
+            residual_blocks=5,
+            landscape_share=0.4,
+            face_weight=1.0,
         ),
     ]
     config = accelerated.RunConfig(crop=32, batch_size=1, seconds=0.5, checkpoints=2, log_every=2)
@@ -122,6 +155,8 @@ def test_a_run_hands_back_networks_that_load_here_with_their_card(
     shipped = json.loads((NETWORKS_DIR / "the_scream.json").read_text())
     assert card["beta"] == 80.0 and card["steps"] == records[1]["steps"]
     assert card["architecture"]["residual_blocks"] == 5
+    assert "40% of crops from 3 squares of the landscape training photos" in card["content_data"]
+    assert card["face_weight"] == 1.0 and card["face_box"] == list(LFW_FACE_BOX)
     assert card["total_steps"] == shipped["total_steps"] + records[1]["steps"]
     trained = load_network("the_scream", tmp_path / "out", precision="float32")
     frame = np.full((32, 32, 3), 128, np.uint8)
@@ -151,3 +186,25 @@ def test_crops_are_cut_from_the_pool_at_random_scales_and_mirrored() -> None:
     own = 255 / (accelerated.POOL_SIDE - 1)
     assert np.all(np.abs(slopes) >= own * 0.98) and np.all(np.abs(slopes) <= own * 1.5 * 1.02)
     assert 10 < np.sum(slopes < 0) < 54  # about half mirrored
+
+
+def test_each_job_draws_its_share_of_landscape_squares() -> None:
+    """A job's ``landscape_share`` of crops comes from the bundle's last squares (the landscapes),
+    none at share 0, and asking for some from a bundle without any is an error, not a silent
+    run on faces alone."""
+    job = accelerated.Job("a", "the_scream", "the_scream", landscape_share=0.3)
+    weights = accelerated.square_weights(job, 10, 2)
+    assert weights[-2:] == pytest.approx([0.15, 0.15]) and weights[:8] == pytest.approx(
+        [0.0875] * 8
+    )
+    assert accelerated.square_weights(accelerated.Job("b", "x", "x"), 10, 2)[-2:].sum() == 0
+    with pytest.raises(ValueError, match="has none"):
+        accelerated.square_weights(job, 10, 0)
+
+    side = accelerated.POOL_SIDE
+    pool = jnp.asarray(np.stack([np.zeros((side, side, 3)), np.full((side, side, 3), 255)]))
+    crops = accelerated.random_crops(
+        jax.random.PRNGKey(1), pool.astype(jnp.uint8), 400, 32, jnp.asarray([0.7, 0.3])
+    )
+    white = float(np.mean(np.asarray(crops)[:, 16, 16, 0] > 128))
+    assert 0.24 < white < 0.36  # 0.3 within about three standard deviations of 400 draws

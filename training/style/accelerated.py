@@ -18,14 +18,20 @@ apart.
 Differences from the CPU recipe, none in J:
 
 - the content images travel as one bundle (``prepare_bundle``): squares of ``POOL_SIDE`` px (800
-  LFW faces, the street-crowd frames as three squares each), JPEG-compressed to fit a device call;
+  LFW faces, the street-crowd frames as three squares each, and the landscape training photos as
+  up to three squares each, after the others), JPEG-compressed to fit a device call; a job's
+  ``landscape_share`` of its crops comes from the landscape squares, as ``--landscape-share``
+  does on the CPU (by photo there, by square here); each square's face mask (``LFW_FACE_BOX`` on
+  the LFW squares, none elsewhere) travels beside it as a PNG and rides through the crops as a
+  fourth channel, for a job's ``face_weight``;
 - crops are cut on the accelerator (``jax.image.scale_and_translate``, antialiased): a random
   square of the pool image shrunk to a side of ``crop`` .. ``POOL_SIDE``, as the CPU recipe shrinks
   the short side to ``crop`` .. 1.5 ``crop``, and mirrored half the time;
 - several networks (a painting each, or one painting under different weights) train in one
   program, each on its own crops, each with its own Adam (Keras' update, epsilon 1e-7);
 - a run is bounded by time, not steps, and its learning rates fall over its second half
-  (``RunConfig.decay_from``).
+  (``RunConfig.decay_from``);
+- the edge term (``TrainingConfig.edge_weight``) is not here yet.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ import numpy as np
 from shared.model_cache import npz_bytes, sha256_file, write_atomically
 from shared.style.vgg import CAFFE_BGR_MEAN, CONV_LAYERS
 from training.style.deepening import residual_blocks_in, with_identity_blocks
+from training.style.landscapes import crop_weights
 
 POOL_SIDE = 288
 """Side of the stored content squares: 1.5 x the 192 px crop, the CPU recipe's largest scale."""
@@ -71,6 +78,10 @@ class Job:
     residual_blocks: int | None = None
     """More than the start network's grow it, each new block the identity (``deepening``); None
     keeps the start's. The jobs of one run are one batch, so their networks must agree."""
+    landscape_share: float = 0.0
+    """The share of this job's crops cut from the bundle's landscape squares; 0 leaves them out."""
+    face_weight: float = 0.0
+    """``TrainingConfig.face_weight``: J gains ``alpha * face_weight * J_face``."""
 
 
 # --- the bundle: everything the accelerator needs, made here, read there ------------------------
@@ -85,13 +96,15 @@ def prepare_bundle(
     seed: int = 0,
     style_side: int = 256,
     quality: int = 88,
+    landscapes: Sequence[np.ndarray] = (),
 ) -> dict[str, int]:
     """Write ``output`` (an ``.npz``): VGG16's layers in float16, each painting at ``style_side``
-    (``training.style.training.painting_at``, as ``PerceptualLoss`` sees it) and the content squares as JPEG.
-    Returns counts for the log."""
+    (``training.style.training.painting_at``, as ``PerceptualLoss`` sees it), the content
+    squares as JPEG, ``landscapes``' squares last (``content/landscapes`` counts them), and each
+    square's face mask as PNG (``content/face_png``). Returns counts for the log."""
     import cv2
 
-    from training.style.training import content_images, painting_at
+    from training.style.training import content_images, painting_at, with_face_channel
 
     arrays: dict[str, np.ndarray] = {}
     for name in VGG_LAYERS:
@@ -99,20 +112,40 @@ def prepare_bundle(
         arrays[f"vgg/{name}/bias"] = np.asarray(vgg_weights[f"{name}/bias"], np.float16)
     for path in paintings:
         arrays[f"painting/{path.stem}"] = painting_at(path, style_side)
-    encoded = [
-        np.frombuffer(
-            cv2.imencode(
-                ".jpg", cv2.cvtColor(square, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
-            )[1],
-            np.uint8,
-        )
-        for image in content_images(shared_data, lfw_images, seed)
-        for square in pool_squares(image)
-    ]
-    arrays["content/jpeg"] = np.concatenate(encoded)
-    arrays["content/ends"] = np.cumsum([len(e) for e in encoded]).astype(np.int64)
+
+    def encoded(images: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(JPEG of the RGB, PNG of the face channel) per pool square of RGB + face images."""
+        options = [cv2.IMWRITE_JPEG_QUALITY, quality]
+        pairs = []
+        for image in images:
+            for square in pool_squares(image):
+                rgb = cv2.cvtColor(square[..., :3], cv2.COLOR_RGB2BGR)
+                face = np.ascontiguousarray(square[..., 3])
+                pairs.append(
+                    (
+                        cv2.imencode(".jpg", rgb, options)[1].ravel(),
+                        cv2.imencode(".png", face)[1].ravel(),
+                    )
+                )
+        return pairs
+
+    content = encoded(content_images(shared_data, lfw_images, seed, face_channel=True))
+    landscape = encoded([with_face_channel(image, None) for image in landscapes])
+    for index, (key, ends_key) in enumerate(_ENCODED):
+        pieces = [square[index] for square in content + landscape]
+        arrays[key] = np.concatenate(pieces)
+        arrays[ends_key] = np.cumsum([len(p) for p in pieces]).astype(np.int64)
+    arrays["content/landscapes"] = np.asarray([len(landscape)], np.int64)
     write_atomically(output, npz_bytes(arrays))
-    return {"content_squares": len(encoded), "bytes": output.stat().st_size}
+    return {
+        "content_squares": len(content),
+        "landscape_squares": len(landscape),
+        "bytes": output.stat().st_size,
+    }
+
+
+_ENCODED = (("content/jpeg", "content/ends"), ("content/face_png", "content/face_ends"))
+"""The bundle's (bytes, ends) keys: the squares' RGB as JPEG, their face masks as PNG."""
 
 
 def pool_squares(image: np.ndarray) -> list[np.ndarray]:
@@ -134,21 +167,31 @@ def pool_squares(image: np.ndarray) -> list[np.ndarray]:
     return [resized[:POOL_SIDE, s : s + POOL_SIDE] for s in starts]
 
 
-def read_bundle(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
-    """(VGG16 weights as float32, paintings, content squares (N, POOL_SIDE, POOL_SIDE, 3) uint8)."""
+def read_bundle(
+    path: Path,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray, int]:
+    """(VGG16 weights as float32, paintings, content squares (N, POOL_SIDE, POOL_SIDE, 4) uint8
+    with the face mask as the fourth channel (3 channels in a bundle made before masks were), how
+    many of the last squares are landscapes (0 in a bundle made before they were))."""
     import cv2
 
     with np.load(path, allow_pickle=False) as archive:
         data = {key: archive[key] for key in archive.files}
     vgg = {k[4:]: v.astype(np.float32) for k, v in data.items() if k.startswith("vgg/")}
     paintings = {k[9:]: v for k, v in data.items() if k.startswith("painting/")}
-    jpeg, ends = data["content/jpeg"], data["content/ends"]
-    starts = np.concatenate([[0], ends[:-1]])
-    squares = [
-        cv2.cvtColor(cv2.imdecode(jpeg[s:e], cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-        for s, e in zip(starts, ends, strict=True)
-    ]
-    return vgg, paintings, np.stack(squares)
+    (jpeg, jpeg_ends), (png, png_ends) = _ENCODED
+
+    def decoded(key: str, ends_key: str, flag: int) -> list[np.ndarray]:
+        ends = data[ends_key]
+        starts = np.concatenate([[0], ends[:-1]])
+        return [cv2.imdecode(data[key][s:e], flag) for s, e in zip(starts, ends, strict=True)]
+
+    squares = np.stack([image[..., ::-1] for image in decoded(jpeg, jpeg_ends, cv2.IMREAD_COLOR)])
+    if png in data:
+        masks = decoded(png, png_ends, cv2.IMREAD_GRAYSCALE)
+        squares = np.concatenate([squares, np.stack(masks)[..., None]], axis=-1)
+    landscapes = int(data["content/landscapes"][0]) if "content/landscapes" in data else 0
+    return vgg, paintings, squares, landscapes
 
 
 # --- the network and J in jax.numpy -------------------------------------------------------------
@@ -251,9 +294,20 @@ def style_grams(vgg: Mapping, painting: np.ndarray, crop: int, layers: Sequence[
 
 
 def perceptual_loss(
-    vgg, content, generated, grams, alpha, beta, tv_weight, content_layer, style_layers
+    vgg,
+    content,
+    generated,
+    grams,
+    alpha,
+    beta,
+    tv_weight,
+    content_layer,
+    style_layers,
+    face=None,
+    face_weight=0.0,
 ):
-    """Batch means of (J, J_content, J_style, TV): ``training.style.training.PerceptualLoss``."""
+    """Batch means of (J, J_content, J_style, TV) and J_face (0 without ``face``):
+    ``training.style.training.PerceptualLoss``, ``face_content_cost`` included."""
     import jax.numpy as jnp
 
     a_C = vgg_features(vgg, content, [content_layer])[content_layer]  # noqa: N806
@@ -271,7 +325,23 @@ def perceptual_loss(
         jnp.abs(generated[:, :, 1:] - generated[:, :, :-1]), axis=(1, 2, 3)
     )
     total = alpha * j_content + beta * j_style + tv_weight * tv
-    return tuple(jnp.mean(v) for v in (total, j_content, j_style, tv))
+    means = [jnp.mean(v) for v in (total, j_content, j_style, tv)]
+    j_face = 0.0 if face is None else face_cost(a_C, a_G[content_layer], face)
+    return (means[0] + alpha * face_weight * j_face, *means[1:], jnp.asarray(j_face))
+
+
+def face_cost(a_C, a_G, face):  # noqa: N803
+    """``training.style.training.face_content_cost``: the face mask (B, H, W, 1, in [0, 1]) area-
+    averaged to the layer's grid (H a multiple of it, as VGG's pools make it), J_content over it."""
+    import jax.numpy as jnp
+
+    b, h, w, _ = a_G.shape
+    factor = face.shape[1] // h
+    if face.shape[1] != h * factor or face.shape[2] != w * factor:
+        raise ValueError(f"a {face.shape[1:3]} mask does not tile the {(h, w)} grid")
+    weights = face.reshape(b, h, factor, w, factor, 1).mean(axis=(2, 4))
+    squared = jnp.mean(jnp.square(a_C - a_G), axis=-1, keepdims=True)
+    return jnp.sum(weights * squared) / (4.0 * jnp.maximum(jnp.sum(weights), 1e-6))
 
 
 # --- training --------------------------------------------------------------------------------------
@@ -297,14 +367,18 @@ class RunConfig:
     """Steps between a log line and a look at the clock (each waits for the accelerator)."""
 
 
-def random_crops(key, pool, count: int, crop: int):
-    """``count`` antialiased crops: a random pool square shrunk to ``crop`` .. ``POOL_SIDE``, a
-    random ``crop`` square of that, mirrored half the time."""
+def random_crops(key, pool, count: int, crop: int, probabilities=None):
+    """``count`` antialiased crops: a pool square (drawn by ``probabilities``, uniform if None)
+    shrunk to ``crop`` .. ``POOL_SIDE``, a random ``crop`` square of that, mirrored half the time;
+    every channel of the pool (a face mask too) is cut alike."""
     import jax
     import jax.numpy as jnp
 
     k_index, k_scale, k_top, k_left, k_flip = jax.random.split(key, 5)
-    index = jax.random.randint(k_index, (count,), 0, pool.shape[0])
+    if probabilities is None:
+        index = jax.random.randint(k_index, (count,), 0, pool.shape[0])
+    else:
+        index = jax.random.choice(k_index, pool.shape[0], (count,), p=probabilities)
     side = jax.random.uniform(k_scale, (count,), minval=crop, maxval=POOL_SIDE)
     top = jax.random.uniform(k_top, (count,)) * (side - crop)
     left = jax.random.uniform(k_left, (count,)) * (side - crop)
@@ -315,7 +389,7 @@ def random_crops(key, pool, count: int, crop: int):
         scale = jnp.stack([image_side / POOL_SIDE, image_side / POOL_SIDE])
         shift = jnp.stack([-crop_top, -crop_left])
         cropped = jax.image.scale_and_translate(
-            image, (crop, crop, 3), (0, 1), scale, shift, "linear", antialias=True
+            image, (crop, crop, image.shape[-1]), (0, 1), scale, shift, "linear", antialias=True
         )
         return jnp.where(mirrored, cropped[:, ::-1], cropped)
 
@@ -352,8 +426,13 @@ def train_jobs(
     starts = [grown_start(start_paths[job.start], job.residual_blocks, config.seed) for job in jobs]
     if len({frozenset(start) for start in starts}) > 1:
         raise ValueError("the jobs of one run train as one batch: give them one residual_blocks")
-    vgg_np, paintings, pool_np = read_bundle(bundle)
-    log(f"bundle read: {pool_np.shape[0]} squares, devices {jax.devices()}")
+    vgg_np, paintings, pool_np, landscapes = read_bundle(bundle)
+    log(f"bundle read: {pool_np.shape[0]} squares ({landscapes} landscapes), {jax.devices()}")
+    probabilities = jnp.asarray(
+        np.stack([square_weights(job, pool_np.shape[0], landscapes) for job in jobs])
+    )
+    if pool_np.shape[-1] < 4 and any(job.face_weight > 0 for job in jobs):
+        raise ValueError("a job has a face_weight; the bundle has no face masks (make it again)")
     vgg = {k: jnp.asarray(v) for k, v in vgg_np.items()}
     pool = jnp.asarray(pool_np)
     params = {k: jnp.stack([s[k] for s in starts]) for k in starts[0]}
@@ -361,9 +440,9 @@ def train_jobs(
     grams = {name: jnp.stack([g[name] for g in grams]) for name in STYLE_LAYERS}
     weights = {
         field: jnp.asarray([getattr(job, field) for job in jobs], jnp.float32)
-        for field in ("alpha", "beta", "tv_weight", "learning_rate")
+        for field in ("alpha", "beta", "tv_weight", "face_weight", "learning_rate")
     }
-    step = make_step(vgg, pool, config)
+    step = make_step(vgg, pool, probabilities, config)
     moments = (jax.tree.map(jnp.zeros_like, params), jax.tree.map(jnp.zeros_like, params))
     key = jax.random.PRNGKey(config.seed)
     curve: list[list[float]] = []
@@ -397,11 +476,23 @@ def train_jobs(
         "devices": [f"{d.device_kind} ({d})" for d in jax.devices()],
         "checkpoints": records,
         "curve": curve,
-        "content_squares": int(pool_np.shape[0]),
+        "content_squares": int(pool_np.shape[0]) - landscapes,
+        "landscape_squares": landscapes,
         "start_sha256": {name: sha256_file(path) for name, path in start_paths.items()},
     }
     (output_dir / "run.json").write_text(json.dumps(summary))
     return records
+
+
+def square_weights(job: Job, squares: int, landscapes: int) -> np.ndarray:
+    """The job's probability of drawing each pool square: the last ``landscapes`` share
+    ``job.landscape_share`` of the crops (``crop_weights``), the others the rest."""
+    if landscapes == 0:
+        if job.landscape_share > 0:
+            raise ValueError(f"{job.name} asks for landscape crops; the bundle has none")
+        return np.full(squares, 1.0 / squares, np.float32)
+    shares = (1.0 - job.landscape_share, job.landscape_share)
+    return crop_weights((squares - landscapes, landscapes), shares).astype(np.float32)
 
 
 def learning_rate_scale(progress: float, config: RunConfig) -> float:
@@ -412,35 +503,40 @@ def learning_rate_scale(progress: float, config: RunConfig) -> float:
     return 1.0 + fraction * (config.decay_to - 1.0)
 
 
-def make_step(vgg, pool, config: RunConfig):
-    """One jitted step of every network: crops, J, gradients and Keras' Adam update."""
+def make_step(vgg, pool, probabilities, config: RunConfig):
+    """One jitted step of every network: crops (each job's by its row of ``probabilities``), J,
+    gradients and Keras' Adam update."""
     import jax
     import jax.numpy as jnp
 
-    def loss_one(params, content, grams, alpha, beta, tv_weight):
+    def loss_one(params, crops, grams, weights):
+        content = crops[..., :3]
+        face = crops[..., 3:] / 255.0 if crops.shape[-1] == 4 else None
         generated = stylize(params, content)
         values = perceptual_loss(
             vgg,
             content,
             generated,
             grams,
-            alpha,
-            beta,
-            tv_weight,
+            weights["alpha"],
+            weights["beta"],
+            weights["tv_weight"],
             config.content_layer,
             STYLE_LAYERS,
+            face,
+            weights["face_weight"],
         )
         return values[0], jnp.stack(values)
 
     grad_one = jax.grad(loss_one, has_aux=True)
 
-    def train_one(params, m, v, t, key, grams, alpha, beta, tv_weight, lr):
-        content = random_crops(key, pool, config.batch_size, config.crop)
-        grads, values = grad_one(params, content, grams, alpha, beta, tv_weight)
+    def train_one(params, m, v, t, key, grams, weights, squares_p):
+        crops = random_crops(key, pool, config.batch_size, config.crop, squares_p)
+        grads, values = grad_one(params, crops, grams, weights)
         b1, b2, eps = 0.9, 0.999, 1e-7
         m = jax.tree.map(lambda m_, g: b1 * m_ + (1 - b1) * g, m, grads)
         v = jax.tree.map(lambda v_, g: b2 * v_ + (1 - b2) * g * g, v, grads)
-        rate = lr * jnp.sqrt(1 - b2**t) / (1 - b1**t)
+        rate = weights["learning_rate"] * jnp.sqrt(1 - b2**t) / (1 - b1**t)
         params = jax.tree.map(lambda p, m_, v_: p - rate * m_ / (jnp.sqrt(v_) + eps), params, m, v)
         return params, m, v, values
 
@@ -448,17 +544,8 @@ def make_step(vgg, pool, config: RunConfig):
     def step(params, moments, t, key, grams, weights):
         m, v = moments
         keys = jax.random.split(key, weights["alpha"].shape[0])
-        params, m, v, values = jax.vmap(train_one, in_axes=(0, 0, 0, None, 0, 0, 0, 0, 0, 0))(
-            params,
-            m,
-            v,
-            t,
-            keys,
-            grams,
-            weights["alpha"],
-            weights["beta"],
-            weights["tv_weight"],
-            weights["learning_rate"],
+        params, m, v, values = jax.vmap(train_one, in_axes=(0, 0, 0, None, 0, 0, 0, 0))(
+            params, m, v, t, keys, grams, weights, probabilities
         )
         return params, (m, v), tuple(values.T)
 
@@ -490,7 +577,7 @@ def finish(
     ``shared/style/networks``, a later ``finish`` would otherwise chain a card to its own
     successor. Runs made before the hash was recorded are not checked."""
     from shared.style.fast import Architecture, assign_weights, build_network, save_network
-    from training.style.training import HELD_OUT, resumed_from
+    from training.style.training import HELD_OUT, LFW_FACE_BOX, resumed_from
 
     run = json.loads((run_dir / "run.json").read_text())
     index = [fields["name"] for fields in run["jobs"]].index(job_name)
@@ -524,7 +611,13 @@ def finish(
         "held_out": HELD_OUT,
         "content_data": f"{run['content_squares']} squares of {POOL_SIDE} px (an LFW "
         "deep-funneled sample and three squares per frame of street_crowd_1080p.mp4), random "
-        "crops cut on the accelerator",
+        "crops cut on the accelerator"
+        + (
+            f"; {job.landscape_share:.0%} of crops from {run['landscape_squares']} squares of the "
+            "landscape training photos (training.style.landscapes)"
+            if job.landscape_share > 0
+            else ""
+        ),
         "name": name,
         "trained_on": f"{', '.join(run['devices'])} (training.style.accelerated, JAX), "
         f"{len(run['jobs'])} networks at once",
@@ -538,6 +631,8 @@ def finish(
         "alpha": job.alpha,
         "beta": job.beta,
         "tv_weight": job.tv_weight,
+        "face_weight": job.face_weight,
+        "face_box": LFW_FACE_BOX if job.face_weight > 0 else None,
         "style_layers": STYLE_LAYERS,
         "content_layer": config["content_layer"],
         "style_side": 256,
@@ -563,6 +658,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     bundle.add_argument("--lfw-images", type=int, default=800)
     bundle.add_argument("--quality", type=int, default=88, help="JPEG quality of the squares")
     bundle.add_argument("--seed", type=int, default=0)
+    bundle.add_argument(
+        "--no-landscapes", action="store_true", help="leave the landscape photos out"
+    )
     train = commands.add_parser("train", help="there: train the jobs at once, timed")
     train.add_argument("bundle", type=Path)
     train.add_argument("jobs", type=Path, help="JSON list of Job fields")
@@ -596,8 +694,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 def _bundle(args: argparse.Namespace) -> None:
     from shared.settings import get_settings
     from shared.style.vgg import load_weights
+    from training.style.training import landscape_images
 
     settings = get_settings()
+    landscapes = [] if args.no_landscapes else landscape_images(models_dir=settings.face.models_dir)
     paintings = sorted((settings.shared_data / "style" / "paintings").glob("*.jpg"))
     counts = prepare_bundle(
         settings.shared_data,
@@ -607,6 +707,7 @@ def _bundle(args: argparse.Namespace) -> None:
         args.lfw_images,
         args.seed,
         quality=args.quality,
+        landscapes=landscapes,
     )
     print(f"wrote {args.output}: {counts}")
 

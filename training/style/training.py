@@ -44,7 +44,7 @@ from shared.style.fast import (
 from shared.style.gatys import DEFAULT_STYLE_LAYERS
 from shared.style.vgg import feature_extractor
 from training.style.deepening import with_identity_blocks
-from training.style.landscapes import photo_paths, photos
+from training.style.landscapes import crop_weights, photo_paths, photos
 
 
 @dataclass
@@ -215,11 +215,6 @@ def landscape_images(max_side: int = 960, models_dir: Path | None = None) -> lis
     """The landscape training photos (RGB), shrunk to ``max_side``: crops take the short side at
     ``crop``..1.5 ``crop`` px anyway, so the wallpapers' full resolution would only cost memory."""
     return [shrunk(read_rgb(path), max_side) for path in photo_paths("train", models_dir)]
-
-
-def crop_weights(counts: Sequence[int], shares: Sequence[float]) -> np.ndarray:
-    """Per-image sampling probabilities: group k's images share ``shares[k]`` of the crops."""
-    return np.concatenate([np.full(n, share / n) for n, share in zip(counts, shares, strict=True)])
 
 
 def random_crops(
