@@ -28,8 +28,10 @@ from training.style.training import (
     LFW_FACE_BOX,
     PerceptualLoss,
     TrainingConfig,
+    edge_difference,
     painting_at,
     read_rgb,
+    ring_weights,
 )
 
 
@@ -132,6 +134,7 @@ def test_a_run_hands_back_networks_that_load_here_with_their_card(
             residual_blocks=5,
             landscape_share=0.4,
             face_weight=1.0,
+            edge_weight=1e6,
         ),
     ]
     config = accelerated.RunConfig(crop=32, batch_size=1, seconds=0.5, checkpoints=2, log_every=2)
@@ -157,6 +160,7 @@ def test_a_run_hands_back_networks_that_load_here_with_their_card(
     assert card["architecture"]["residual_blocks"] == 5
     assert "40% of crops from 3 squares of the landscape training photos" in card["content_data"]
     assert card["face_weight"] == 1.0 and card["face_box"] == list(LFW_FACE_BOX)
+    assert (card["edge_weight"], card["edge_ring"], card["edge_margin"]) == (1e6, 16, 24)
     assert card["total_steps"] == shipped["total_steps"] + records[1]["steps"]
     trained = load_network("the_scream", tmp_path / "out", precision="float32")
     frame = np.full((32, 32, 3), 128, np.uint8)
@@ -208,3 +212,19 @@ def test_each_job_draws_its_share_of_landscape_squares() -> None:
     )
     white = float(np.mean(np.asarray(crops)[:, 16, 16, 0] > 128))
     assert 0.24 < white < 0.36  # 0.3 within about three standard deviations of 400 draws
+
+
+def test_the_edge_term_is_the_cpu_recipes() -> None:
+    """The ring and the edge cost equal TensorFlow's on the same painted pairs; the crops the
+    term needs are cut that much wider."""
+    rng = np.random.default_rng(0)
+    painted, wider = rng.uniform(0, 255, (2, 3, 48, 48, 3)).astype(np.float32)
+    ring = accelerated.ring_weights(48, 8)
+    assert np.array_equal(ring, ring_weights(48, 8).numpy())
+    ours = accelerated.edge_cost(jnp.asarray(painted), jnp.asarray(wider), jnp.asarray(ring))
+    theirs = edge_difference(tf.constant(painted), tf.constant(wider), tf.constant(ring))
+    assert float(ours) == pytest.approx(float(theirs), rel=1e-5)
+
+    pool = jnp.zeros((1, accelerated.POOL_SIDE, accelerated.POOL_SIDE, 4), jnp.uint8)
+    crops = accelerated.random_crops(jax.random.PRNGKey(0), pool, 2, 192, margin=24)
+    assert crops.shape == (2, 240, 240, 4)

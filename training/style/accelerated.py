@@ -24,14 +24,15 @@ Differences from the CPU recipe, none in J:
   does on the CPU (by photo there, by square here); each square's face mask (``LFW_FACE_BOX`` on
   the LFW squares, none elsewhere) travels beside it as a PNG and rides through the crops as a
   fourth channel, for a job's ``face_weight``;
+- with a job's ``edge_weight``, every crop is cut ``RunConfig.edge_margin`` px wider on each side
+  (the pool square shrunk to ``crop`` + 2 margin .. ``POOL_SIDE``; the CPU clips its scale there);
 - crops are cut on the accelerator (``jax.image.scale_and_translate``, antialiased): a random
   square of the pool image shrunk to a side of ``crop`` .. ``POOL_SIDE``, as the CPU recipe shrinks
   the short side to ``crop`` .. 1.5 ``crop``, and mirrored half the time;
 - several networks (a painting each, or one painting under different weights) train in one
   program, each on its own crops, each with its own Adam (Keras' update, epsilon 1e-7);
 - a run is bounded by time, not steps, and its learning rates fall over its second half
-  (``RunConfig.decay_from``);
-- the edge term (``TrainingConfig.edge_weight``) is not here yet.
+  (``RunConfig.decay_from``).
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ class Job:
     """The share of this job's crops cut from the bundle's landscape squares; 0 leaves them out."""
     face_weight: float = 0.0
     """``TrainingConfig.face_weight``: J gains ``alpha * face_weight * J_face``."""
+    edge_weight: float = 0.0
+    """``TrainingConfig.edge_weight``: J gains ``edge_weight * edge`` (``edge_cost``)."""
 
 
 # --- the bundle: everything the accelerator needs, made here, read there ------------------------
@@ -365,12 +368,17 @@ class RunConfig:
     decay_to: float = 0.1
     log_every: int = 100
     """Steps between a log line and a look at the clock (each waits for the accelerator)."""
+    edge_ring: int = 16
+    """``TrainingConfig.edge_ring``, for the jobs with an ``edge_weight``."""
+    edge_margin: int = 24
+    """``TrainingConfig.edge_margin``; crops are this much wider only when a job has an
+    ``edge_weight`` (the jobs of a run are one batch, so they share the crops' size)."""
 
 
-def random_crops(key, pool, count: int, crop: int, probabilities=None):
+def random_crops(key, pool, count: int, crop: int, probabilities=None, margin: int = 0):
     """``count`` antialiased crops: a pool square (drawn by ``probabilities``, uniform if None)
-    shrunk to ``crop`` .. ``POOL_SIDE``, a random ``crop`` square of that, mirrored half the time;
-    every channel of the pool (a face mask too) is cut alike."""
+    shrunk to ``crop`` + 2 ``margin`` .. ``POOL_SIDE``, a random square of ``crop`` + 2 ``margin``
+    of that, mirrored half the time; every channel of the pool (a face mask too) is cut alike."""
     import jax
     import jax.numpy as jnp
 
@@ -379,9 +387,10 @@ def random_crops(key, pool, count: int, crop: int, probabilities=None):
         index = jax.random.randint(k_index, (count,), 0, pool.shape[0])
     else:
         index = jax.random.choice(k_index, pool.shape[0], (count,), p=probabilities)
-    side = jax.random.uniform(k_scale, (count,), minval=crop, maxval=POOL_SIDE)
-    top = jax.random.uniform(k_top, (count,)) * (side - crop)
-    left = jax.random.uniform(k_left, (count,)) * (side - crop)
+    wide = crop + 2 * margin
+    side = jax.random.uniform(k_scale, (count,), minval=wide, maxval=POOL_SIDE)
+    top = jax.random.uniform(k_top, (count,)) * (side - wide)
+    left = jax.random.uniform(k_left, (count,)) * (side - wide)
     flip = jax.random.bernoulli(k_flip, 0.5, (count,))
 
     def one(image_index, image_side, crop_top, crop_left, mirrored):
@@ -389,7 +398,7 @@ def random_crops(key, pool, count: int, crop: int, probabilities=None):
         scale = jnp.stack([image_side / POOL_SIDE, image_side / POOL_SIDE])
         shift = jnp.stack([-crop_top, -crop_left])
         cropped = jax.image.scale_and_translate(
-            image, (crop, crop, image.shape[-1]), (0, 1), scale, shift, "linear", antialias=True
+            image, (wide, wide, image.shape[-1]), (0, 1), scale, shift, "linear", antialias=True
         )
         return jnp.where(mirrored, cropped[:, ::-1], cropped)
 
@@ -433,6 +442,9 @@ def train_jobs(
     )
     if pool_np.shape[-1] < 4 and any(job.face_weight > 0 for job in jobs):
         raise ValueError("a job has a face_weight; the bundle has no face masks (make it again)")
+    margin = config.edge_margin if any(job.edge_weight > 0 for job in jobs) else 0
+    if margin % 8 or (margin and margin <= config.edge_ring):
+        raise ValueError(f"edge_margin {margin} must be a multiple of 8 wider than the ring")
     vgg = {k: jnp.asarray(v) for k, v in vgg_np.items()}
     pool = jnp.asarray(pool_np)
     params = {k: jnp.stack([s[k] for s in starts]) for k in starts[0]}
@@ -440,9 +452,9 @@ def train_jobs(
     grams = {name: jnp.stack([g[name] for g in grams]) for name in STYLE_LAYERS}
     weights = {
         field: jnp.asarray([getattr(job, field) for job in jobs], jnp.float32)
-        for field in ("alpha", "beta", "tv_weight", "face_weight", "learning_rate")
+        for field in ("alpha", "beta", "tv_weight", "face_weight", "edge_weight", "learning_rate")
     }
-    step = make_step(vgg, pool, probabilities, config)
+    step = make_step(vgg, pool, probabilities, config, margin)
     moments = (jax.tree.map(jnp.zeros_like, params), jax.tree.map(jnp.zeros_like, params))
     key = jax.random.PRNGKey(config.seed)
     curve: list[list[float]] = []
@@ -484,6 +496,22 @@ def train_jobs(
     return records
 
 
+def ring_weights(size: int, width: int) -> np.ndarray:
+    """``training.style.training.ring_weights``: equal within ``width`` px of the edge, summing
+    to 1, else 0."""
+    mask = np.ones((size, size), np.float32)
+    mask[width:-width, width:-width] = 0
+    return mask / mask.sum()
+
+
+def edge_cost(painted, painted_wider, ring):
+    """``training.style.training.edge_difference``: the mean squared difference over ``ring``'s
+    pixels, the batch and the channels, between a crop painted alone and inside its wider view."""
+    import jax.numpy as jnp
+
+    return jnp.sum(ring * jnp.mean(jnp.square(painted - painted_wider), axis=(0, 3)))
+
+
 def square_weights(job: Job, squares: int, landscapes: int) -> np.ndarray:
     """The job's probability of drawing each pool square: the last ``landscapes`` share
     ``job.landscape_share`` of the crops (``crop_weights``), the others the rest."""
@@ -503,15 +531,18 @@ def learning_rate_scale(progress: float, config: RunConfig) -> float:
     return 1.0 + fraction * (config.decay_to - 1.0)
 
 
-def make_step(vgg, pool, probabilities, config: RunConfig):
-    """One jitted step of every network: crops (each job's by its row of ``probabilities``), J,
-    gradients and Keras' Adam update."""
+def make_step(vgg, pool, probabilities, config: RunConfig, margin: int = 0):
+    """One jitted step of every network: crops (each job's by its row of ``probabilities``; with a
+    ``margin``, that much wider for the edge term), J, gradients and Keras' Adam update."""
     import jax
     import jax.numpy as jnp
 
+    inner = slice(margin, margin + config.crop)
+    ring = jnp.asarray(ring_weights(config.crop, config.edge_ring))
+
     def loss_one(params, crops, grams, weights):
-        content = crops[..., :3]
-        face = crops[..., 3:] / 255.0 if crops.shape[-1] == 4 else None
+        content = crops[:, inner, inner, :3]
+        face = crops[:, inner, inner, 3:] / 255.0 if crops.shape[-1] == 4 else None
         generated = stylize(params, content)
         values = perceptual_loss(
             vgg,
@@ -526,12 +557,17 @@ def make_step(vgg, pool, probabilities, config: RunConfig):
             face,
             weights["face_weight"],
         )
-        return values[0], jnp.stack(values)
+        edge = jnp.asarray(0.0)
+        if margin:  # the wider view is the target, not trained through
+            wider = jax.lax.stop_gradient(stylize(params, crops[..., :3]))
+            edge = edge_cost(generated, wider[:, inner, inner], ring)
+        total = values[0] + weights["edge_weight"] * edge
+        return total, jnp.stack([total, *values[1:], edge])
 
     grad_one = jax.grad(loss_one, has_aux=True)
 
     def train_one(params, m, v, t, key, grams, weights, squares_p):
-        crops = random_crops(key, pool, config.batch_size, config.crop, squares_p)
+        crops = random_crops(key, pool, config.batch_size, config.crop, squares_p, margin)
         grads, values = grad_one(params, crops, grams, weights)
         b1, b2, eps = 0.9, 0.999, 1e-7
         m = jax.tree.map(lambda m_, g: b1 * m_ + (1 - b1) * g, m, grads)
@@ -633,6 +669,9 @@ def finish(
         "tv_weight": job.tv_weight,
         "face_weight": job.face_weight,
         "face_box": LFW_FACE_BOX if job.face_weight > 0 else None,
+        "edge_weight": job.edge_weight,
+        "edge_ring": config["edge_ring"] if job.edge_weight > 0 else None,
+        "edge_margin": config["edge_margin"] if job.edge_weight > 0 else None,
         "style_layers": STYLE_LAYERS,
         "content_layer": config["content_layer"],
         "style_side": 256,
@@ -672,6 +711,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     train.add_argument("--crop", type=int, default=192)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--log-every", type=int, default=100)
+    train.add_argument("--edge-ring", type=int, default=16)
+    train.add_argument("--edge-margin", type=int, default=24)
     finish_ = commands.add_parser("finish", help="here: a job's checkpoint as a carded network")
     finish_.add_argument("run_dir", type=Path, help="what the device call handed back")
     finish_.add_argument("checkpoint", type=int)
@@ -721,6 +762,8 @@ def _train(args: argparse.Namespace) -> None:
         args.checkpoints,
         seed=args.seed,
         log_every=args.log_every,
+        edge_ring=args.edge_ring,
+        edge_margin=args.edge_margin,
     )
     args.output_dir.mkdir(parents=True, exist_ok=True)
     train_jobs(
