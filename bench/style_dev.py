@@ -2,19 +2,19 @@
 
     .venv/bin/python -m bench.style_dev PAINTING NETWORK.npz [NETWORK.npz ...] [--out DIR]
 
-The dev set is fifteen pictures at 256 px on the longest side: eight frames (``DEV_FRAMES``),
-three of the Hamilton clip and one of each live webcam video in ``liveness-train/``, and the seven
+The dev set is fifteen pictures at 256 px on the longest side: eight frames (``DEV_FRAMES``), three
+of the Hamilton clip and one of each live webcam video in ``liveness-train/``, and the seven
 ``dev`` photos of ``training.style.landscapes`` (skies, two of them dark, water, a hill, and two
-towns: a facade under a blue sky, a brick lane), since every pair the report missed was a sky
-or a town. No network is trained on them and ``bench.style``'s report never shows them. For each, Gatys' optimisation (200 Adam steps, the
-CLI's defaults; cached under ``--out`` like ``bench.style``'s) is the reference; each network
-given (a checkpoint or a card's ``.npz``, trained on PAINTING) stylizes the frame, and both are
-measured with the same J_content and J_style. It prints the median over the pictures of each
-network's ratio to Gatys (J_style / J_style(Gatys), J_content / J_content(Gatys)) with every
-picture's ratio, how many pictures are within both of the issue's bounds (J_style <= 3x and
-J_content <= 2x: the report judges each pair, so a median can hide the one picture that misses),
-and writes the stylized frames side by side as ``dev_NETWORK.png``. The tables
-of docs/style-training.md were made with it.
+towns: a facade under a blue sky, a brick lane), since every pair the report missed was a sky or a
+town. No network is trained on them and ``bench.style``'s report never shows them. For each, Gatys'
+optimisation (200 Adam steps, the CLI's defaults; cached under ``--out`` like ``bench.style``'s) is
+the reference; each network given (a checkpoint or a card's ``.npz``, trained on PAINTING) stylizes
+the frame, and both are measured with the same J_content and J_style. It prints the median over the
+pictures of each network's ratio to Gatys (J_style / J_style(Gatys), J_content / J_content(Gatys))
+with every picture's ratio, how many pictures are within both of the issue's bounds (J_style <= 3x
+and J_content <= 2x: the report judges each pair, so a median can hide the one picture that
+misses), and writes the stylized frames side by side as ``dev_NETWORK.png``. The tables of
+docs/style-training.md were made with it.
 
 **Faces:** on the frames where MTCNN finds a face (the webcam users, the stage's singers), also
 J_face, J_content over the face boxes alone (``bench.style.measure``), as
@@ -59,8 +59,8 @@ SIDE = 256
 GATYS_ITERATIONS = 200
 MIN_FACE_PX = 24
 STYLE_BOUND, CONTENT_BOUND = 3.0, 2.0
-"""Issue 16's acceptance per pair (ratios to Gatys): a network is chosen by how many dev pictures
-it brings within both, since the report judges every pair, not the median."""
+"""Issue 16's acceptance per pair (ratios to Gatys): how many dev pictures a network brings
+within both is printed beside the medians, since the report judges every pair."""
 """Faces smaller than this at ``SIDE`` px cover under one position of block4_conv2's grid."""
 
 

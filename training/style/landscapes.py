@@ -4,14 +4,15 @@ Why: every pair the style report still misses is a sky (docs/style.md), and neit
 content (LFW faces, a street) nor the first dev frames (a stage, rooms) show much of one. The only
 photographs with skies on the reachable registries are wallpapers in Debian's archive: Ubuntu's
 16.04 contest winners (``lomiri-wallpapers-16.04``, CC BY / CC BY-SA / CC0) and one of 20.04's
-(``lomiri-wallpapers-20.04``, CC BY-SA 3.0), MATE's nature set (``mate-backgrounds``, GPL-2+)
-and KDE Plasma's photographs (``plasma-workspace-wallpapers``, LGPL-3; the dusk and night skies,
-since a dark sky is the report's worst case). The one pair left after those is a town (Tübingen's
-sunlit houses, on which ``shipwreck`` paints its gold patch), and no content had shown a building:
+(``lomiri-wallpapers-20.04``, CC BY-SA 3.0), MATE's nature set (``mate-backgrounds``, GPL-2+) and
+KDE Plasma's photographs (``plasma-workspace-wallpapers``, LGPL-3; the dusk and night skies, since
+a dark sky is the report's worst case). The one pair left after those is a town (Tübingen's sunlit
+houses, on which ``shipwreck`` paints its gold patch), and no content had shown a building:
 OpenCV's sample photos (``opencv-doc``, Debian's DFSG repack, Apache-2.0 / BSD-3-Clause) add
-facades, a brick lane, a town from the air, a stadium crowd and an animal. ``fetch`` runs ``apt-get download`` for the pinned
-versions, checks each package's SHA-256, unpacks it and keeps only the photos below, each
-hash-checked, in the model cache (``install.sh`` calls it). No package is installed.
+facades, a brick lane, a town from the air, a stadium crowd and an animal. ``fetch`` runs
+``apt-get download`` for the pinned versions, checks each package's SHA-256, unpacks it and keeps
+only the photos below, each hash-checked, in the model cache (``install.sh`` calls it). No package
+is installed.
 
 The photos are split once, by scene: ``dev`` ones only measure (``bench.style_dev``), ``train``
 ones only feed training crops (``--landscape-share``); both sides hold skies.
