@@ -58,10 +58,10 @@ cameras' colours and lighting; none is style-training content."""
 SIDE = 256
 GATYS_ITERATIONS = 200
 MIN_FACE_PX = 24
+"""Faces smaller than this at ``SIDE`` px cover under one position of block4_conv2's grid."""
 STYLE_BOUND, CONTENT_BOUND = 3.0, 2.0
 """Issue 16's acceptance per pair (ratios to Gatys): how many dev pictures a network brings
 within both is printed beside the medians, since the report judges every pair."""
-"""Faces smaller than this at ``SIDE`` px cover under one position of block4_conv2's grid."""
 
 
 def dev_frames(data: Path) -> list[np.ndarray]:

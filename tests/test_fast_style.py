@@ -390,7 +390,8 @@ def test_the_training_loss_is_gatys_j_averaged_over_the_batch(shared_data: Path)
     rng = np.random.default_rng(1)
     content = tf.constant(rng.uniform(0, 255, (2, 48, 48, 3)).astype(np.float32))
     generated = tf.constant(rng.uniform(0, 255, (2, 48, 48, 3)).astype(np.float32))
-    total, j_content, j_style, tv = (float(v) for v in loss(content, generated))
+    total, j_content, j_style, tv, j_face = (float(v) for v in loss(content, generated))
+    assert j_face == 0.0  # no face given
 
     expected = []
     for b in range(2):

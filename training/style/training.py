@@ -288,8 +288,8 @@ class PerceptualLoss:
     def __call__(
         self, content: tf.Tensor, generated: tf.Tensor, face: tf.Tensor | None = None
     ) -> tuple[tf.Tensor, ...]:
-        """Batch means of (J, J_content, J_style, TV); given ``face`` (``face_content_cost``), J
-        also holds ``alpha * face_weight * J_face`` and J_face follows TV."""
+        """Batch means of (J, J_content, J_style, TV) and J_face (``face_content_cost``; 0
+        without ``face``), J holding ``alpha * face_weight * J_face``."""
         config = self.config
         a_C = self.extractor(content)[config.content_layer]  # noqa: N806
         a_G = self.extractor(generated)  # noqa: N806
@@ -308,7 +308,7 @@ class PerceptualLoss:
             totals.append(tf.stack([total, j_content, j_style, tv]))
         means = tf.unstack(tf.reduce_mean(tf.stack(totals), axis=0))
         if face is None:
-            return tuple(means)
+            return (*means, tf.constant(0.0))
         j_face = face_content_cost(a_C, a_G[config.content_layer], face)
         return (means[0] + config.alpha * config.face_weight * j_face, *means[1:], j_face)
 
@@ -354,11 +354,8 @@ def train(
         content = seen[:, inner, inner, :3]
         with tf.GradientTape() as tape:
             generated = network(content, training=True)
-            if faces:
-                total, *parts = loss(content, generated, seen[:, inner, inner, 3:] / 255.0)
-            else:
-                total, *parts = loss(content, generated)
-                parts.append(tf.constant(0.0))
+            face = seen[:, inner, inner, 3:] / 255.0 if faces else None
+            total, *parts = loss(content, generated, face)
             edge = tf.constant(0.0)
             if margin:  # the wider view is the target, not trained through
                 wider = tf.stop_gradient(network(seen[..., :3], training=True))
