@@ -70,7 +70,8 @@ def measure(
     face: np.ndarray | None = None,
 ) -> dict:
     """J_content and J_style of ``image`` with the Gatys layers (the painting at the image's
-    longest side, its own proportions, compared per position: ``costs.per_position``); given a
+    longest side, its own proportions, compared per position: ``costs.per_position``), and each
+    layer's weighted share of J_style (``J_style_layers``); given a
     ``face`` mask ((H, W), 1 inside the faces), also J_face, J_content over the faces alone
     (``training.style.training.face_content_cost``)."""
     style = resize_longest(style, max(image.shape[:2]))
@@ -80,9 +81,14 @@ def measure(
     }
     a_C, a_G = f["C"][DEFAULT_CONTENT_LAYER], f["G"][DEFAULT_CONTENT_LAYER]  # noqa: N806
     a_S = costs.per_position(f["S"], f["G"], list(DEFAULT_STYLE_LAYERS))  # noqa: N806
+    layers = {
+        name: weight * float(costs.layer_style_cost(a_S[name], f["G"][name]))
+        for name, weight in DEFAULT_STYLE_LAYERS.items()
+    }
     figures = {
         "J_content": float(costs.content_cost(a_C, a_G)),
-        "J_style": float(costs.style_cost(a_S, f["G"], DEFAULT_STYLE_LAYERS)),
+        "J_style": sum(layers.values()),
+        "J_style_layers": layers,
     }
     if face is not None:
         from training.style.training import face_content_cost

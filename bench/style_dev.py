@@ -13,7 +13,9 @@ the frame, and both are measured with the same J_content and J_style. It prints 
 pictures of each network's ratio to Gatys (J_style / J_style(Gatys), J_content / J_content(Gatys))
 with every picture's ratio, how many pictures are within both of the issue's bounds (J_style <= 3x
 and J_content <= 2x: the report judges each pair, so a median can hide the one picture that
-misses), and writes the stylized frames side by side as ``dev_NETWORK.png``. The tables of
+misses), the median ratio of each style layer's term (block1_conv1 to block5_conv1: which
+statistics a network misses, the guide for ``style-train --style-layers``), and writes the
+stylized frames side by side as ``dev_NETWORK.png``. The tables of
 docs/style-training.md were made with it.
 
 **Faces:** on the frames where MTCNN finds a face (the webcam users, the stage's singers), also
@@ -133,10 +135,13 @@ def main() -> None:
     for path in args.networks:
         network = load_network(path.stem, path.parent)
         style_ratios, content_ratios, face_ratios, images = [], [], [], []
+        layer_ratios: dict[str, list[float]] = {name: [] for name in DEFAULT_STYLE_LAYERS}
         for frame, reference, mask in zip(frames, references, masks, strict=True):
             image = network.stylize(frame)
             costs = measure(extractor, frame, style, image, mask)
             style_ratios.append(costs["J_style"] / reference["J_style"])
+            for name, ratios in layer_ratios.items():
+                ratios.append(costs["J_style_layers"][name] / reference["J_style_layers"][name])
             content_ratios.append(costs["J_content"] / reference["J_content"])
             if mask is not None:
                 face_ratios.append(costs["J_face"] / reference["J_face"])
@@ -156,7 +161,8 @@ def main() -> None:
             f"{np.median(style_ratios[frames_end:]):.1f}x / "
             f"{np.median(content_ratios[frames_end:]):.2f}x; faces (J_content on them) "
             f"{np.median(face_ratios):.2f}x ({', '.join(f'{r:.2f}' for r in face_ratios)}); "
-            f"within both bounds {within} of {len(frames)}",
+            f"within both bounds {within} of {len(frames)}; J_style per layer "
+            f"{', '.join(f'{np.median(r):.2f}x' for r in layer_ratios.values())}",
             flush=True,
         )
         sheet = cv2.cvtColor(np.concatenate([boxed(i) for i in images], axis=1), cv2.COLOR_RGB2BGR)

@@ -438,3 +438,17 @@ def test_the_paintings_strokes_are_matched_per_position_whatever_its_pixel_count
     squeezed = TrainingConfig(style_image=paths["large"], name="squeezed", crop=48, style_side=None)
     # squeezed to the crop, the painting's strokes shrink: the texture no longer matches them
     assert float(PerceptualLoss(squeezed)(generated, generated)[2]) > 5 * style["small"]
+
+
+def test_style_layer_weights_replace_the_reports_one_by_one() -> None:
+    """``--style-layers block3_conv1=0.6`` changes that layer alone; an unknown layer or a weight
+    that is not a number at least 0 is refused before a run starts."""
+    from services.cli.style import _style_layers
+    from shared.style.gatys import DEFAULT_STYLE_LAYERS
+
+    assert _style_layers(None) == DEFAULT_STYLE_LAYERS
+    layers = _style_layers(["block3_conv1=0.6", "block5_conv1=0"])
+    assert layers == {**DEFAULT_STYLE_LAYERS, "block3_conv1": 0.6, "block5_conv1": 0.0}
+    for wrong in ("block3_conv2=0.5", "block3_conv1", "block3_conv1=much", "block3_conv1=-1"):
+        with pytest.raises(SystemExit, match="is not LAYER=WEIGHT"):
+            _style_layers([wrong])

@@ -43,3 +43,35 @@ def test_an_altered_landscape_photo_is_refused(tmp_path: Path) -> None:
         (folder / f"{photo.name}.jpg").write_bytes(b"not the photo")
     with pytest.raises(FileNotFoundError, match="training.style.landscapes"):
         photo_paths("dev", tmp_path)
+
+
+def test_each_layer_term_adds_up_to_the_reports_style_cost() -> None:
+    """``measure``'s per-layer terms (what ``bench.style_dev`` prints to guide the training's
+    layer weights) sum to J_style as ``costs.style_cost`` gives it: splitting it changes no figure
+    the report and the docs' tables were made with."""
+    import tensorflow as tf
+
+    from bench.style import measure
+    from shared.style import costs
+    from shared.style.gatys import DEFAULT_CONTENT_LAYER, DEFAULT_STYLE_LAYERS, resize_longest
+
+    layers = [DEFAULT_CONTENT_LAYER, *DEFAULT_STYLE_LAYERS]
+
+    def extractor(image: tf.Tensor) -> dict[str, tf.Tensor]:  # a stand-in for VGG: pooled pixels
+        return {name: tf.nn.avg_pool2d(image, 2**i, 2**i, "VALID") for i, name in enumerate(layers)}
+
+    rng = np.random.default_rng(0)
+    content, image = (rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(2))
+    style = rng.integers(0, 256, (96, 80, 3), dtype=np.uint8)
+    figures = measure(extractor, content, style, image)
+    a_G = extractor(tf.constant(image[None].astype(np.float32)))  # noqa: N806
+    a_S = costs.per_position(  # noqa: N806
+        extractor(tf.constant(resize_longest(style, 64)[None].astype(np.float32))),
+        a_G,
+        list(DEFAULT_STYLE_LAYERS),
+    )
+    expected = float(costs.style_cost(a_S, a_G, DEFAULT_STYLE_LAYERS))
+    assert figures["J_style"] == pytest.approx(expected, rel=1e-5)
+    assert sum(figures["J_style_layers"].values()) == pytest.approx(figures["J_style"])
+    assert figures["J_style_layers"].keys() == DEFAULT_STYLE_LAYERS.keys()
+    assert min(figures["J_style_layers"].values()) > 0

@@ -70,6 +70,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="extra content weight on the LFW crops' faces (no painting's motif over a face)",
     )
     train.add_argument(
+        "--style-layers",
+        nargs="+",
+        metavar="LAYER=WEIGHT",
+        help="style layer weights in training, in place of the report's (0.2 each)",
+    )
+    train.add_argument(
         "--residual-blocks",
         type=int,
         help="residual blocks (default: --resume-from's, else 4); more than it has start as "
@@ -189,6 +195,26 @@ def _residual_blocks(args: argparse.Namespace, default: int) -> int:
     return int(card["architecture"]["residual_blocks"])
 
 
+def _style_layers(pairs: list[str] | None) -> dict[str, float]:
+    """The report's style layer weights with the ``LAYER=WEIGHT`` arguments put in their place."""
+    from shared.style.gatys import DEFAULT_STYLE_LAYERS
+
+    layers = dict(DEFAULT_STYLE_LAYERS)
+    for pair in pairs or []:
+        name, _, weight = pair.partition("=")
+        try:
+            value = float(weight)
+            if name not in DEFAULT_STYLE_LAYERS or value < 0:
+                raise ValueError(pair)
+            layers[name] = value
+        except ValueError:
+            raise SystemExit(
+                f"--style-layers: {pair!r} is not LAYER=WEIGHT with one of "
+                f"{', '.join(DEFAULT_STYLE_LAYERS)}"
+            ) from None
+    return layers
+
+
 def cmd_style_train(args: argparse.Namespace, settings: Settings) -> None:
     """Train a feed-forward style network on Gatys' J (Johnson et al.); see docs/style.md."""
     from shared.style.fast import Architecture
@@ -212,6 +238,7 @@ def cmd_style_train(args: argparse.Namespace, settings: Settings) -> None:
         landscape_share=args.landscape_share,
         seed=args.seed,
         content_layer=args.content_layer,
+        style_layers=_style_layers(args.style_layers),
         style_side=args.style_side or None,
         resume_from=args.resume_from,
         architecture=Architecture(
