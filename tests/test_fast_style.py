@@ -28,14 +28,13 @@ from shared.style.fast import (
 )
 from shared.style.gatys import DEFAULT_STYLE_LAYERS
 from shared.style.vgg import feature_extractor
+from training.style.crops import crop_weights, random_crops
 from training.style.deepening import with_identity_blocks
-from training.style.landscapes import crop_weights
 from training.style.training import (
     LFW_FACE_BOX,
     StepRecord,
     TrainingConfig,
     face_content_cost,
-    random_crops,
     read_rgb,
     train,
     with_face_channel,

@@ -22,6 +22,7 @@ from shared.style.fast import load_network, read_network
 from shared.style.gatys import DEFAULT_STYLE_LAYERS
 from shared.style.vgg import load_weights
 from training.style import accelerated
+from training.style.crops import ring_weights
 from training.style.deepening import residual_blocks_in, with_identity_blocks
 from training.style.landscapes import photo_paths
 from training.style.training import (
@@ -31,7 +32,6 @@ from training.style.training import (
     edge_difference,
     painting_at,
     read_rgb,
-    ring_weights,
 )
 
 
@@ -215,12 +215,14 @@ def test_each_job_draws_its_share_of_landscape_squares() -> None:
 
 
 def test_the_edge_term_is_the_cpu_recipes() -> None:
-    """The ring and the edge cost equal TensorFlow's on the same painted pairs; the crops the
-    term needs are cut that much wider."""
+    """The ring (one definition, ``crops.ring_weights``) is the crop's outer ``width`` px, evenly
+    weighted; the edge cost equals TensorFlow's on the same painted pairs; the crops the term
+    needs are cut that much wider."""
     rng = np.random.default_rng(0)
     painted, wider = rng.uniform(0, 255, (2, 3, 48, 48, 3)).astype(np.float32)
-    ring = accelerated.ring_weights(48, 8)
-    assert np.array_equal(ring, ring_weights(48, 8).numpy())
+    ring = ring_weights(48, 8)
+    assert ring.sum() == pytest.approx(1.0) and not ring[8:-8, 8:-8].any()
+    assert np.unique(ring[ring > 0]).size == 1 and ring[7, 20] > 0 and ring[20, 7] > 0
     ours = accelerated.edge_cost(jnp.asarray(painted), jnp.asarray(wider), jnp.asarray(ring))
     theirs = edge_difference(tf.constant(painted), tf.constant(wider), tf.constant(ring))
     assert float(ours) == pytest.approx(float(theirs), rel=1e-5)

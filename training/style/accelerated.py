@@ -48,8 +48,8 @@ import numpy as np
 
 from shared.model_cache import npz_bytes, sha256_file, write_atomically
 from shared.style.vgg import CAFFE_BGR_MEAN, CONV_LAYERS
+from training.style.crops import crop_weights, ring_weights
 from training.style.deepening import residual_blocks_in, with_identity_blocks
-from training.style.landscapes import crop_weights
 
 POOL_SIDE = 288
 """Side of the stored content squares: 1.5 x the 192 px crop, the CPU recipe's largest scale."""
@@ -494,14 +494,6 @@ def train_jobs(
     }
     (output_dir / "run.json").write_text(json.dumps(summary))
     return records
-
-
-def ring_weights(size: int, width: int) -> np.ndarray:
-    """``training.style.training.ring_weights``: equal within ``width`` px of the edge, summing
-    to 1, else 0."""
-    mask = np.ones((size, size), np.float32)
-    mask[width:-width, width:-width] = 0
-    return mask / mask.sum()
 
 
 def edge_cost(painted, painted_wider, ring):

@@ -24,11 +24,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from shared.model_cache import default_models_dir, sha256_file
 
@@ -240,12 +237,6 @@ PHOTOS = (
 def photos(split: str) -> list[Photo]:
     """The photos of ``split`` (``dev`` or ``train``), in their fixed order."""
     return [photo for photo in PHOTOS if photo.split == split]
-
-
-def crop_weights(counts: Sequence[int], shares: Sequence[float]) -> np.ndarray:
-    """Per-image sampling probabilities: group k's images share ``shares[k]`` of the crops (the
-    CPU and the accelerator's recipes both draw the landscape share this way)."""
-    return np.concatenate([np.full(n, share / n) for n, share in zip(counts, shares, strict=True)])
 
 
 def landscapes_dir(models_dir: Path | None = None) -> Path:

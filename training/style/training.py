@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -43,8 +43,9 @@ from shared.style.fast import (
 )
 from shared.style.gatys import DEFAULT_STYLE_LAYERS
 from shared.style.vgg import feature_extractor
+from training.style.crops import crop_weights, random_crops, ring_weights
 from training.style.deepening import with_identity_blocks
-from training.style.landscapes import crop_weights, photo_paths, photos
+from training.style.landscapes import photo_paths, photos
 
 
 @dataclass
@@ -217,39 +218,6 @@ def landscape_images(max_side: int = 960, models_dir: Path | None = None) -> lis
     return [shrunk(read_rgb(path), max_side) for path in photo_paths("train", models_dir)]
 
 
-def random_crops(
-    images: Sequence[np.ndarray],
-    crop: int,
-    batch_size: int,
-    rng: np.random.Generator,
-    weights: np.ndarray | None = None,
-    margin: int = 0,
-) -> Iterator[np.ndarray]:
-    """Endless batches of square crops: random image (by ``weights``, uniform if None), random
-    scale (short side crop..1.5 crop), mirrored half the time; ``margin`` px more picture around
-    each (the short side at least crop + 2 margin), which the edge term needs."""
-    side = crop + 2 * margin
-    while True:
-        batch = []
-        for index in rng.choice(len(images), batch_size, p=weights):
-            image = images[index]
-            short = min(image.shape[:2])
-            scale = max(rng.uniform(crop, 1.5 * crop), side) / short
-            resized = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-            top = rng.integers(0, resized.shape[0] - side + 1)
-            left = rng.integers(0, resized.shape[1] - side + 1)
-            patch = resized[top : top + side, left : left + side]
-            batch.append(patch[:, ::-1] if rng.random() < 0.5 else patch)
-        yield np.stack(batch).astype(np.float32)
-
-
-def ring_weights(size: int, width: int) -> tf.Tensor:
-    """(size, size) weights, equal within ``width`` px of the edge and summing to 1, else 0."""
-    mask = np.ones((size, size), np.float32)
-    mask[width:-width, width:-width] = 0
-    return tf.constant(mask / mask.sum())
-
-
 def edge_difference(painted: tf.Tensor, painted_wider: tf.Tensor, ring: tf.Tensor) -> tf.Tensor:
     """The edge term: mean squared difference (grey levels) over ``ring``'s pixels, the batch and
     the channels, between a crop painted alone and the same pixels of its wider view painted."""
@@ -346,7 +314,7 @@ def train(
     margin = config.edge_margin if config.edge_weight > 0 else 0
     batches = random_crops(images, config.crop, config.batch_size, rng, probabilities, margin)
 
-    ring = ring_weights(config.crop, config.edge_ring)
+    ring = tf.constant(ring_weights(config.crop, config.edge_ring))
     inner = slice(margin, margin + config.crop)
 
     @tf.function
