@@ -22,7 +22,11 @@ recaptures of ``liveness-train/``) and the three stills. The summary's threshold
 ``liveness-train`` and ``video`` sources only (BPCER 5% with every live source weighted the same);
 the real evaluation pair and the stills are judged at it.
 
-    .venv/bin/python -m bench.liveness_pretrained [--faces 40] [--cdcn-faces 2] [--json FILE]
+``--lfw N`` adds N LFW photos (``bench.detectors.lfw_sample``, seed 7) as one more live source
+to judge: thousands of news cameras none of the videos come from, so the share of them a
+threshold calls live says whether a cue holds on any camera.
+
+    .venv/bin/python -m bench.liveness_pretrained [--faces 40] [--cdcn-faces 2] [--lfw 0] [--json FILE]
 """
 
 from __future__ import annotations
@@ -167,6 +171,22 @@ def _frames(path: Path):
     capture.release()
 
 
+def largest_face_crop(image: np.ndarray, detector) -> np.ndarray | None:
+    """The square crop of the image's largest face of at least ``MIN_FACE`` px, if any."""
+    faces = [d for d in detector.detect(image) if min(d.box[2], d.box[3]) >= MIN_FACE]
+    if not faces:
+        return None
+    return square_crop(image, max(faces, key=lambda d: d.box[2] * d.box[3]).box)
+
+
+def lfw_faces(data: Path, count: int, detector) -> list[np.ndarray]:
+    """The largest face of each of ``count`` seeded LFW photos (those where MTCNN finds one)."""
+    from bench.detectors import lfw_sample
+
+    crops = (largest_face_crop(cv2.imread(str(p)), detector) for p in lfw_sample(data, count, 7))
+    return [crop for crop in crops if crop is not None]
+
+
 def source_faces(path: Path, pick: str, count: int, detector) -> list[np.ndarray]:
     """Up to ``count`` face crops from frames spread evenly over the video (or the still)."""
     frames = sum(1 for _ in _frames(path))  # counted: a webm's header frame count is unreliable
@@ -215,7 +235,7 @@ class SourceScores:
         }
 
 
-def measure(data: Path, faces: int, cdcn_faces: int) -> list[SourceScores]:
+def measure(data: Path, faces: int, cdcn_faces: int, lfw: int = 0) -> list[SourceScores]:
     from shared.face.detection import create_detector
 
     dtn_path, cdcn_path = fetch_models()
@@ -225,9 +245,16 @@ def measure(data: Path, faces: int, cdcn_faces: int) -> list[SourceScores]:
         create_detector("mtcnn", min_face_px=MIN_FACE),
     )
     results = []
-    for relative, label, pick, role in SOURCES:
+    sources = [
+        (r, label, role, lambda r=r, p=p: source_faces(data / r, p, faces, detector))
+        for r, label, p, role in SOURCES
+    ]
+    if lfw:
+        lfw_source = f"faces/lfw-deepfunneled ({lfw} photos)"
+        sources.append((lfw_source, LIVE, "judge", lambda: lfw_faces(data, lfw, detector)))
+    for relative, label, role, faces_of in sources:
         scores = SourceScores(relative, label, role)
-        crops = source_faces(data / relative, pick, faces, detector)
+        crops = faces_of()
         if not crops:
             print(f"{relative}: no face of {MIN_FACE} px", file=sys.stderr)
             continue
@@ -267,9 +294,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--faces", type=int, default=40, help="faces per source for the DTN")
     parser.add_argument("--cdcn-faces", type=int, default=2, help="of them, for CDCN++ (slow)")
+    parser.add_argument("--lfw", type=int, default=0, help="LFW photos to judge as live")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    results = measure(shared_data_dir(get_settings()), args.faces, args.cdcn_faces)
+    data = shared_data_dir(get_settings())
+    results = measure(data, args.faces, args.cdcn_faces, args.lfw)
     windows = as_windows(results)
     chosen = np.ones(len(windows.labels), bool)
     threshold = -live_threshold(windows.features[:, 0], windows)

@@ -76,7 +76,8 @@ LIVENESS_WINDOWS = Counter(
 LIVENESS_FACES_SKIPPED = Counter(
     "facestream_liveness_faces_skipped_total",
     "Faces the liveness service did not judge, by reason (no_track, no_context, camera_off, "
-    "tracked: carried by optical flow, not detected).",
+    "tracked: carried by optical flow, not detected; no_eye_ratio: a camera requires a blink "
+    "but the detector sent no eye aspect ratio, so the track cannot be named).",
     ["reason"],
 )
 LIVENESS_MODEL_SECONDS = Histogram(

@@ -149,6 +149,11 @@ class DetectedFace(BaseModel):
     """The face's recapture cues (shared/liveness/recapture.py: spectrum, sharpness against the
     surround, colour, glare, blockiness) from the full-resolution frame, for the liveness model.
     Empty from detectors older than issue 19."""
+    eye_aspect_ratio: float | None = Field(None, ge=0, le=5)
+    """Both eyes' mean aspect ratio (shared/liveness/blink.py: dlib's 68 landmarks on the box,
+    about 0.3 open, towards 0 closed), for the liveness service's blink check; measured on
+    flow-carried boxes too (the pixels are this frame's). Absent unless some camera requires a
+    blink, and from detectors older than it."""
     tracked: bool = False
     """True when the detector did not run on this frame and the box and landmarks were carried
     from the last detection by optical flow (services/detector/tracking.py); False when measured."""

@@ -250,6 +250,8 @@ class CameraLiveness(BaseModel):
     min_windows: int | None = Field(None, ge=1)
     live_bound: float | None = Field(None, gt=0)
     """Stricter evidence for a camera that opens a door, for example."""
+    require_blink: bool | None = None
+    """No name before the track blinks (``LivenessSettings.require_blink``), for this camera."""
 
 
 class LivenessSettings(BaseModel):
@@ -280,6 +282,11 @@ class LivenessSettings(BaseModel):
     attack_bound: float = Field(EvidencePolicy.attack_bound, gt=0)
     live_clip: float = Field(EvidencePolicy.live_clip, gt=0)
     attack_clip: float = Field(EvidencePolicy.attack_clip, gt=0)
+    require_blink: bool = EvidencePolicy.require_blink
+    """Name a track only once it has blinked (shared/liveness/blink.py): stops printed photos on
+    any camera, at the cost of a live person's wait for their next blink (seconds) and of faces
+    whose eyelids cannot be seen (too small, dark glasses), which stay unnamed. The detector then
+    sends each face's eye aspect ratio (dlib's 68 landmarks, 0.7 ms a face)."""
     cameras: dict[str, CameraLiveness] = {}
     """Per-camera overrides by camera id, e.g.
     ``FACESTREAM_LIVENESS__CAMERAS='{"lobby": {"mode": "off"}, "door": {"min_windows": 5}}'``."""
@@ -291,6 +298,11 @@ class LivenessSettings(BaseModel):
         from shared.liveness import model_card
 
         return "cues" in model_card(self.weights)
+
+    def sends_eye_ratios(self) -> bool:
+        """Whether the detector measures each face's eyes: some camera requires a blink."""
+        overrides = (camera.require_blink for camera in self.cameras.values())
+        return self.gate and (self.require_blink or any(overrides))
 
     def for_camera(self, camera_id: str) -> CameraLiveness:
         """The camera's override, or the global settings (mode ``passive``)."""
@@ -306,6 +318,9 @@ class LivenessSettings(BaseModel):
             attack_bound=self.attack_bound,
             live_clip=self.live_clip,
             attack_clip=self.attack_clip,
+            require_blink=self.require_blink
+            if override.require_blink is None
+            else override.require_blink,
         )
 
 

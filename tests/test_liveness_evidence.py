@@ -113,3 +113,24 @@ def test_per_camera_evidence_overrides_the_global_policy() -> None:
     settings = LivenessSettings(min_windows=3, cameras={"door": {"min_windows": 6}})
     assert settings.policy("door").min_windows == 6
     assert settings.policy("street").min_windows == 3
+
+
+def test_with_require_blink_a_live_track_waits_for_its_first_blink() -> None:
+    """A print can look live window after window; it never blinks, so it is never named."""
+    track = TrackEvidence(EvidencePolicy(require_blink=True))
+    assert [track.add(0.95) for _ in range(6)] == ["pending"] * 6
+    track.blinked = True
+    assert track.add(0.95) == "live"
+    attack = TrackEvidence(EvidencePolicy(require_blink=True))
+    assert [attack.add(0.01) for _ in range(2)][-1] == "attack"  # attacks need no blink
+
+
+def test_a_blink_can_be_required_per_camera_and_the_detector_measures_eyes_only_then() -> None:
+    settings = LivenessSettings(cameras={"door": {"require_blink": True}})
+    assert settings.policy("door").require_blink and not settings.policy("street").require_blink
+    assert settings.sends_eye_ratios()
+    assert not LivenessSettings().sends_eye_ratios()
+    everywhere = LivenessSettings(require_blink=True, cameras={"lobby": {"require_blink": False}})
+    assert everywhere.policy("street").require_blink
+    assert not everywhere.policy("lobby").require_blink
+    assert not LivenessSettings(require_blink=True, gate=False).sends_eye_ratios()

@@ -262,3 +262,60 @@ def test_a_recapture_model_gets_each_frames_cues_and_skips_faces_without_them() 
     )
     assert isinstance(error, ValueError) and fine == []  # dead-lettered alone
     assert worker.tracks.get(("cam", 5)) is None and ("cam", 6) in worker.tracks
+
+
+def with_eyes(seq: int, ear: float | None, tracked: bool = False, camera: str = "cam") -> Message:
+    """Track 1's face in frame ``seq`` with the eye aspect ratio the detector measured."""
+    message = FacesMessage.from_message(faces(seq, 1, camera=camera))
+    face = message.faces[0].model_copy(update={"eye_aspect_ratio": ear, "tracked": tracked})
+    message = message.model_copy(update={"faces": [face]})
+    return Message(Topics.FACES, message.to_bytes(), camera, message.headers())
+
+
+def test_with_require_blink_a_track_is_named_only_after_it_blinks() -> None:
+    """Eyes open all along (a print): pending however live the windows; the blink, seen on
+    frames the detector carried by optical flow, lets the next window name it."""
+    worker = LivenessWorker(ConstantModel(0.9), LivenessSettings(require_blink=True))
+    frames = WINDOW + 40
+    steady = [with_eyes(seq, 0.30 + 0.01 * (seq % 3)) for seq in range(frames)]
+    assert verdicts(worker.process_batch(steady)) == []
+    blink = [with_eyes(frames, 0.10, tracked=True), with_eyes(frames + 1, 0.08, tracked=True)]
+    after = [with_eyes(frames + 2 + i, 0.31) for i in range(16)]
+    judged = verdicts(worker.process_batch(blink + after))
+    assert judged and all(v.live for v in judged)
+
+
+def test_only_cameras_that_require_a_blink_wait_for_one() -> None:
+    settings = LivenessSettings(cameras={"door": {"require_blink": True}, "lobby": {"mode": "off"}})
+    worker = LivenessWorker(ConstantModel(0.9), settings)
+    batch = [
+        with_eyes(seq, 0.3, camera=camera)
+        for camera in ("door", "hall", "lobby")
+        for seq in range(WINDOW + 24)
+    ]
+    assert {v.camera_id for v in verdicts(worker.process_batch(batch))} == {"hall"}
+    assert ("door", 1) in worker.tracks and ("lobby", 1) not in worker.tracks
+
+
+@pytest.mark.parametrize("ear", [-0.1, 6.0, float("nan")])
+def test_an_impossible_eye_ratio_dead_letters_that_message_only(ear: float) -> None:
+    import json
+
+    worker = LivenessWorker(ConstantModel(0.9), LivenessSettings(require_blink=True))
+    good = with_eyes(0, 0.3)
+    body = json.loads(good.value)
+    body["faces"][0]["eye_aspect_ratio"] = ear
+    bad = Message(Topics.FACES, json.dumps(body).encode(), "cam", good.headers)
+    results = worker.process_batch([bad, with_eyes(1, 0.3)])
+    assert isinstance(results[0], Exception) and results[1] == []
+    assert len(worker.tracks[("cam", 1)].rows) == 1  # the bad face changed no track
+
+
+def test_a_detector_that_sends_no_eye_ratio_leaves_the_track_unnamed_and_counted() -> None:
+    from shared import metrics
+
+    skipped = metrics.LIVENESS_FACES_SKIPPED.labels("no_eye_ratio")
+    before = skipped._value.get()
+    worker = LivenessWorker(ConstantModel(0.9), LivenessSettings(require_blink=True))
+    assert verdicts(worker.process_batch([faces(seq, 1) for seq in range(WINDOW + 24)])) == []
+    assert skipped._value.get() - before == WINDOW + 24

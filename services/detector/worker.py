@@ -28,6 +28,7 @@ from shared.face.chips import chip_to_b64
 from shared.face.detection import FaceDetector
 from shared.face.types import Detection
 from shared.frames import Result, decode_frame, each, frame_size, guarded
+from shared.liveness.blink import EyeLandmarker
 from shared.liveness.context import context_crop, context_to_b64
 from shared.liveness.recapture import frame_cues
 from shared.schemas import Box, DetectedFace, FacesMessage, FrameMeta, Topics
@@ -60,6 +61,8 @@ class DetectorWorker(BatchWorker):
         self.chip = chip_kind(chip)
         self.recapture_cues = get_settings().liveness.sends_recapture_cues()
         """Send each face's recapture cues (the recapture liveness model's input)."""
+        self.eyes = EyeLandmarker() if get_settings().liveness.sends_eye_ratios() else None
+        """Measures each face's eye aspect ratio when some camera requires a blink."""
         self.min_face_px = min_face_px
         self.max_frame_pixels = max_frame_pixels or images.max_frame_pixels
         self.batch_pixels = batch_pixels or images.batch_pixels
@@ -136,7 +139,7 @@ class DetectorWorker(BatchWorker):
         }
         schedule.previous_grey = grey
         faces = [
-            _face(image, grey, d, t, self.chip, self.recapture_cues)
+            _face(image, grey, d, t, self.chip, self.recapture_cues, eyes=self.eyes)
             for d, t in zip(detections, track_ids, strict=True)
         ]
         return self._message(meta, faces)
@@ -172,7 +175,9 @@ class DetectorWorker(BatchWorker):
             state.score, state.age = detection.score, state.age + 1
             tracker.carry(track_id, detection.box, meta.capture_ts)
             cues = refine and self.recapture_cues
-            faces.append(_face(image, grey, detection, track_id, self.chip, cues, not refine))
+            faces.append(
+                _face(image, grey, detection, track_id, self.chip, cues, not refine, self.eyes)
+            )
         schedule.previous_grey = grey
         return self._message(meta, faces)
 
@@ -232,6 +237,7 @@ def _face(
     kind: ChipKind,
     cues: bool = False,
     tracked: bool = False,
+    eyes: EyeLandmarker | None = None,
 ) -> DetectedFace:
     x, y, w, h = detection.box
     has_landmarks = detection.landmarks is not None
@@ -255,5 +261,6 @@ def _face(
         recapture=frame_cues(image, detection.box).tolist()
         if cues and has_landmarks and not tracked
         else [],
+        eye_aspect_ratio=min(eyes(gray, detection.box), 5.0) if eyes is not None else None,
         tracked=tracked,
     )

@@ -10,6 +10,10 @@ can turn into an attack at any later window. Pending windows publish nothing; on
 every judged window publishes a ``liveness/1`` verdict (live, or an attack) the recognizer gates
 on. Cameras whose liveness is ``off`` are not judged at all.
 
+With ``require_blink`` (a camera's or the global setting) the service also counts each track's
+blinks from the eye aspect ratio the detector sends (``blink.py``), on every frame, flow-carried
+ones too: the track is not named before its first blink.
+
 Faces the detector carried by optical flow instead of detecting (``tracked``, between two
 detections of a settled track: services/detector/schedule.py) are skipped: their landmarks are
 predicted, and the model learned its features on measured ones (a flow-carried face lacks the
@@ -37,6 +41,7 @@ from shared.bus.base import Message
 from shared.face.chip_kinds import DLIB_150
 from shared.face.chips import chip_from_b64
 from shared.frames import each
+from shared.liveness.blink import BlinkCounter
 from shared.liveness.context import context_from_b64
 from shared.liveness.evidence import EvidencePolicy, TrackEvidence
 from shared.liveness.features import frame_features
@@ -63,6 +68,7 @@ class TrackWindow:
     """Windows sent to the model (their scores may still be on the way, within a poll)."""
     evidence: TrackEvidence = field(default_factory=lambda: TrackEvidence(EvidencePolicy()))
     """The track's accumulated evidence and state (pending, live, attack)."""
+    blinks: BlinkCounter = field(default_factory=BlinkCounter)
     last_seen_ts: float = 0.0
 
 
@@ -125,12 +131,37 @@ class LivenessWorker(BatchWorker):
         self._stream_time[faces.camera_id] = max(latest, min(faces.capture_ts, time.time()))
         due = []
         for face, crops in decoded:
+            self._count_blink(faces.camera_id, faces.capture_ts, face)
             if crops is None or face.track_id is None:  # (_decoded skips untracked faces)
                 continue
             window = self._add(faces.camera_id, faces.capture_ts, face, *crops)
             if window is not None:
                 due.append((faces.camera_id, face.track_id, window))
         return due
+
+    def _count_blink(self, camera_id: str, ts: float, face: DetectedFace) -> None:
+        """Feed the face's eye aspect ratio to its track's blink counter where the camera
+        requires a blink."""
+        if face.track_id is None or self.settings.for_camera(camera_id).mode == "off":
+            return
+        if not self.settings.policy(camera_id).require_blink:
+            return
+        if face.eye_aspect_ratio is None:  # a detector not configured to require blinks
+            metrics.LIVENESS_FACES_SKIPPED.labels("no_eye_ratio").inc()
+            return
+        track = self._track(camera_id, face.track_id)
+        track.last_seen_ts = max(track.last_seen_ts, ts)
+        if track.blinks.update(face.eye_aspect_ratio):
+            track.evidence.blinked = True
+
+    def _track(self, camera_id: str, track_id: int) -> TrackWindow:
+        return self.tracks.setdefault(
+            (camera_id, track_id),
+            TrackWindow(
+                deque(maxlen=self.model.window),
+                evidence=TrackEvidence(self.settings.policy(camera_id)),
+            ),
+        )
 
     def _decoded(
         self, camera_id: str, face: DetectedFace
@@ -187,13 +218,7 @@ class LivenessWorker(BatchWorker):
     ) -> tuple[np.ndarray, np.ndarray | None] | None:
         cues = getattr(self.model, "needs_cues", False)
         pixels = chip is not None and not cues
-        track = self.tracks.setdefault(
-            (camera_id, cast(int, face.track_id)),  # _observe passes tracked faces only
-            TrackWindow(
-                deque(maxlen=self.model.window),
-                evidence=TrackEvidence(self.settings.policy(camera_id)),
-            ),
-        )
+        track = self._track(camera_id, cast(int, face.track_id))  # _observe: tracked faces only
         landmarks = np.asarray(face.landmarks, np.float64)
         box = (face.box.x, face.box.y, face.box.w, face.box.h)
         track.rows.append(frame_features(landmarks, box, context, track.previous))

@@ -17,7 +17,11 @@ evidence is accumulated, and the track's state moves only when the evidence is s
   llr)``; when it falls to ``-attack_bound`` (a run of attack windows, or one very sure one) the
   track becomes an attack. A single borderline window of a live person does not undo the name,
   which is what keeps long live tracks from being spoofed by chance;
-- **attack** is final: an attacker cannot wait out the verdict.
+- **attack** is final: an attacker cannot wait out the verdict;
+- with ``require_blink``, pending -> live also waits for the track's first blink
+  (``blink.py``): a printed photo cannot blink on any camera, a live person does every few
+  seconds. A track that has not blinked stays pending however live its windows look (it is not
+  an attack: a live face may go seconds without blinking).
 
 Why a sum and not a mean: the mean of a few windows is decided by the first ones, and a sum's
 bound is the error rate the test is built for: with calibrated windows, ``live_bound = log(19)``
@@ -52,6 +56,8 @@ class EvidencePolicy:
     """The most one window can add towards live: below ``live_bound``, so one is never enough."""
     attack_clip: float = 4.0
     """The most one window can add towards attack."""
+    require_blink: bool = False
+    """No name before the track's first blink (``TrackEvidence.blinked``)."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
@@ -80,6 +86,8 @@ class TrackEvidence:
     cusum: float = 0.0
     """Once live: min(0, cusum + evidence), the evidence of a change to an attack."""
     scores: list[float] = field(default_factory=list)
+    blinked: bool = False
+    """Whether the track has blinked (set by the liveness service from the eyes' aspect ratio)."""
 
     def add(self, p_live: float) -> State:
         """Add one window's calibrated P(live); the track's state after it."""
@@ -91,7 +99,7 @@ class TrackEvidence:
             if self.total <= -self.policy.attack_bound:
                 self.state = "attack"
             elif self.windows >= self.policy.min_windows and self.total >= self.policy.live_bound:
-                self.state = "live"
+                self.state = "live" if self.blinked or not self.policy.require_blink else "pending"
         elif self.state == "live":
             self.cusum = min(0.0, self.cusum + evidence)
             if self.cusum <= -self.policy.attack_bound:
