@@ -85,3 +85,37 @@ class ServiceProcess:
                 if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
                     total += s.value
         return total
+
+
+def detect_one_frame(jpeg: bytes, env: dict[str, str], monkeypatch):
+    """The faces a DetectorWorker (MTCNN, 40 px) publishes for one JPEG frame of camera
+    ``cam``, the worker built under the settings ``env`` sets (the settings cache is cleared
+    around it, so other tests see the defaults)."""
+    import cv2
+    import numpy as np
+
+    from services.detector.worker import DetectorWorker
+    from shared.bus.base import Message
+    from shared.face.detection import create_detector
+    from shared.schemas import FacesMessage, FrameMeta, Topics
+    from shared.settings import get_settings
+
+    height, width = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape[:2]
+    meta = FrameMeta(camera_id="cam", seq=0, capture_ts=1000.0, width=width, height=height)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    worker = DetectorWorker(create_detector("mtcnn", min_face_px=40))
+    get_settings.cache_clear()
+    [[out]] = worker.process_batch([Message(Topics.FRAMES, jpeg, "cam", meta.to_headers())])
+    return FacesMessage.model_validate_json(out.value).faces
+
+
+def obama_jpeg(shared_data: Path) -> bytes:
+    """The enrolment photo of ``obama`` (one frontal face) as a JPEG frame, quality 95."""
+    import cv2
+
+    from shared.images import encode_jpeg
+
+    path = shared_data / "faces" / "people" / "enroll" / "obama" / "obama.jpg"
+    return encode_jpeg(cv2.imread(str(path)), 95)

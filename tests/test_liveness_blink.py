@@ -73,30 +73,15 @@ def test_a_live_face_blinks_and_a_printed_photo_moved_by_hand_does_not(shared_da
 def test_the_detector_measures_the_eyes_exactly_when_a_blink_is_required(
     shared_data, monkeypatch
 ) -> None:
-    import cv2
+    from tests.helpers import detect_one_frame, obama_jpeg
 
-    from services.detector.worker import DetectorWorker
-    from shared.bus.base import Message
-    from shared.face.detection import create_detector
-    from shared.images import encode_jpeg
-    from shared.schemas import FacesMessage, FrameMeta, Topics
-    from shared.settings import get_settings
-
-    photo = cv2.imread(str(shared_data / "faces" / "people" / "enroll" / "obama" / "obama.jpg"))
-    jpeg = encode_jpeg(photo, 95)
-    meta = FrameMeta(
-        camera_id="door", seq=0, capture_ts=1000.0, width=photo.shape[1], height=photo.shape[0]
-    )
-    frame = Message(Topics.FRAMES, jpeg, "door", meta.to_headers())
-    sent = {}
-    for required in ("false", "true"):
-        monkeypatch.setenv("FACESTREAM_LIVENESS__REQUIRE_BLINK", required)
-        get_settings.cache_clear()
-        worker = DetectorWorker(create_detector("mtcnn", min_face_px=40))
-        get_settings.cache_clear()
-        [[out]] = worker.process_batch([frame])
-        [face] = FacesMessage.model_validate_json(out.value).faces
-        sent[required] = face.eye_aspect_ratio
+    jpeg = obama_jpeg(shared_data)
+    sent = {
+        required: detect_one_frame(
+            jpeg, {"FACESTREAM_LIVENESS__REQUIRE_BLINK": required}, monkeypatch
+        )[0].eye_aspect_ratio
+        for required in ("false", "true")
+    }
     assert sent["false"] is None
     assert 0.15 < sent["true"] < 0.5  # open eyes
 

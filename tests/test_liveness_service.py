@@ -147,25 +147,12 @@ def test_the_detector_sends_each_face_with_the_crop_of_its_surroundings(
 ) -> None:
     import cv2
 
-    from services.detector.worker import DetectorWorker
-    from shared.face.detection import create_detector
-    from shared.images import encode_jpeg
     from shared.liveness.context import context_crop, context_from_b64
-    from shared.schemas import FrameMeta
+    from tests.helpers import detect_one_frame, obama_jpeg
 
-    photo = cv2.imread(str(shared_data / "faces" / "people" / "enroll" / "obama" / "obama.jpg"))
-    jpeg = encode_jpeg(photo, 95)
+    jpeg = obama_jpeg(shared_data)
     image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-    height, width = image.shape[:2]
-    meta = FrameMeta(camera_id="cam", seq=0, capture_ts=1000.0, width=width, height=height)
-    from shared.settings import get_settings
-
-    monkeypatch.setenv("FACESTREAM_LIVENESS__RECAPTURE_CUES", "true")
-    get_settings.cache_clear()
-    worker = DetectorWorker(create_detector("mtcnn", min_face_px=40))
-    get_settings.cache_clear()
-    [[out]] = worker.process_batch([Message(Topics.FRAMES, jpeg, "cam", meta.to_headers())])
-    [face] = FacesMessage.model_validate_json(out.value).faces
+    [face] = detect_one_frame(jpeg, {"FACESTREAM_LIVENESS__RECAPTURE_CUES": "true"}, monkeypatch)
     sent = context_from_b64(face.context_jpeg_b64).astype(int)
     box = (face.box.x, face.box.y, face.box.w, face.box.h)
     expected = context_crop(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), box).astype(int)
@@ -312,10 +299,10 @@ def test_an_impossible_eye_ratio_dead_letters_that_message_only(ear: float) -> N
 
 
 def test_a_detector_that_sends_no_eye_ratio_leaves_the_track_unnamed_and_counted() -> None:
-    from shared import metrics
+    from tests.helpers import sample
 
-    skipped = metrics.LIVENESS_FACES_SKIPPED.labels("no_eye_ratio")
-    before = skipped._value.get()
+    name = "facestream_liveness_faces_skipped_total"
+    before = sample(name, reason="no_eye_ratio")
     worker = LivenessWorker(ConstantModel(0.9), LivenessSettings(require_blink=True))
     assert verdicts(worker.process_batch([faces(seq, 1) for seq in range(WINDOW + 24)])) == []
-    assert skipped._value.get() - before == WINDOW + 24
+    assert sample(name, reason="no_eye_ratio") - before == WINDOW + 24
