@@ -29,9 +29,8 @@ import cv2
 import numpy as np
 
 from shared.liveness.blink import BlinkCounter, EyeLandmarker
+from training.liveness.training import PIPELINE_FPS, largest_face, pipeline_step
 
-RATE = 15.0
-"""Frames a second the detector measures faces at (the ingestor's default)."""
 LT = "liveness-train/"
 VIDEOS: list[tuple[str, str, str]] = [
     # (path under the data folder, label, role: choose or judge)
@@ -59,17 +58,17 @@ class Clip:
     role: str
     ears: list[float | None]
 
-    def summary(self, counter: BlinkCounter) -> dict:
-        first = None
+    def summary(self) -> dict:
+        counter, first = BlinkCounter(), None
         for index, ear in enumerate(self.ears):
             if ear is not None and counter.update(ear) and first is None:
-                first = index / RATE
+                first = index / PIPELINE_FPS
         measured = [e for e in self.ears if e is not None]
         return {
             "source": self.name,
             "label": self.label,
             "role": self.role,
-            "seconds": round(len(self.ears) / RATE, 1),
+            "seconds": round(len(self.ears) / PIPELINE_FPS, 1),
             "faces": len(measured),
             "median_ear": round(float(np.median(measured)), 3) if measured else None,
             "blinks": counter.blinks,
@@ -78,10 +77,10 @@ class Clip:
 
 
 def video_frames(path: Path, limit: int = 600):
-    """The video's frames at about ``RATE`` a second (every n-th of a faster video)."""
+    """The video's frames at the pipeline's rate (``at_pipeline_rate``'s first phase), read one
+    at a time: a 1080p recording held whole would take gigabytes."""
     capture = cv2.VideoCapture(str(path))
-    fps = capture.get(cv2.CAP_PROP_FPS) or RATE
-    step, index, kept = max(1, round(fps / RATE)), 0, 0
+    step, index, kept = pipeline_step(path), 0, 0
     ok, frame = capture.read()
     while ok and kept < limit:
         if index % step == 0:
@@ -96,21 +95,18 @@ def clip_ears(frames, detector, eyes: EyeLandmarker) -> list[float | None]:
     """The largest face's EAR in each frame (None where no face of 40 px is found)."""
     ears: list[float | None] = []
     for frame in frames:
-        faces = [d for d in detector.detect(frame) if min(d.box[2], d.box[3]) >= 40]
-        if not faces:
+        face = largest_face(frame, detector)
+        if face is None:
             ears.append(None)
             continue
-        largest = max(faces, key=lambda d: d.box[2] * d.box[3])
-        ears.append(eyes(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), largest.box))
+        ears.append(eyes(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), face.box))
     return ears
 
 
-def measure(data: Path, prints: int) -> list[Clip]:
-    from shared.face.detection import create_detector
+def measure(data: Path, prints: int, detector, eyes: EyeLandmarker) -> list[Clip]:
     from training.liveness import attacks, training
     from training.liveness.evaluation import moving_still
 
-    detector, eyes = create_detector("mtcnn", min_face_px=40), EyeLandmarker()
     clips = [
         Clip(path, label, role, clip_ears(video_frames(data / path), detector, eyes))
         for path, label, role in VIDEOS
@@ -134,16 +130,13 @@ def measure(data: Path, prints: int) -> list[Clip]:
     return clips
 
 
-def cost_ms(data: Path, repeats: int = 50) -> dict:
+def cost_ms(data: Path, detector, eyes: EyeLandmarker, repeats: int = 50) -> dict:
     """Milliseconds per face of the eye landmarks, beside MTCNN's per frame, on one webcam frame."""
     import time
 
-    from shared.face.detection import create_detector
-
-    detector, eyes = create_detector("mtcnn", min_face_px=40), EyeLandmarker()
     frame = next(video_frames(data / LT / "live_wolfhuo.mp4"))
     grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-    box = max(detector.detect(frame), key=lambda d: d.box[2] * d.box[3]).box
+    box = largest_face(frame, detector).box
     timings = {}
     for name, run in (
         ("mtcnn_frame", lambda: detector.detect(frame)),
@@ -158,6 +151,7 @@ def cost_ms(data: Path, repeats: int = 50) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     from bench.machine import shared_data_dir
+    from shared.face.detection import create_detector
     from shared.settings import get_settings
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -165,8 +159,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     data = shared_data_dir(get_settings())
-    clips = measure(data, args.prints)
-    report = {"ms": cost_ms(data), "clips": [clip.summary(BlinkCounter()) for clip in clips]}
+    detector, eyes = create_detector("mtcnn", min_face_px=40), EyeLandmarker()
+    clips = measure(data, args.prints, detector, eyes)
+    report = {"ms": cost_ms(data, detector, eyes), "clips": [clip.summary() for clip in clips]}
     print(f"cost (ms): {report['ms']}")
     for row in report["clips"]:
         print(

@@ -171,24 +171,24 @@ def _frames(path: Path):
     capture.release()
 
 
-def largest_face_crop(image: np.ndarray, detector) -> np.ndarray | None:
-    """The square crop of the image's largest face of at least ``MIN_FACE`` px, if any."""
-    faces = [d for d in detector.detect(image) if min(d.box[2], d.box[3]) >= MIN_FACE]
-    if not faces:
-        return None
-    return square_crop(image, max(faces, key=lambda d: d.box[2] * d.box[3]).box)
-
-
 def lfw_faces(data: Path, count: int, detector) -> list[np.ndarray]:
     """The largest face of each of ``count`` seeded LFW photos (those where MTCNN finds one)."""
     from bench.detectors import lfw_sample
+    from training.liveness.training import largest_face
 
-    crops = (largest_face_crop(cv2.imread(str(p)), detector) for p in lfw_sample(data, count, 7))
-    return [crop for crop in crops if crop is not None]
+    crops = []
+    for path in lfw_sample(data, count, 7):
+        image = cv2.imread(str(path))
+        face = largest_face(image, detector, MIN_FACE)
+        if face is not None:
+            crops.append(square_crop(image, face.box))
+    return crops
 
 
 def source_faces(path: Path, pick: str, count: int, detector) -> list[np.ndarray]:
     """Up to ``count`` face crops from frames spread evenly over the video (or the still)."""
+    from training.liveness.training import largest_face
+
     frames = sum(1 for _ in _frames(path))  # counted: a webm's header frame count is unreliable
     stride = max(1, frames // (2 * count))
     crops: list[np.ndarray] = []
@@ -197,10 +197,9 @@ def source_faces(path: Path, pick: str, count: int, detector) -> list[np.ndarray
             break
         if index % stride:
             continue
-        faces = [d for d in detector.detect(frame) if min(d.box[2], d.box[3]) >= MIN_FACE]
-        if faces:
-            choose = min if pick == "smallest" else max
-            crops.append(square_crop(frame, choose(faces, key=lambda d: d.box[2] * d.box[3]).box))
+        face = largest_face(frame, detector, MIN_FACE, smallest=pick == "smallest")
+        if face is not None:
+            crops.append(square_crop(frame, face.box))
     return crops
 
 
@@ -244,17 +243,18 @@ def measure(data: Path, faces: int, cdcn_faces: int, lfw: int = 0) -> list[Sourc
         Cdcn(cdcn_path),
         create_detector("mtcnn", min_face_px=MIN_FACE),
     )
+
+    def sources():
+        """(name, label, role, face crops) per source, each read when its turn comes."""
+        for relative, label, pick, role in SOURCES:
+            yield relative, label, role, source_faces(data / relative, pick, faces, detector)
+        if lfw:
+            name = f"faces/lfw-deepfunneled ({lfw} photos)"
+            yield name, LIVE, "judge", lfw_faces(data, lfw, detector)
+
     results = []
-    sources = [
-        (r, label, role, lambda r=r, p=p: source_faces(data / r, p, faces, detector))
-        for r, label, p, role in SOURCES
-    ]
-    if lfw:
-        lfw_source = f"faces/lfw-deepfunneled ({lfw} photos)"
-        sources.append((lfw_source, LIVE, "judge", lambda: lfw_faces(data, lfw, detector)))
-    for relative, label, role, faces_of in sources:
+    for relative, label, role, crops in sources():
         scores = SourceScores(relative, label, role)
-        crops = faces_of()
         if not crops:
             print(f"{relative}: no face of {MIN_FACE} px", file=sys.stderr)
             continue

@@ -304,6 +304,11 @@ class LivenessSettings(BaseModel):
         overrides = (camera.require_blink for camera in self.cameras.values())
         return self.gate and (self.require_blink or any(overrides))
 
+    def requires_blink(self, camera_id: str) -> bool:
+        """Whether the camera's tracks must blink before they are named."""
+        override = self.for_camera(camera_id).require_blink
+        return self.require_blink if override is None else override
+
     def for_camera(self, camera_id: str) -> CameraLiveness:
         """The camera's override, or the global settings (mode ``passive``)."""
         return self.cameras.get(camera_id, CameraLiveness())
@@ -318,9 +323,7 @@ class LivenessSettings(BaseModel):
             attack_bound=self.attack_bound,
             live_clip=self.live_clip,
             attack_clip=self.attack_clip,
-            require_blink=self.require_blink
-            if override.require_blink is None
-            else override.require_blink,
+            require_blink=self.requires_blink(camera_id),
         )
 
 

@@ -142,9 +142,9 @@ class LivenessWorker(BatchWorker):
     def _count_blink(self, camera_id: str, ts: float, face: DetectedFace) -> None:
         """Feed the face's eye aspect ratio to its track's blink counter where the camera
         requires a blink."""
-        if face.track_id is None or self.settings.for_camera(camera_id).mode == "off":
+        if face.track_id is None or not self.settings.requires_blink(camera_id):
             return
-        if not self.settings.policy(camera_id).require_blink:
+        if self.settings.for_camera(camera_id).mode == "off":
             return
         if face.eye_aspect_ratio is None:  # a detector not configured to require blinks
             metrics.LIVENESS_FACES_SKIPPED.labels("no_eye_ratio").inc()

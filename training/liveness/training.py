@@ -76,11 +76,16 @@ def at_pipeline_rate(path: Path, frames: Sequence[np.ndarray]) -> list[list[np.n
     A 30 fps video becomes two 15 fps clips (even and odd frames): the same motion per frame
     as the pipeline sees, and no frame thrown away.
     """
+    step = pipeline_step(path)
+    return [list(frames[phase::step]) for phase in range(step)]
+
+
+def pipeline_step(path: Path) -> int:
+    """Every how many frames of the video the pipeline's rate keeps one (2 for 30 fps)."""
     capture = cv2.VideoCapture(str(path))
     fps = capture.get(cv2.CAP_PROP_FPS) or PIPELINE_FPS
     capture.release()
-    step = max(1, round(fps / PIPELINE_FPS))
-    return [list(frames[phase::step]) for phase in range(step)]
+    return max(1, round(fps / PIPELINE_FPS))
 
 
 @dataclass
@@ -146,10 +151,18 @@ def follow_face(
     """
     track = FaceTrack()
     for frame in frames:
-        faces = _usable_faces(frame, detector, min_face_px)
-        if faces:
-            track.add(frame, (min if smallest else max)(faces, key=_area))
+        face = largest_face(frame, detector, min_face_px, smallest)
+        if face is not None:
+            track.add(frame, face)
     return track
+
+
+def largest_face(
+    frame: np.ndarray, detector: FaceDetector, min_face_px: int = 40, smallest: bool = False
+):
+    """The frame's largest (or smallest) face of at least ``min_face_px`` with landmarks, or None."""
+    faces = _usable_faces(frame, detector, min_face_px)
+    return (min if smallest else max)(faces, key=_area) if faces else None
 
 
 def windows_of(track: FaceTrack, label: str, stride: int = STRIDE) -> Windows:
